@@ -1,0 +1,104 @@
+"""Dense Adapters of Sparse-Tuning (arXiv 2405.14700, Sec. 3.3), one per block, parallel to the MLP.
+
+Two variants:
+
+- :class:`DenseAdapter` (default, as the released code builds it): a multi-width bottleneck
+  ``x0 = relu(down1(x))``, ``a = down2(x0)``, ``b = up1(a)``, ``out = up2(down3([a, b]) + x0)``.
+  The cross-layer part (stage sums added at the end of each stage) lives in the model.
+- :class:`PaperDenseAdapter` (as the paper's figure draws it): the hidden state is the sum of
+  down-projections of the current tokens, of the previous adapter's output and of the adapter
+  output three layers back, then ReLU and an up-projection.
+
+Up-projections start at zero, so an adapted model starts exactly as its frozen backbone.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def _kaiming(linear: nn.Linear) -> None:
+    nn.init.kaiming_uniform_(linear.weight, a=math.sqrt(5))
+    nn.init.zeros_(linear.bias)
+
+
+def _zeros(linear: nn.Linear) -> None:
+    nn.init.zeros_(linear.weight)
+    nn.init.zeros_(linear.bias)
+
+
+class DenseAdapter(nn.Module):
+    """Multi-width bottleneck adapter (``dim -> hidden -> hidden/2 -> hidden -> dim``).
+
+    Args:
+        dim: token width.
+        hidden_dim: first bottleneck width (64 for ViT-B); the inner width is ``hidden_dim // 2``.
+    """
+
+    uses_history = False
+
+    def __init__(self, dim: int, hidden_dim: int = 64) -> None:
+        super().__init__()
+        inner = max(1, hidden_dim // 2)
+        self.down1 = nn.Linear(dim, hidden_dim)
+        self.down2 = nn.Linear(hidden_dim, inner)
+        self.up1 = nn.Linear(inner, hidden_dim)
+        self.down3 = nn.Linear(hidden_dim + inner, hidden_dim)
+        self.up2 = nn.Linear(hidden_dim, dim)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        for layer in (self.down1, self.down2, self.down3):
+            _kaiming(layer)
+        for layer in (self.up1, self.up2):
+            _zeros(layer)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (B, N, dim) -> (B, N, dim)."""
+        x0 = F.relu(self.down1(x))
+        a = self.down2(x0)
+        b = self.up1(a)
+        return self.up2(self.down3(torch.cat([a, b], dim=-1)) + x0)
+
+
+class PaperDenseAdapter(nn.Module):
+    """Adapter reading the current tokens and earlier adapters' outputs (the paper's figure).
+
+    ``h = relu(W_x x + W_p a_{l-1} + W_q a_{l-3})``, ``out = U h``. Earlier outputs arrive already
+    reduced to the current token count (the model applies each layer's token selection to them);
+    terms for layers that do not exist are left out.
+
+    Args:
+        dim: token width.
+        hidden_dim: bottleneck width.
+        reach: how many layers back the long connection reaches (3 in the paper).
+    """
+
+    uses_history = True
+
+    def __init__(self, dim: int, hidden_dim: int = 64, reach: int = 3) -> None:
+        super().__init__()
+        self.reach = reach
+        self.down_x = nn.Linear(dim, hidden_dim)
+        self.down_prev = nn.Linear(dim, hidden_dim)
+        self.down_far = nn.Linear(dim, hidden_dim)
+        self.up = nn.Linear(hidden_dim, dim)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        for layer in (self.down_x, self.down_prev, self.down_far):
+            _kaiming(layer)
+        _zeros(self.up)
+
+    def forward(self, x: torch.Tensor, history: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """x: (B, N, dim); history: earlier adapter outputs, oldest first, each (B, N, dim)."""
+        hidden = self.down_x(x)
+        history = history or []
+        if len(history) >= 1:
+            hidden = hidden + self.down_prev(history[-1])
+        if len(history) >= self.reach:
+            hidden = hidden + self.down_far(history[-self.reach])
+        return self.up(F.relu(hidden))

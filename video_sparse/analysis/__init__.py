@@ -1,0 +1,1 @@
+"""Cost analysis: FLOPs, throughput and memory benchmarks, kept-token pictures."""

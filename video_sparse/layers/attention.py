@@ -1,0 +1,89 @@
+"""Multi-head self-attention that can also report a per-token importance score.
+
+The output always comes from ``scaled_dot_product_attention`` (``attn_impl="sdpa"``) unless the
+explicit implementation is asked for, which materialises the full attention matrix in every layer
+the way EViT-derived code does (kept for comparison benchmarks and as a test reference).
+
+A score is computed only when the caller asks for one (the sparsifying layers), and only as much of
+the attention matrix as the policy needs; see :mod:`video_sparse.sparsify.scorers`.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..sparsify.scorers import SCORE_POLICIES, attention_with_mean_received, query_row_scores
+
+
+class Attention(nn.Module):
+    """timm-compatible attention (``qkv``, ``proj``) with an optional importance score.
+
+    Args:
+        dim: token width.
+        num_heads: attention heads.
+        qkv_bias: add a bias to the qkv projection.
+        proj_drop: dropout after the output projection.
+        attn_impl: ``"sdpa"`` (fused kernel) or ``"explicit"`` (full softmax matrix, reference style).
+        score_chunk_size: query rows per chunk when the exact mean-received score is computed.
+    """
+
+    def __init__(self, dim: int, num_heads: int = 8, qkv_bias: bool = True, proj_drop: float = 0.0,
+                 attn_impl: str = "sdpa", score_chunk_size: int = 512) -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"dim={dim} is not divisible by num_heads={num_heads}")
+        if attn_impl not in ("sdpa", "explicit"):
+            raise ValueError(f"attn_impl must be 'sdpa' or 'explicit', got {attn_impl!r}")
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.scale = self.head_dim ** -0.5
+        self.attn_impl = attn_impl
+        self.score_chunk_size = score_chunk_size
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(proj_drop)
+
+    def forward(self, x: torch.Tensor, score: str | None = None,
+                num_prefix_tokens: int = 0) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Attend and optionally score the non-prefix tokens.
+
+        Args:
+            x: (B, N, C) tokens.
+            score: importance policy (see ``SCORE_POLICIES``) or None for no score.
+            num_prefix_tokens: leading tokens (CLS) that are never scored.
+
+        Returns:
+            out: (B, N, C); scores: (B, N - num_prefix_tokens) float32, or None.
+        """
+        B, N, C = x.shape
+        if score is not None and score not in SCORE_POLICIES:
+            raise ValueError(f"unknown score policy {score!r}; choose one of {sorted(SCORE_POLICIES)}")
+        if score == "cls" and num_prefix_tokens < 1:
+            raise ValueError("score='cls' needs a class token; use 'mean_attn' or 'mean_query' for video")
+        q, k, v = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+
+        scores = None
+        if self.attn_impl == "explicit":
+            attn = (q * self.scale) @ k.transpose(-2, -1)
+            attn = attn.float().softmax(dim=-1)
+            out = attn.to(v.dtype) @ v
+            if score == "cls":
+                scores = attn[:, :, 0].mean(dim=1)
+            elif score == "mean_attn":
+                scores = attn.mean(dim=2).mean(dim=1)
+            elif score == "mean_query":
+                scores = query_row_scores(q.mean(dim=2, keepdim=True), k, self.scale)
+        elif score == "mean_attn":
+            out, scores = attention_with_mean_received(q, k, v, self.scale, self.score_chunk_size)
+        else:
+            out = F.scaled_dot_product_attention(q, k, v)
+            if score == "cls":
+                scores = query_row_scores(q[:, :, :1], k, self.scale)
+            elif score == "mean_query":
+                scores = query_row_scores(q.mean(dim=2, keepdim=True), k, self.scale)
+
+        out = self.proj_drop(self.proj(out.transpose(1, 2).reshape(B, N, C)))
+        if scores is not None:
+            scores = scores[:, num_prefix_tokens:]
+        return out, scores

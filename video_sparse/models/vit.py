@@ -1,0 +1,455 @@
+"""One Vision Transformer for images and videos with Sparse-Tuning (arXiv 2405.14700).
+
+``SparseViT`` is timm's ``VisionTransformer`` arithmetic with three switches:
+
+- the token source: 2D patches + CLS token + learned position table (ViT-B/16 ImageNet-21k), or
+  VideoMAE tubes (2x16x16) + fixed sin-cos table + mean pooling + ``fc_norm``;
+- token sparsification at ``sparse_layers``: after the attention of such a block the tokens are
+  scored (``score`` policy), the top ``ceil(keep_rate * N)`` are kept and the rest fused into one
+  token; the block's MLP and all later blocks run on the shorter sequence;
+- adapters in every block, parallel to the MLP (``adapter``), and for Dense Adapters the dense
+  cross-layer connections: blocks are grouped in stages that end just before a sparsifying block;
+  each stage's adapter outputs are summed and added to the hidden state at the stage end.
+
+With ``keep_rate=1`` and ``adapter=None`` the model computes exactly the dense backbone. Parameter
+names of the backbone are timm's (``blocks.N.attn.qkv`` ...), so checkpoints load by name.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+import torch
+from timm.layers import DropPath, LayerScale, Mlp, trunc_normal_
+from timm.models import register_model
+from torch import nn
+
+from ..adapters import ADAPTERS, is_trainable_by_design
+from ..layers import Attention, PatchEmbed2d, TubeletEmbed, sincos_position_table
+from ..sparsify import SCORE_POLICIES, TokenSelection, apply_selection, num_kept_tokens, select_tokens
+
+DEFAULT_VIDEO_SCORE = "mean_query"
+
+
+class SparseOutput(NamedTuple):
+    """What :meth:`SparseViT.forward` returns with ``return_kept=True``.
+
+    Attributes:
+        logits: (B, num_classes).
+        kept: one (B, K_l) long tensor per sparsifying layer that dropped tokens: the original patch
+            index (0 .. num_patches-1, time-major for video) of every kept token, in score order; -1
+            marks a fused token that was kept.
+    """
+
+    logits: torch.Tensor
+    kept: list[torch.Tensor]
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block; optionally sparsifies after attention and runs an adapter.
+
+    ``x = x + attn(norm1(x))``; [select tokens]; ``x = x + mlp(norm2(x)) + adapter(x)``.
+    """
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = True,
+                 proj_drop: float = 0.0, drop_path: float = 0.0, init_values: float | None = None,
+                 norm_layer: type[nn.Module] = nn.LayerNorm, attn_impl: str = "sdpa",
+                 sparsify: bool = False, score: str = "cls", fuse_token: bool = True, num_prefix_tokens: int = 1,
+                 adapter: nn.Module | None = None) -> None:
+        super().__init__()
+        self.norm1 = norm_layer(dim)
+        self.attn = Attention(dim, num_heads, qkv_bias=qkv_bias, proj_drop=proj_drop, attn_impl=attn_impl)
+        self.ls1 = LayerScale(dim, init_values) if init_values else nn.Identity()
+        self.drop_path1 = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.norm2 = norm_layer(dim)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer=nn.GELU, drop=proj_drop)
+        self.ls2 = LayerScale(dim, init_values) if init_values else nn.Identity()
+        self.drop_path2 = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.sparsify = sparsify
+        self.score = score
+        self.fuse_token = fuse_token
+        self.num_prefix_tokens = num_prefix_tokens
+        self.adapter = adapter
+
+    def forward(self, x: torch.Tensor, keep_rate: float = 1.0, history: list[torch.Tensor] | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor | None, TokenSelection | None]:
+        """Run the block.
+
+        Args:
+            x: (B, P + N, C) tokens.
+            keep_rate: fraction of the N scored tokens kept when this block sparsifies.
+            history: earlier adapter outputs for history-reading adapters; reduced in place when
+                this block drops tokens.
+
+        Returns:
+            (B, P + N', C) tokens, the adapter output (or None), the token selection (or None).
+        """
+        num_scored = x.shape[1] - self.num_prefix_tokens
+        drops = self.sparsify and num_kept_tokens(num_scored, keep_rate) < num_scored
+        attn_out, scores = self.attn(self.norm1(x), score=self.score if drops else None,
+                                     num_prefix_tokens=self.num_prefix_tokens)
+        x = x + self.drop_path1(self.ls1(attn_out))
+        selection = None
+        if scores is not None:
+            selection = select_tokens(scores, keep_rate, fuse=self.fuse_token)
+            x = apply_selection(x, selection, self.num_prefix_tokens)
+            if history:
+                history[:] = [apply_selection(h, selection, self.num_prefix_tokens) for h in history]
+        adapter_out = None
+        if self.adapter is not None:
+            adapter_out = self.adapter(x, history) if self.adapter.uses_history else self.adapter(x)
+        x = x + self.drop_path2(self.ls2(self.mlp(self.norm2(x))))
+        if adapter_out is not None:
+            x = x + adapter_out
+        return x, adapter_out, selection
+
+
+class SparseViT(nn.Module):
+    """Vision Transformer for images (``num_frames=None``) or videos, with Sparse-Tuning switches.
+
+    Args:
+        img_size: input height/width.
+        patch_size: spatial patch size.
+        in_chans: input channels.
+        num_classes: classifier outputs (0 for no head).
+        embed_dim, depth, num_heads, mlp_ratio, qkv_bias: transformer size.
+        num_frames: frames per clip for a video model; None for images.
+        tubelet_size: frames per token for video.
+        class_token: prepend a CLS token.
+        pos_embed: ``"learn"`` (parameter) or ``"sincos"`` (fixed VideoMAE table, not saved).
+        global_pool: ``"token"`` (CLS) or ``"avg"`` (mean of tokens).
+        fc_norm: LayerNorm after pooling instead of before (VideoMAE); default True for ``"avg"``.
+        init_values: LayerScale init (DINOv2); None for no LayerScale.
+        drop_rate, proj_drop_rate, drop_path_rate: dropout before the head, in blocks, stochastic depth.
+        norm_eps: LayerNorm epsilon.
+        keep_rate: fraction of tokens kept at each sparsifying layer (1.0 disables dropping).
+        sparse_layers: 0-based indices of the sparsifying blocks.
+        fuse_token: fuse the dropped tokens into one token.
+        score: importance policy, ``"cls"``, ``"mean_attn"`` or ``"mean_query"``; default ``"cls"``
+            with a class token, else ``DEFAULT_VIDEO_SCORE``.
+        fused_pool_weight: with mean pooling, count the fused token as ``"one"`` token or by the
+            number of original tokens it absorbed (``"mass"``).
+        adapter: ``"dense"`` (Dense Adapter, default), ``"dense_paper"``, ``"parallel"``
+            (AdaptFormer) or None (plain backbone).
+        adapter_dim: adapter bottleneck width.
+        adapter_scale: output scale of the parallel adapter.
+        dense_connections: add each stage's summed adapter outputs at the stage end; default True
+            for ``adapter="dense"``.
+        dense_include_embedding: also add the token embedding to the first stage's sum (the
+            released code does; off by default so the untrained model equals the frozen one).
+        dense_skip_last_block: leave the last block's adapter out of the final stage's sum (the
+            released code sums blocks 9 and 10 of 9-11); on by default.
+        freeze_backbone: freeze everything but adapters and head; default True when an adapter is set.
+        attn_impl: ``"sdpa"`` or ``"explicit"`` (full attention matrices, reference style).
+    """
+
+    def __init__(self, img_size: int = 224, patch_size: int = 16, in_chans: int = 3, num_classes: int = 1000,
+                 embed_dim: int = 768, depth: int = 12, num_heads: int = 12, mlp_ratio: float = 4.0,
+                 qkv_bias: bool = True, num_frames: int | None = None, tubelet_size: int = 2,
+                 class_token: bool = True, pos_embed: str = "learn", global_pool: str = "token",
+                 fc_norm: bool | None = None, init_values: float | None = None, drop_rate: float = 0.0,
+                 proj_drop_rate: float = 0.0, drop_path_rate: float = 0.0, norm_eps: float = 1e-6,
+                 keep_rate: float = 0.7, sparse_layers: tuple[int, ...] | list[int] = (3, 6, 9),
+                 fuse_token: bool = True, score: str | None = None, fused_pool_weight: str = "one",
+                 adapter: str | None = "dense", adapter_dim: int = 64, adapter_scale: float = 0.1,
+                 dense_connections: bool | None = None, dense_include_embedding: bool = False,
+                 dense_skip_last_block: bool = True, freeze_backbone: bool | None = None,
+                 attn_impl: str = "sdpa") -> None:
+        super().__init__()
+        self.model_args = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
+        self.model_args["sparse_layers"] = list(sparse_layers)
+        sparse_layers = tuple(int(i) for i in sparse_layers)
+        score = score or ("cls" if class_token else DEFAULT_VIDEO_SCORE)
+        if score not in SCORE_POLICIES:
+            raise ValueError(f"score must be one of {sorted(SCORE_POLICIES)}, got {score!r}")
+        if any(not 0 <= i < depth for i in sparse_layers):
+            raise ValueError(f"sparse_layers {sparse_layers} must lie in [0, {depth})")
+        if global_pool not in ("token", "avg"):
+            raise ValueError(f"global_pool must be 'token' or 'avg', got {global_pool!r}")
+        if global_pool == "token" and not class_token:
+            raise ValueError("global_pool='token' needs class_token=True")
+        if pos_embed not in ("learn", "sincos"):
+            raise ValueError(f"pos_embed must be 'learn' or 'sincos', got {pos_embed!r}")
+        if fused_pool_weight not in ("one", "mass"):
+            raise ValueError(f"fused_pool_weight must be 'one' or 'mass', got {fused_pool_weight!r}")
+        adapter = None if adapter in ("none", "") else adapter
+        if adapter is not None and adapter not in ADAPTERS:
+            raise ValueError(f"adapter must be one of {sorted(ADAPTERS)} or None, got {adapter!r}")
+        num_kept_tokens(1, keep_rate)  # validates the range
+
+        self.num_classes = num_classes
+        self.num_features = self.embed_dim = embed_dim
+        self.num_frames = num_frames
+        self.is_video = num_frames is not None
+        self.num_prefix_tokens = 1 if class_token else 0
+        self.global_pool = global_pool
+        self.keep_rate = keep_rate
+        self.sparse_layers = sparse_layers
+        self.fused_pool_weight = fused_pool_weight
+        self.adapter_name = adapter
+        self.dense_connections = (adapter == "dense") if dense_connections is None else dense_connections
+        if self.dense_connections and adapter is None:
+            raise ValueError("dense_connections needs an adapter")
+        self.dense_include_embedding = dense_include_embedding
+        self.dense_skip_last_block = dense_skip_last_block
+        use_fc_norm = (global_pool == "avg") if fc_norm is None else fc_norm
+
+        if self.is_video:
+            self.patch_embed = TubeletEmbed(img_size, patch_size, in_chans, embed_dim, num_frames, tubelet_size)
+        else:
+            self.patch_embed = PatchEmbed2d(img_size, patch_size, in_chans, embed_dim)
+        num_patches = self.patch_embed.num_patches
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim)) if class_token else None
+        if pos_embed == "learn":
+            self.pos_embed = nn.Parameter(torch.zeros(1, num_patches + self.num_prefix_tokens, embed_dim))
+        else:
+            table = sincos_position_table(num_patches, embed_dim)
+            if class_token:
+                table = torch.cat([torch.zeros(1, 1, embed_dim), table], dim=1)
+            self.register_buffer("pos_embed", table, persistent=False)
+        self.pos_drop = nn.Identity()
+
+        norm_layer = _layer_norm(norm_eps)
+        drop_path = [float(r) for r in torch.linspace(0, drop_path_rate, depth)]
+        self.blocks = nn.ModuleList([
+            Block(embed_dim, num_heads, mlp_ratio, qkv_bias, proj_drop_rate, drop_path[i], init_values, norm_layer,
+                  attn_impl, sparsify=i in sparse_layers, score=score, fuse_token=fuse_token,
+                  num_prefix_tokens=self.num_prefix_tokens, adapter=self._make_adapter(adapter, embed_dim,
+                                                                                      adapter_dim, adapter_scale))
+            for i in range(depth)])
+        self.stage_ends = {i - 1 for i in sparse_layers if i > 0} | {depth - 1}
+        self.uses_history = adapter is not None and ADAPTERS[adapter].uses_history
+        self.norm = nn.Identity() if use_fc_norm else norm_layer(embed_dim)
+        self.fc_norm = norm_layer(embed_dim) if use_fc_norm else nn.Identity()
+        self.head_drop = nn.Dropout(drop_rate)
+        self.head = nn.Linear(embed_dim, num_classes) if num_classes > 0 else nn.Identity()
+
+        self._init_weights()
+        if freeze_backbone is None:
+            freeze_backbone = adapter is not None
+        if freeze_backbone:
+            for name, param in self.named_parameters():
+                param.requires_grad_(is_trainable_by_design(name))
+
+    @staticmethod
+    def _make_adapter(name: str | None, dim: int, hidden: int, scale: float) -> nn.Module | None:
+        if name is None:
+            return None
+        if name == "parallel":
+            return ADAPTERS[name](dim, hidden, scale=scale)
+        return ADAPTERS[name](dim, hidden)
+
+    def _init_weights(self) -> None:
+        if isinstance(self.pos_embed, nn.Parameter):
+            trunc_normal_(self.pos_embed, std=0.02)
+        if self.cls_token is not None:
+            nn.init.normal_(self.cls_token, std=1e-6)
+        for name, module in self.named_modules():
+            if "adapter" in name:
+                continue
+            if isinstance(module, nn.Linear):
+                trunc_normal_(module.weight, std=0.02)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.LayerNorm):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+
+    @torch.jit.ignore
+    def no_weight_decay(self) -> set[str]:
+        return {"pos_embed", "cls_token"}
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace the head with a fresh (trainable) one of ``num_classes`` outputs."""
+        self.num_classes = num_classes
+        self.head = nn.Linear(self.embed_dim, num_classes) if num_classes > 0 else nn.Identity()
+        self.model_args["num_classes"] = num_classes
+
+    def _embed(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.patch_embed(x)
+        if self.cls_token is not None:
+            x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)
+        return self.pos_drop(x + self.pos_embed.to(x.dtype))
+
+    def forward_tokens(self, x: torch.Tensor, keep_rate: float | None = None, track: bool = False
+                       ) -> tuple[torch.Tensor, torch.Tensor | None, list[torch.Tensor]]:
+        """Run embedding and blocks.
+
+        Args:
+            x: (B, C, H, W) images or (B, C, T, H, W) clips.
+            keep_rate: overrides ``self.keep_rate`` for this call (keep-rate schedules).
+            track: follow the original index and mass of every token.
+
+        Returns:
+            tokens (B, P + N', C) after the final norm; token masses (B, N') when tracked or needed
+            for pooling, else None; kept original indices per dropping layer (empty unless tracked).
+        """
+        keep_rate = self.keep_rate if keep_rate is None else keep_rate
+        x = self._embed(x)
+        batch, num_patches = x.shape[0], x.shape[1] - self.num_prefix_tokens
+        track_mass = track or (self.global_pool == "avg" and self.fused_pool_weight == "mass")
+        ids = torch.arange(num_patches, device=x.device).expand(batch, -1) if track else None
+        mass = torch.ones(batch, num_patches, device=x.device) if track_mass else None
+        kept_ids: list[torch.Tensor] = []
+        stage_sum = x if (self.dense_connections and self.dense_include_embedding) else None
+        history: list[torch.Tensor] | None = [] if self.uses_history else None
+        last = len(self.blocks) - 1
+        for i, block in enumerate(self.blocks):
+            x, adapter_out, selection = block(x, keep_rate, history)
+            if selection is not None:
+                if ids is not None:
+                    ids = _reduce_ids(ids, selection)
+                    kept_ids.append(ids)
+                if mass is not None:
+                    mass = apply_selection(mass.unsqueeze(-1), selection, 0,
+                                           fuse_values=torch.ones_like(mass)).squeeze(-1)
+            if self.dense_connections and adapter_out is not None:
+                if not (i == last and self.dense_skip_last_block):
+                    stage_sum = adapter_out if stage_sum is None else stage_sum + adapter_out
+                if i in self.stage_ends:
+                    if stage_sum is not None:
+                        x = x + stage_sum
+                    stage_sum = None
+            if history is not None:
+                history.append(adapter_out)
+                del history[:-3]
+        return self.norm(x), mass, kept_ids
+
+    def forward_head(self, x: torch.Tensor, mass: torch.Tensor | None = None) -> torch.Tensor:
+        """Pool tokens (B, P + N, C) and classify; ``mass`` (B, N) weights mean pooling."""
+        if self.global_pool == "token":
+            x = x[:, 0]
+        else:
+            tokens = x[:, self.num_prefix_tokens:]
+            if mass is not None and self.fused_pool_weight == "mass":
+                weights = mass.to(tokens.dtype).unsqueeze(-1)
+                x = (tokens * weights).sum(dim=1) / weights.sum(dim=1)
+            else:
+                x = tokens.mean(dim=1)
+        return self.head(self.head_drop(self.fc_norm(x)))
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Tokens after the last block and norm: (B, P + N', C)."""
+        return self.forward_tokens(x)[0]
+
+    def forward(self, x: torch.Tensor, return_kept: bool = False,
+                keep_rate: float | None = None) -> torch.Tensor | SparseOutput:
+        """Classify a batch; with ``return_kept`` also return the kept token indices per layer."""
+        tokens, mass, kept = self.forward_tokens(x, keep_rate=keep_rate, track=return_kept)
+        logits = self.forward_head(tokens, mass)
+        return SparseOutput(logits, kept) if return_kept else logits
+
+    def tokens_per_block(self, keep_rate: float | None = None) -> list[tuple[int, int]]:
+        """Analytic (attention tokens, MLP tokens) per block, prefix included."""
+        keep_rate = self.keep_rate if keep_rate is None else keep_rate
+        n = self.patch_embed.num_patches
+        counts = []
+        for block in self.blocks:
+            before = n
+            if block.sparsify and num_kept_tokens(n, keep_rate) < n:
+                n = num_kept_tokens(n, keep_rate) + (1 if block.fuse_token else 0)
+            counts.append((before + self.num_prefix_tokens, n + self.num_prefix_tokens))
+        return counts
+
+
+def _reduce_ids(ids: torch.Tensor, selection: TokenSelection) -> torch.Tensor:
+    """Follow original patch indices through a selection; a fused token gets -1."""
+    kept = torch.gather(ids, 1, selection.kept)
+    if selection.fuse_weights is None:
+        return kept
+    return torch.cat([kept, kept.new_full((kept.shape[0], 1), -1)], dim=1)
+
+
+def _layer_norm(eps: float) -> Any:
+    def make(dim: int) -> nn.LayerNorm:
+        return nn.LayerNorm(dim, eps=eps)
+    return make
+
+
+# --------------------------------------------------------------------------------------------------
+# Registered variants. `timm.create_model(name, **overrides)` works after `import video_sparse`.
+# A local checkpoint is loaded with `checkpoint="path"`; nothing is downloaded.
+# --------------------------------------------------------------------------------------------------
+_IMAGE = dict(class_token=True, pos_embed="learn", global_pool="token")
+_VIDEO = dict(class_token=False, pos_embed="sincos", global_pool="avg", num_frames=16, tubelet_size=2)
+
+
+def _create(variant_args: dict[str, Any], pretrained: bool = False, checkpoint: str | None = None,
+            **kwargs: Any) -> SparseViT:
+    for key in ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir"):
+        kwargs.pop(key, None)
+    if pretrained and checkpoint is None:
+        raise ValueError("video_sparse never downloads weights: pass checkpoint='/path/to/weights' "
+                         "(.npz, .pth, .safetensors) instead of pretrained=True")
+    model = SparseViT(**{**variant_args, **kwargs})
+    if checkpoint is not None:
+        from ..checkpoint import load_pretrained
+        load_pretrained(model, checkpoint)
+    return model
+
+
+def _sizes(embed_dim: int, depth: int, num_heads: int, **extra: Any) -> dict[str, Any]:
+    return dict(embed_dim=embed_dim, depth=depth, num_heads=num_heads, **extra)
+
+
+@register_model
+def sparse_vit_base_patch16_224(pretrained: bool = False, **kwargs: Any) -> SparseViT:
+    """ViT-B/16 at 224 (ImageNet-21k layout), Sparse-Tuning defaults."""
+    return _create({**_IMAGE, **_sizes(768, 12, 12)}, pretrained, **kwargs)
+
+
+@register_model
+def sparse_vit_small_patch16_224(pretrained: bool = False, **kwargs: Any) -> SparseViT:
+    """ViT-S/16 at 224."""
+    return _create({**_IMAGE, **_sizes(384, 12, 6)}, pretrained, **kwargs)
+
+
+@register_model
+def sparse_vit_tiny_patch16_224(pretrained: bool = False, **kwargs: Any) -> SparseViT:
+    """ViT-Ti/16 at 224."""
+    return _create({**_IMAGE, **_sizes(192, 12, 3)}, pretrained, **kwargs)
+
+
+@register_model
+def sparse_vit_small_patch14_dinov2(pretrained: bool = False, **kwargs: Any) -> SparseViT:
+    """DINOv2 ViT-S/14 (LayerScale) at 224; its 518-px position table is resized on load."""
+    return _create({**_IMAGE, **_sizes(384, 12, 6), "patch_size": 14, "init_values": 1e-5}, pretrained, **kwargs)
+
+
+@register_model
+def sparse_vit_nano_patch16_64(pretrained: bool = False, **kwargs: Any) -> SparseViT:
+    """A 4-block, 96-wide image model at 64 px for tests and demos (sparsifies at blocks 1, 2, 3)."""
+    return _create({**_IMAGE, **_sizes(96, 4, 3), "img_size": 64, "sparse_layers": (1, 2, 3),
+                    "adapter_dim": 16}, pretrained, **kwargs)
+
+
+@register_model
+def sparse_videomae_base_patch16_224(pretrained: bool = False, **kwargs: Any) -> SparseViT:
+    """VideoMAE ViT-B, 16 frames at 224, tubes 2x16x16."""
+    return _create({**_VIDEO, **_sizes(768, 12, 12)}, pretrained, **kwargs)
+
+
+@register_model
+def sparse_videomae_small_patch16_224(pretrained: bool = False, **kwargs: Any) -> SparseViT:
+    """VideoMAE ViT-S, 16 frames at 224."""
+    return _create({**_VIDEO, **_sizes(384, 12, 6)}, pretrained, **kwargs)
+
+
+@register_model
+def sparse_videomae_tiny_patch16_224(pretrained: bool = False, **kwargs: Any) -> SparseViT:
+    """ViT-Ti video model, 16 frames at 224."""
+    return _create({**_VIDEO, **_sizes(192, 12, 3)}, pretrained, **kwargs)
+
+
+@register_model
+def sparse_videomae_nano_patch16_64(pretrained: bool = False, **kwargs: Any) -> SparseViT:
+    """A 4-block, 96-wide video model, 16 frames at 64 px, for tests and the demo."""
+    return _create({**_VIDEO, **_sizes(96, 4, 3), "img_size": 64, "sparse_layers": (1, 2, 3),
+                    "adapter_dim": 16}, pretrained, **kwargs)
+
+
+VARIANTS = (
+    "sparse_vit_base_patch16_224", "sparse_vit_small_patch16_224", "sparse_vit_tiny_patch16_224",
+    "sparse_vit_small_patch14_dinov2", "sparse_vit_nano_patch16_64", "sparse_videomae_base_patch16_224",
+    "sparse_videomae_small_patch16_224", "sparse_videomae_tiny_patch16_224", "sparse_videomae_nano_patch16_64",
+)

@@ -1,0 +1,79 @@
+"""Top-k token selection and the fused token, as functions on plain tensors.
+
+At a sparsifying layer the non-prefix tokens are ranked by importance; the top
+``ceil(keep_rate * N)`` are kept in descending score order and the rest are summed, weighted by
+their scores, into one fused token appended after them (Sparse-Tuning, Sec. 3.2; EViT's
+inattentive-token fusion). A fused token made by an earlier layer competes like any other token.
+"""
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+
+
+class TokenSelection(NamedTuple):
+    """Which of the scored tokens a sparsifying layer keeps.
+
+    Attributes:
+        kept: (B, K) indices into the scored tokens, highest score first.
+        scores: (B, N) importance of the scored tokens (float32).
+        fuse_weights: (B, N) weight of each token in the fused token (0 for kept tokens), or None
+            when no fused token is made.
+    """
+
+    kept: torch.Tensor
+    scores: torch.Tensor
+    fuse_weights: torch.Tensor | None
+
+
+def num_kept_tokens(num_tokens: int, keep_rate: float) -> int:
+    """``ceil(keep_rate * num_tokens)``, clipped to ``[1, num_tokens]``."""
+    if not 0.0 < keep_rate <= 1.0:
+        raise ValueError(f"keep_rate must be in (0, 1], got {keep_rate}")
+    # round away float noise such as 0.7 * 140 = 98.00000000000001 before the ceiling
+    return max(1, min(num_tokens, math.ceil(round(keep_rate * num_tokens, 6))))
+
+
+def select_tokens(scores: torch.Tensor, keep_rate: float, fuse: bool = True) -> TokenSelection:
+    """Pick the top tokens of each sample.
+
+    Args:
+        scores: (B, N) importance of the non-prefix tokens.
+        keep_rate: fraction of tokens to keep.
+        fuse: whether the dropped tokens will be fused into one token.
+    """
+    num_keep = num_kept_tokens(scores.shape[1], keep_rate)
+    kept = torch.topk(scores, num_keep, dim=1, largest=True, sorted=True).indices
+    fuse_weights = None
+    if fuse and num_keep < scores.shape[1]:
+        fuse_weights = scores.float().scatter(1, kept, 0.0)
+    return TokenSelection(kept, scores, fuse_weights)
+
+
+def apply_selection(x: torch.Tensor, selection: TokenSelection, num_prefix_tokens: int = 0,
+                    fuse_values: torch.Tensor | None = None) -> torch.Tensor:
+    """Shorten a token sequence as ``selection`` says.
+
+    Args:
+        x: (B, P + N, C) tokens, the first ``P = num_prefix_tokens`` never dropped.
+        selection: result of :func:`select_tokens` on the N scored tokens.
+        num_prefix_tokens: leading tokens to keep untouched.
+        fuse_values: optional (B, N) weights replacing ``selection.fuse_weights`` (e.g. ones to sum
+            token masses); ignored when no fused token is made.
+
+    Returns:
+        (B, P + K [+ 1], C): prefix, kept tokens in score order, then the fused token if any.
+    """
+    prefix, body = x[:, :num_prefix_tokens], x[:, num_prefix_tokens:]
+    index = selection.kept.unsqueeze(-1).expand(-1, -1, body.shape[-1])
+    parts = [prefix, torch.gather(body, 1, index)]
+    if selection.fuse_weights is not None:
+        weights = selection.fuse_weights
+        if fuse_values is not None:
+            # zero score still means "dropped": rebuild the dropped mask from the kept indices
+            dropped = torch.ones_like(selection.scores, dtype=torch.bool).scatter(1, selection.kept, False)
+            weights = fuse_values * dropped
+        parts.append(torch.bmm(weights.to(body.dtype).unsqueeze(1), body))
+    return torch.cat(parts, dim=1)
