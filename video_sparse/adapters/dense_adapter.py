@@ -75,30 +75,33 @@ class PaperDenseAdapter(nn.Module):
         dim: token width.
         hidden_dim: bottleneck width.
         reach: how many layers back the long connection reaches (3 in the paper).
+        layer_index: the block's index; projections of layers before the first do not exist, so
+            every parameter is used (no idle parameters under data-parallel training).
     """
 
     uses_history = True
 
-    def __init__(self, dim: int, hidden_dim: int = 64, reach: int = 3) -> None:
+    def __init__(self, dim: int, hidden_dim: int = 64, reach: int = 3, layer_index: int = 0) -> None:
         super().__init__()
         self.reach = reach
         self.down_x = nn.Linear(dim, hidden_dim)
-        self.down_prev = nn.Linear(dim, hidden_dim)
-        self.down_far = nn.Linear(dim, hidden_dim)
+        self.down_prev = nn.Linear(dim, hidden_dim) if layer_index >= 1 else None
+        self.down_far = nn.Linear(dim, hidden_dim) if layer_index >= reach else None
         self.up = nn.Linear(hidden_dim, dim)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         for layer in (self.down_x, self.down_prev, self.down_far):
-            _kaiming(layer)
+            if layer is not None:
+                _kaiming(layer)
         _zeros(self.up)
 
     def forward(self, x: torch.Tensor, history: list[torch.Tensor] | None = None) -> torch.Tensor:
         """x: (B, N, dim); history: earlier adapter outputs, oldest first, each (B, N, dim)."""
         hidden = self.down_x(x)
         history = history or []
-        if len(history) >= 1:
+        if self.down_prev is not None:
             hidden = hidden + self.down_prev(history[-1])
-        if len(history) >= self.reach:
+        if self.down_far is not None:
             hidden = hidden + self.down_far(history[-self.reach])
         return self.up(F.relu(hidden))

@@ -214,8 +214,8 @@ class SparseViT(nn.Module):
         self.blocks = nn.ModuleList([
             Block(embed_dim, num_heads, mlp_ratio, qkv_bias, proj_drop_rate, drop_path[i], init_values, norm_layer,
                   attn_impl, sparsify=i in sparse_layers, score=score, fuse_token=fuse_token,
-                  num_prefix_tokens=self.num_prefix_tokens, adapter=self._make_adapter(adapter, embed_dim,
-                                                                                      adapter_dim, adapter_scale))
+                  num_prefix_tokens=self.num_prefix_tokens,
+                  adapter=self._make_adapter(adapter, embed_dim, adapter_dim, adapter_scale, i))
             for i in range(depth)])
         self.stage_ends = {i - 1 for i in sparse_layers if i > 0} | {depth - 1}
         self.uses_history = adapter is not None and ADAPTERS[adapter].uses_history
@@ -232,11 +232,13 @@ class SparseViT(nn.Module):
                 param.requires_grad_(is_trainable_by_design(name))
 
     @staticmethod
-    def _make_adapter(name: str | None, dim: int, hidden: int, scale: float) -> nn.Module | None:
+    def _make_adapter(name: str | None, dim: int, hidden: int, scale: float, index: int) -> nn.Module | None:
         if name is None:
             return None
         if name == "parallel":
             return ADAPTERS[name](dim, hidden, scale=scale)
+        if name == "dense_paper":
+            return ADAPTERS[name](dim, hidden, layer_index=index)
         return ADAPTERS[name](dim, hidden)
 
     def _init_weights(self) -> None:

@@ -1,0 +1,66 @@
+"""Print dense vs Sparse-Tuning GMACs (the papers' "GFLOPs") for registered models.
+
+    python tools/flops.py                                   # ViT-B/16 image and VideoMAE ViT-B video
+    python tools/flops.py --model sparse_videomae_base_patch16_224 --keep-rate 0.5 --arg num_frames=8
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import logging
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import timm  # noqa: E402
+import torch  # noqa: E402
+
+import video_sparse  # noqa: E402,F401
+from video_sparse.adapters import count_parameters  # noqa: E402
+from video_sparse.analysis.flops import count_gmacs, dense_vs_sparse, input_shape_of  # noqa: E402
+
+DEFAULT_MODELS = ("sparse_vit_base_patch16_224", "sparse_videomae_base_patch16_224")
+
+
+def _parse_arg(text: str) -> tuple[str, object]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"--arg expects KEY=VALUE, got {text!r}")
+    key, value = text.split("=", 1)
+    try:
+        return key, ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return key, value
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", action="append", help="registered model name (repeatable)")
+    parser.add_argument("--keep-rate", type=float, default=None, help="override the keep rate")
+    parser.add_argument("--arg", action="append", type=_parse_arg, default=[],
+                        help="extra constructor argument KEY=VALUE (repeatable)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    rows = []
+    for name in args.model or DEFAULT_MODELS:
+        kwargs = dict(args.arg)
+        if args.keep_rate is not None:
+            kwargs["keep_rate"] = args.keep_rate
+        model = timm.create_model(name, **kwargs)
+        result = dense_vs_sparse(model)
+        plain = timm.create_model(name, **{**kwargs, "adapter": "none"})
+        backbone = count_gmacs(plain, torch.zeros(input_shape_of(plain)), keep_rate=1.0).gmacs
+        trainable, total = count_parameters(model)
+        rows.append((name, model.keep_rate, tuple(model.sparse_layers), backbone, result["dense_gmacs"],
+                     result["sparse_gmacs"], result["ratio"], trainable / 1e6))
+    header = ("model", "keep", "layers", "backbone GMACs", "dense+adapter GMACs", "sparse GMACs", "sparse/dense",
+              "trainable M")
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for name, keep, layers, backbone, dense, sparse, ratio, trainable in rows:
+        print(f"| {name} | {keep} | {layers} | {backbone:.2f} | {dense:.2f} | {sparse:.2f} | {ratio:.3f} "
+              f"| {trainable:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
