@@ -1,0 +1,168 @@
+"""Atomic saves and adapter-only checkpoints."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+
+from video_sparse.adapters import is_trainable_by_design
+from video_sparse.checkpoint import (
+    CheckpointError,
+    adapter_state_dict,
+    atomic_save,
+    is_add_on_key,
+    load_adapter_checkpoint,
+    save_adapter_checkpoint,
+)
+from video_sparse.models import vit
+
+
+def _nbytes(sd):
+    return sum(t.numel() * t.element_size() for t in sd.values())
+
+
+def test_atomic_save_writes_and_replaces(tmp_path):
+    path = tmp_path / "sub" / "ckpt.pth"
+    atomic_save({"a": torch.ones(3)}, path)
+    atomic_save({"a": torch.zeros(3)}, path)
+    assert torch.equal(torch.load(path, weights_only=True)["a"], torch.zeros(3))
+    assert [p.name for p in path.parent.iterdir()] == ["ckpt.pth"]
+
+
+def test_atomic_save_crash_leaves_old_file(tmp_path, monkeypatch):
+    path = tmp_path / "ckpt.pth"
+    atomic_save({"a": torch.ones(3)}, path)
+    old_bytes = path.read_bytes()
+
+    def crashing_save(obj, f, *args, **kwargs):
+        f.write(b"half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", crashing_save)
+    with pytest.raises(OSError, match="disk full"):
+        atomic_save({"a": torch.zeros(3)}, path)
+    monkeypatch.undo()
+
+    assert path.read_bytes() == old_bytes
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pth"]  # no temporary left behind
+
+
+def _trained(model, seed):
+    """Pretend training happened: random adapter and head values."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.05)
+    return model
+
+
+def test_adapter_state_dict_selects_add_ons_only(image_nano):
+    model = image_nano(num_classes=5)
+    sd = adapter_state_dict(model)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert set(sd) == trainable
+    assert any(".adapter." in k for k in sd) and {"head.weight", "head.bias"} <= set(sd)
+    backbone_prefixes = ("patch_embed", "pos_embed", "cls_token", "norm")
+    assert not any(k.startswith(backbone_prefixes) or ".attn." in k for k in sd)
+
+
+def test_adapter_state_dict_keeps_other_trained_params(image_nano, caplog):
+    model = image_nano(num_classes=5)
+    model.norm.weight.requires_grad_(True)
+    with caplog.at_level(logging.WARNING, logger="video_sparse.checkpoint"):
+        sd = adapter_state_dict(model)
+    assert "norm.weight" in sd and "norm.bias" not in sd
+    assert any("norm.weight" in r.getMessage() for r in caplog.records)
+
+
+def test_adapter_checkpoint_round_trip(tmp_path, image_nano):
+    a = _trained(image_nano(seed=0, num_classes=5), seed=1)
+    path = tmp_path / "adapters.pth"
+    save_adapter_checkpoint(a, path, extra={"epoch": 7, "top1": 81.5, "tags": ["k400", None]})
+
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    assert payload["extra"] == {"epoch": 7, "top1": 81.5, "tags": ["k400", None]}
+    assert payload["model_args"] == a.model_args
+    assert set(payload["state_dict"]) == set(adapter_state_dict(a))
+
+    b = image_nano(seed=2, num_classes=5)
+    backbone_before = {k: v.clone() for k, v in b.state_dict().items() if k not in payload["state_dict"]}
+    report = load_adapter_checkpoint(b, path)
+
+    assert report.format == "adapter" and report.missing == [] and report.unexpected == []
+    assert report.loaded == len(payload["state_dict"])
+    assert set(report.expected_missing) == set(backbone_before)
+    for k, v in payload["state_dict"].items():
+        assert torch.equal(b.state_dict()[k], v), k
+    for k, v in backbone_before.items():
+        assert torch.equal(b.state_dict()[k], v), k  # backbone untouched
+    # with the same backbone, the two models now compute the same thing
+    b.load_state_dict({k: v for k, v in a.state_dict().items() if k in backbone_before}, strict=False)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(b(x), a(x), rtol=0, atol=0)
+
+
+def test_adapter_checkpoint_missing_keys_are_named(tmp_path, image_nano):
+    a = image_nano(num_classes=5)
+    sd = adapter_state_dict(a)
+    gone = ["blocks.2.adapter.up2.weight", "head.bias"]
+    payload = {"format": "video_sparse.adapter", "state_dict": {k: v for k, v in sd.items() if k not in gone}}
+    path = atomic_save(payload, tmp_path / "partial.pth")
+    b = image_nano(seed=1, num_classes=5)
+    snap = {k: v.clone() for k, v in b.state_dict().items()}
+    with pytest.raises(CheckpointError) as err:
+        load_adapter_checkpoint(b, path)
+    assert all(k in str(err.value) for k in gone) and "2 adapter/head key(s)" in str(err.value)
+    assert all(torch.equal(v, snap[k]) for k, v in b.state_dict().items())
+
+
+def test_adapter_checkpoint_other_class_count_is_refused(tmp_path, image_nano):
+    path = save_adapter_checkpoint(image_nano(num_classes=5), tmp_path / "a.pth")
+    with pytest.raises(CheckpointError, match=r"head.weight: checkpoint \(5, 96\) vs model \(7, 96\)"):
+        load_adapter_checkpoint(image_nano(num_classes=7), path)
+
+
+def test_adapter_checkpoint_refuses_other_files(tmp_path, image_nano):
+    path = tmp_path / "backbone.pth"
+    torch.save(image_nano().state_dict(), path)
+    with pytest.raises(CheckpointError, match="not an adapter checkpoint"):
+        load_adapter_checkpoint(image_nano(), path)
+    with pytest.raises(FileNotFoundError, match="missing.pth"):
+        load_adapter_checkpoint(image_nano(), tmp_path / "missing.pth")
+
+
+def test_adapter_checkpoint_needs_a_torch_extension(tmp_path, image_nano):
+    with pytest.raises(CheckpointError, match=".pth"):
+        save_adapter_checkpoint(image_nano(), tmp_path / "adapters.safetensors")
+
+
+def test_extra_must_be_plain(tmp_path, image_nano):
+    with pytest.raises(TypeError, match=r"extra\['when'\]"):
+        save_adapter_checkpoint(image_nano(), tmp_path / "a.pth", extra={"when": object()})
+    assert not (tmp_path / "a.pth").exists()
+
+
+def test_vit_b_adapter_checkpoint_is_a_few_mb(tmp_path):
+    """ViT-B/16 with Dense Adapters: the adapter file is a few MB, the full state dict ~330 MiB."""
+    model = vit.sparse_vit_base_patch16_224(num_classes=100)
+    full_bytes = _nbytes(model.state_dict())
+    adapter_bytes = _nbytes(adapter_state_dict(model))
+    assert 320 * 2**20 < full_bytes < 340 * 2**20
+    assert 1 * 2**20 < adapter_bytes < 10 * 2**20
+
+    path = save_adapter_checkpoint(model, tmp_path / "vit_b_adapters.pth")
+    on_disk = path.stat().st_size
+    assert adapter_bytes <= on_disk < adapter_bytes + 2**20  # tensors plus a small pickle overhead
+    assert on_disk < full_bytes / 30
+
+
+def test_add_on_rule_agrees_with_the_freezing_rule(image_nano, video_nano):
+    """The keys an adapter checkpoint holds are exactly the parameters the model leaves trainable."""
+    models = (image_nano(), video_nano(), image_nano(adapter="parallel"), video_nano(adapter="dense_paper"))
+    for model in models:
+        for name, param in model.named_parameters():
+            assert is_add_on_key(name) == is_trainable_by_design(name) == param.requires_grad, name

@@ -1,0 +1,26 @@
+"""Checkpoints: pre-trained backbone loading (Google .npz, timm, VideoMAE), position-table
+resizing, atomic saves and adapter-only checkpoints."""
+
+from .convert import convert_npz, convert_torch
+from .io import adapter_state_dict, atomic_save, load_adapter_checkpoint, save_adapter_checkpoint
+from .load import load_pretrained
+from .pos_embed import resize_pos_embed_2d, resize_pos_embed_3d
+from .readers import SUPPORTED_SUFFIXES, read_checkpoint
+from .report import CheckpointError, LoadReport, is_add_on_key
+
+__all__ = [
+    "CheckpointError",
+    "LoadReport",
+    "SUPPORTED_SUFFIXES",
+    "adapter_state_dict",
+    "atomic_save",
+    "convert_npz",
+    "convert_torch",
+    "is_add_on_key",
+    "load_adapter_checkpoint",
+    "load_pretrained",
+    "read_checkpoint",
+    "resize_pos_embed_2d",
+    "resize_pos_embed_3d",
+    "save_adapter_checkpoint",
+]

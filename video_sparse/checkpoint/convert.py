@@ -1,0 +1,246 @@
+"""Convert published checkpoint layouts to timm ``VisionTransformer`` parameter names.
+
+Every converter returns a flat ``{name: tensor}`` dict in the names the backbone uses
+(``patch_embed.proj``, ``cls_token``, ``pos_embed``, ``blocks.{i}.norm1``, ``blocks.{i}.attn.qkv``,
+``blocks.{i}.attn.proj``, ``blocks.{i}.norm2``, ``blocks.{i}.mlp.fc1|fc2``, ``norm``, ``fc_norm``,
+``head``). Keys a converter does not understand are passed through under their original name,
+so the loader can report them as unexpected instead of losing them silently.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+
+from .report import CheckpointError, format_keys
+
+logger = logging.getLogger(__name__)
+
+#: Top-level keys whose value is the state dict (training scripts, DeepSpeed, Lightning-style files).
+WRAPPER_KEYS: tuple[str, ...] = ("model", "module", "state_dict", "model_state")
+#: Name prefixes removed from every key (DataParallel / DeepSpeed, MAE-style encoders, detection backbones).
+STRIPPED_PREFIXES: tuple[str, ...] = ("module.", "encoder.", "backbone.")
+#: Where the JAX releases nest their parameter tree.
+NPZ_ROOTS: tuple[str, ...] = ("", "opt/target/", "params/", "params/img/")
+#: Sub-module names inside an encoder block: (attention, second LayerNorm, MLP). The first set is
+#: the original ViT / AugReg release, the second big_vision's.
+NPZ_BLOCK_NAMES: tuple[tuple[str, str, str], ...] = (
+    ("MultiHeadDotProductAttention_1", "LayerNorm_2", "MlpBlock_3"),
+    ("MultiHeadDotProductAttention_0", "LayerNorm_1", "MlpBlock_0"),
+)
+
+
+def _tensor(a: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(a))
+
+
+class _NpzReader:
+    """Looks up arrays under a root, remembering which ones were used."""
+
+    def __init__(self, arrays: Mapping[str, np.ndarray], root: str, path: str) -> None:
+        self.arrays, self.root, self.path = arrays, root, path
+        self.used: set[str] = set()
+
+    def has(self, name: str) -> bool:
+        return self.root + name in self.arrays
+
+    def get(self, name: str, index: int | None = None) -> np.ndarray:
+        key = self.root + name
+        if key not in self.arrays:
+            raise CheckpointError(f"{self.path}: array {key!r} missing from the .npz checkpoint")
+        self.used.add(key)
+        a = self.arrays[key]
+        return a[index] if index is not None else a
+
+
+def _npz_blocks(r: _NpzReader) -> tuple[list[tuple[str, int | None]], tuple[str, str, str]]:
+    """Return ``[(block_prefix, index_in_stacked_array)]`` per block and the sub-module names."""
+    if r.has("Transformer/encoderblock/LayerNorm_0/scale"):  # scanned layout: leading depth axis
+        depth = r.arrays[r.root + "Transformer/encoderblock/LayerNorm_0/scale"].shape[0]
+        blocks = [("Transformer/encoderblock/", i) for i in range(depth)]
+    else:
+        depth = 0
+        while r.has(f"Transformer/encoderblock_{depth}/LayerNorm_0/scale"):
+            depth += 1
+        blocks = [(f"Transformer/encoderblock_{i}/", None) for i in range(depth)]
+    if not blocks:
+        return [], NPZ_BLOCK_NAMES[0]
+    first = blocks[0][0]
+    for names in NPZ_BLOCK_NAMES:
+        if r.has(f"{first}{names[0]}/query/kernel"):
+            return blocks, names
+    raise CheckpointError(
+        f"{r.path}: unknown encoder block layout under {r.root + first!r}; expected one of "
+        f"{[n[0] for n in NPZ_BLOCK_NAMES]}"
+    )
+
+
+def convert_npz(arrays: Mapping[str, np.ndarray], path: str = "<npz>") -> dict[str, torch.Tensor]:
+    """Convert a Google ViT ``.npz`` (original release, AugReg, big_vision) to timm names.
+
+    Layout handled: ``embedding/kernel`` (kh, kw, in, out), ``cls`` (1, 1, C), position table
+    ``Transformer/posembed_input/pos_embedding`` or ``pos_embedding`` (1, N, C), per-block
+    LayerNorms, attention ``{query,key,value}/kernel`` (C, heads, head_dim) with ``bias``
+    (heads, head_dim), ``out/kernel`` (heads, head_dim, C), MLP ``Dense_{0,1}`` (in, out),
+    ``Transformer/encoder_norm`` and ``head`` (C, classes); blocks either as
+    ``encoderblock_{i}`` or stacked in one ``encoderblock`` with a leading depth axis; the tree
+    optionally rooted at ``opt/target/``, ``params/`` or ``params/img/``.
+
+    Args:
+        arrays: name -> array, as read from the archive.
+        path: file name used in error messages.
+
+    Returns:
+        timm-named tensors; arrays that were not converted keep their original name.
+    """
+    root = next((p for p in NPZ_ROOTS if p + "embedding/kernel" in arrays), None)
+    if root is None:
+        raise CheckpointError(
+            f"{path}: not a ViT .npz checkpoint (no 'embedding/kernel' under any of {list(NPZ_ROOTS)})"
+        )
+    r = _NpzReader(arrays, root, path)
+    out: dict[str, torch.Tensor] = {}
+
+    kernel = r.get("embedding/kernel")
+    if kernel.ndim == 4:  # HWIO -> OIHW
+        kernel = kernel.transpose(3, 2, 0, 1)
+    out["patch_embed.proj.weight"] = _tensor(kernel)
+    if r.has("embedding/bias"):
+        out["patch_embed.proj.bias"] = _tensor(r.get("embedding/bias"))
+    if r.has("cls"):
+        out["cls_token"] = _tensor(r.get("cls"))
+    for pos_name in ("Transformer/posembed_input/pos_embedding", "pos_embedding"):
+        if r.has(pos_name):
+            pos = r.get(pos_name)
+            out["pos_embed"] = _tensor(pos if pos.ndim == 3 else pos[None])
+            break
+
+    blocks, (mha, ln2, mlp) = _npz_blocks(r)
+    for i, (bp, idx) in enumerate(blocks):
+        t = f"blocks.{i}."
+        out[t + "norm1.weight"] = _tensor(r.get(bp + "LayerNorm_0/scale", idx))
+        out[t + "norm1.bias"] = _tensor(r.get(bp + "LayerNorm_0/bias", idx))
+        # (C, heads, head_dim) -> (heads*head_dim, C), rows ordered q, k, v as in timm's qkv.
+        qkv_w = [r.get(f"{bp}{mha}/{n}/kernel", idx) for n in ("query", "key", "value")]
+        out[t + "attn.qkv.weight"] = _tensor(np.concatenate([w.reshape(w.shape[0], -1).T for w in qkv_w]))
+        if r.has(f"{bp}{mha}/query/bias"):
+            qkv_b = [r.get(f"{bp}{mha}/{n}/bias", idx).reshape(-1) for n in ("query", "key", "value")]
+            out[t + "attn.qkv.bias"] = _tensor(np.concatenate(qkv_b))
+        w_out = r.get(f"{bp}{mha}/out/kernel", idx)  # (heads, head_dim, C) -> (C, heads*head_dim)
+        out[t + "attn.proj.weight"] = _tensor(w_out.reshape(-1, w_out.shape[-1]).T)
+        out[t + "attn.proj.bias"] = _tensor(r.get(f"{bp}{mha}/out/bias", idx))
+        out[t + "norm2.weight"] = _tensor(r.get(f"{bp}{ln2}/scale", idx))
+        out[t + "norm2.bias"] = _tensor(r.get(f"{bp}{ln2}/bias", idx))
+        for j in range(2):
+            out[t + f"mlp.fc{j + 1}.weight"] = _tensor(r.get(f"{bp}{mlp}/Dense_{j}/kernel", idx).T)
+            out[t + f"mlp.fc{j + 1}.bias"] = _tensor(r.get(f"{bp}{mlp}/Dense_{j}/bias", idx))
+
+    if r.has("Transformer/encoder_norm/scale"):
+        out["norm.weight"] = _tensor(r.get("Transformer/encoder_norm/scale"))
+        out["norm.bias"] = _tensor(r.get("Transformer/encoder_norm/bias"))
+    if r.has("head/kernel"):
+        out["head.weight"] = _tensor(r.get("head/kernel").T)
+        out["head.bias"] = _tensor(r.get("head/bias"))
+
+    for key, a in arrays.items():
+        if key not in r.used and a.dtype.kind in "biuf":
+            out[key] = _tensor(a)
+    return out
+
+
+def unwrap_state_dict(obj: Any, path: str = "<checkpoint>") -> dict[str, torch.Tensor]:
+    """Find the tensor dict inside a loaded ``torch.save`` object.
+
+    Descends through :data:`WRAPPER_KEYS` (``model``, ``module``, ``state_dict``, ``model_state``)
+    and keeps the tensor entries of the mapping it ends in (non-tensor entries are skipped).
+    """
+    for _ in range(len(WRAPPER_KEYS)):
+        if not isinstance(obj, Mapping):
+            break
+        inner = next((obj[k] for k in WRAPPER_KEYS if isinstance(obj.get(k), Mapping)), None)
+        if inner is None:
+            break
+        obj = inner
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f"{path}: expected a dict of tensors, found {type(obj).__name__}")
+    tensors = {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    if not tensors:
+        raise CheckpointError(
+            f"{path}: no tensors found; top-level keys: {sorted(map(str, obj.keys()))[:20]} "
+            f"(looked inside {list(WRAPPER_KEYS)})"
+        )
+    skipped = len(obj) - len(tensors)
+    if skipped:
+        logger.debug("%s: skipped %d non-tensor entries", path, skipped)
+    return tensors
+
+
+def strip_prefixes(
+    state_dict: Mapping[str, torch.Tensor], path: str = "<checkpoint>"
+) -> dict[str, torch.Tensor]:
+    """Remove any run of :data:`STRIPPED_PREFIXES` from the start of every key."""
+    out: dict[str, torch.Tensor] = {}
+    for key, value in state_dict.items():
+        name = key
+        while any(name.startswith(p) for p in STRIPPED_PREFIXES):
+            name = name.split(".", 1)[1]
+        if name in out:
+            raise CheckpointError(
+                f"{path}: keys collide after removing prefixes {STRIPPED_PREFIXES}: {name!r}"
+            )
+        out[name] = value
+    return out
+
+
+def is_videomae(state_dict: Mapping[str, torch.Tensor]) -> bool:
+    """Heuristic: separate q/v biases, a pre-training decoder, or a 3-D (tubelet) patch embedding."""
+    for key, value in state_dict.items():
+        if key.endswith((".q_bias", ".v_bias")) or key.startswith(("decoder.", "encoder_to_decoder")):
+            return True
+        if key == "patch_embed.proj.weight" and value.ndim == 5:
+            return True
+    return False
+
+
+def merge_qv_bias(
+    state_dict: Mapping[str, torch.Tensor], path: str = "<checkpoint>"
+) -> dict[str, torch.Tensor]:
+    """Fold VideoMAE's ``attn.q_bias`` / ``attn.v_bias`` into ``attn.qkv.bias = [q, 0, v]``.
+
+    VideoMAE's attention has no key bias; a zero key bias gives the same attention (it adds the
+    same constant to every logit of a query row, which softmax cancels).
+    """
+    out: dict[str, torch.Tensor] = {}
+    lonely: list[str] = []
+    for key, value in state_dict.items():
+        if key.endswith(".q_bias"):
+            base = key[: -len("q_bias")]
+            v = state_dict.get(base + "v_bias")
+            if v is None:
+                lonely.append(key)
+                continue
+            out[base + "qkv.bias"] = torch.cat([value, torch.zeros_like(value), v])
+        elif key.endswith(".v_bias"):
+            if key[: -len("v_bias")] + "q_bias" not in state_dict:
+                lonely.append(key)
+        else:
+            out.setdefault(key, value)
+    if lonely:
+        raise CheckpointError(f"{path}: q_bias / v_bias without its partner:\n{format_keys(lonely)}")
+    return out
+
+
+def convert_torch(obj: Any, path: str = "<checkpoint>") -> tuple[dict[str, torch.Tensor], str]:
+    """Normalise a timm or VideoMAE ``torch.save`` / safetensors object to timm names.
+
+    Returns:
+        ``(state_dict, format)`` with format ``"videomae"`` or ``"timm"``.
+    """
+    state_dict = strip_prefixes(unwrap_state_dict(obj, path), path)
+    if is_videomae(state_dict):
+        return merge_qv_bias(state_dict, path), "videomae"
+    return state_dict, "timm"

@@ -1,0 +1,114 @@
+"""Read checkpoint files into plain mappings without executing pickled code.
+
+Supported containers (by file extension):
+
+* ``.npz``: NumPy archive (Google ViT / AugReg / big_vision JAX releases), read with
+  ``allow_pickle=False``;
+* ``.pth``, ``.pt``, ``.bin``, ``.ckpt``: ``torch.save`` files, read with
+  ``torch.load(map_location="cpu", weights_only=True)``;
+* ``.safetensors``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .report import CheckpointError
+
+logger = logging.getLogger(__name__)
+
+NPZ_SUFFIXES: tuple[str, ...] = (".npz",)
+TORCH_SUFFIXES: tuple[str, ...] = (".pth", ".pt", ".bin", ".ckpt")
+SAFETENSORS_SUFFIXES: tuple[str, ...] = (".safetensors",)
+SUPPORTED_SUFFIXES: tuple[str, ...] = NPZ_SUFFIXES + TORCH_SUFFIXES + SAFETENSORS_SUFFIXES
+
+
+def check_path(path: str | os.PathLike) -> Path:
+    """Return ``path`` as a ``Path`` after checking that it is an existing regular file.
+
+    Raises:
+        FileNotFoundError: the path does not exist.
+        CheckpointError: the path is a directory or has an unsupported extension.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"checkpoint not found: {p}")
+    if p.is_dir():
+        raise CheckpointError(f"checkpoint path is a directory, expected a file: {p}")
+    if p.suffix.lower() not in SUPPORTED_SUFFIXES:
+        raise CheckpointError(
+            f"unsupported checkpoint extension {p.suffix!r} for {p}; "
+            f"supported: {', '.join(SUPPORTED_SUFFIXES)}"
+        )
+    return p
+
+
+def read_npz(path: Path) -> dict[str, np.ndarray]:
+    """Read every array of a ``.npz`` archive (no pickles)."""
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise CheckpointError(f"cannot read NumPy checkpoint {path}: {type(e).__name__}: {e}") from e
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise CheckpointError(f"{path} holds a single array, not a .npz archive of named arrays")
+    try:
+        with archive:
+            return {k: archive[k] for k in archive.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as e:
+        raise CheckpointError(f"cannot read NumPy checkpoint {path}: {type(e).__name__}: {e}") from e
+
+
+def read_torch(path: Path) -> Any:
+    """Read a ``torch.save`` file with ``weights_only=True``; never runs code from the file."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(
+            f"refusing to load {path}: it holds objects other than tensors and plain containers, "
+            f"which would require executing pickled code ({e.__class__.__name__}: {str(e).splitlines()[0]})"
+        ) from e
+    except (RuntimeError, OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as e:
+        raise CheckpointError(f"cannot read torch checkpoint {path}: {type(e).__name__}: {e}") from e
+
+
+def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    """Read a ``.safetensors`` file onto the CPU."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"cannot read safetensors checkpoint {path}: {type(e).__name__}: {e}") from e
+
+
+def read_checkpoint(path: str | os.PathLike) -> tuple[Any, str]:
+    """Read a checkpoint file.
+
+    Args:
+        path: file with one of :data:`SUPPORTED_SUFFIXES`.
+
+    Returns:
+        ``(content, container)`` where ``container`` is ``"npz"``, ``"torch"`` or ``"safetensors"``;
+        ``content`` is a dict of arrays (npz), whatever the torch file holds (torch), or a dict of
+        tensors (safetensors).
+
+    Raises:
+        FileNotFoundError: missing path.
+        CheckpointError: unsupported extension or unreadable / corrupt file (the message names it).
+    """
+    p = check_path(path)
+    suffix = p.suffix.lower()
+    if suffix in NPZ_SUFFIXES:
+        return read_npz(p), "npz"
+    if suffix in SAFETENSORS_SUFFIXES:
+        return read_safetensors(p), "safetensors"
+    return read_torch(p), "torch"

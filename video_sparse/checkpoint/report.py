@@ -1,0 +1,71 @@
+"""Error type, load report and key naming rules shared by the checkpoint loaders."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+#: Substrings that mark a parameter as a trainable add-on (not part of the frozen backbone).
+ADD_ON_SUBSTRINGS: tuple[str, ...] = ("adapter", "sparsifier")
+#: First name component of the classifier head.
+HEAD_PREFIX = "head"
+#: How many keys an error or log message lists before summarising the rest as a count.
+MAX_KEYS_SHOWN = 20
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint cannot be read or does not fit the model."""
+
+
+def is_add_on_key(name: str) -> bool:
+    """Whether a state-dict key belongs to the trainable add-ons (adapters, head, sparsifier).
+
+    The rule: the first dotted component is ``head``, or the name contains ``adapter`` or
+    ``sparsifier``. These keys are not expected in a pre-trained backbone checkpoint and are
+    exactly what an adapter-only checkpoint stores.
+    """
+    return name.split(".", 1)[0] == HEAD_PREFIX or any(s in name for s in ADD_ON_SUBSTRINGS)
+
+
+def format_keys(keys: Sequence[str], limit: int = MAX_KEYS_SHOWN) -> str:
+    """Render keys as an indented block, showing at most ``limit`` and a count of the rest."""
+    shown = [f"  {k}" for k in list(keys)[:limit]]
+    if len(keys) > limit:
+        shown.append(f"  ... and {len(keys) - limit} more ({len(keys)} in total)")
+    return "\n".join(shown)
+
+
+@dataclass
+class LoadReport:
+    """What a checkpoint load did.
+
+    Attributes:
+        path: the checkpoint file.
+        format: detected layout: ``"npz"`` (Google big_vision / AugReg), ``"timm"``,
+            ``"videomae"`` or ``"adapter"`` (an adapter-only checkpoint).
+        loaded: number of model state-dict entries that received a tensor from the file.
+        expected_missing: model keys the file is not supposed to hold (adapters, head and
+            sparsifier for a backbone checkpoint; the frozen backbone for an adapter checkpoint).
+        missing: model keys that should have been in the file but were not.
+        unexpected: file keys (after name conversion) with no place in the model.
+        resized: keys whose position table was interpolated to the model's grid.
+        dropped: file keys deliberately not loaded (a head of another class count, a fixed
+            sin-cos position table the model rebuilds itself).
+    """
+
+    path: str
+    format: str
+    loaded: int = 0
+    expected_missing: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    resized: list[str] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """One line for logs."""
+        return (
+            f"{self.path} ({self.format}): loaded {self.loaded} tensors, "
+            f"{len(self.expected_missing)} expected missing, {len(self.missing)} missing, "
+            f"{len(self.unexpected)} unexpected, {len(self.resized)} resized, {len(self.dropped)} dropped"
+        )
