@@ -1,0 +1,49 @@
+"""Extract the frames of a folder of videos into frame folders and write the frame list.
+
+Example:
+    python tools/prepare_frames.py --videos /data/ssv2/videos --list /data/ssv2/lists/train.txt \
+        --out /data/ssv2/frames --out-list /data/ssv2/lists/train_frames.txt \
+        --short-side 256 --quality 90 --workers 8
+
+Without ``--list`` every video under ``--videos`` is extracted and labelled by its parent folder
+name through ``--label-map``. Rerunning skips complete folders. Undecodable videos are listed in
+``<out-list>.failures.txt`` (or ``--failures``) and left out of the list; the run continues.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from video_sparse.data.frames import prepare_frames
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--videos", required=True, help="folder of the videos")
+    parser.add_argument("--out", required=True, help="output folder of the frame folders")
+    parser.add_argument("--out-list", required=True, help="frame list to write (folder NUM_FRAMES LABEL)")
+    parser.add_argument("--list", help="video list (path LABEL) selecting and labelling the videos")
+    parser.add_argument("--label-map", help="class names (for name labels, or labels from folder names)")
+    parser.add_argument("--short-side", type=int, default=256, help="resize the short side (0: keep size)")
+    parser.add_argument("--quality", type=int, default=90, help="JPEG quality")
+    parser.add_argument("--workers", type=int, default=4, help="worker processes (0: none)")
+    parser.add_argument("--backend", default="pyav", choices=("pyav", "decord", "auto"), help="decoder")
+    parser.add_argument("--failures", help="failures file (default <out-list>.failures.txt)")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    report = prepare_frames(args.videos, args.out, args.out_list, list_file=args.list,
+                            label_map=args.label_map, short_side=args.short_side or None,
+                            quality=args.quality, workers=args.workers, backend=args.backend,
+                            failures_file=args.failures, progress=not args.no_progress)
+    print(f"{report.num_extracted} extracted, {report.num_skipped} already complete, "
+          f"{len(report.failures)} failed; frame list: {report.out_list}")
+    for path, error in report.failures[:5]:
+        print(f"  failed: {path}: {error}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,146 @@
+"""A small synthetic video classification set that needs temporal order.
+
+Each clip shows a randomly textured square (white outline) moving over a static textured
+background. The class is the direction of motion (``left``, ``right``, ``up``, ``down``; or only
+the first two with ``num_classes=2``). Start positions are uniform over the frame, speeds random
+(1-2 px per frame at 64 px) and the square wraps around the edges, so the frames of every class
+have the same distribution one by one: no single frame reveals the class, a model must compare
+frames in order.
+
+Clips are real H.264 ``.mp4`` files written with PyAV, listed in ``train.txt``, ``val.txt``
+and ``test.txt`` (video-list format) with ``labels.txt`` naming the classes. Generation is
+deterministic in ``seed`` and idempotent: finished files are reused (files are written to a
+temporary name and renamed when complete). Note that a horizontal flip swaps ``left`` and
+``right``: train on this set with ``hflip=False``, and with mild crops (e.g. ``min_scale=0.5``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+from video_sparse.data.lists import write_label_map, write_list_file
+
+logger = logging.getLogger(__name__)
+
+DEMO_CLASSES = ("left", "right", "up", "down")
+_DIRECTIONS = {"left": (0, -1), "right": (0, 1), "up": (-1, 0), "down": (1, 0)}  # (dy, dx)
+_SPLITS = ("train", "val", "test")
+
+
+def render_motion_clip(rng: np.random.Generator, label: int, num_frames: int = 16,
+                       size: int = 64) -> np.ndarray:
+    """Render one clip of class ``label`` (index into ``DEMO_CLASSES``).
+
+    The square moves at a constant random speed and wraps around the frame edges, with a start
+    position uniform over the whole frame; so in every frame its position is uniform whatever the
+    class, and the reversed clip of one class is an equally likely clip of the opposite class:
+    only the order of the frames tells the classes apart.
+
+    Returns:
+        uint8 frames ``(num_frames, size, size, 3)``.
+    """
+    cell = max(size // 16, 2)
+    grid = rng.integers(30, 200, size=(size // cell + 1, size // cell + 1, 3), dtype=np.uint8)
+    background = np.repeat(np.repeat(grid, cell, 0), cell, 1)[:size, :size]
+    side = max(size // 4, 4)
+    obj_cell = max(side // 8, 1)
+    tex = rng.integers(0, 256, size=(side // obj_cell + 1, side // obj_cell + 1, 3), dtype=np.uint8)
+    obj = np.repeat(np.repeat(tex, obj_cell, 0), obj_cell, 1)[:side, :side].copy()
+    obj[[0, -1], :] = 255
+    obj[:, [0, -1]] = 255
+    speed = rng.uniform(1.0, 2.0) * size / 64
+    dy, dx = _DIRECTIONS[DEMO_CLASSES[label]]
+    y0, x0 = rng.uniform(0, size, 2)
+    offsets = np.arange(side)
+    frames = np.empty((num_frames, size, size, 3), dtype=np.uint8)
+    for t in range(num_frames):
+        y = int(round(y0 + dy * speed * t)) % size
+        x = int(round(x0 + dx * speed * t)) % size
+        frames[t] = background
+        frames[t][np.ix_((y + offsets) % size, (x + offsets) % size)] = obj
+    return frames
+
+
+def write_video(path: str | os.PathLike, frames: np.ndarray, fps: int = 8, codec: str = "libx264",
+                crf: int = 18) -> None:
+    """Encode uint8 ``(T, H, W, 3)`` frames to a video file (atomic: temp file then rename)."""
+    import av
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
+    t, h, w, _ = frames.shape
+    try:
+        with av.open(str(tmp), "w") as container:
+            stream = container.add_stream(codec, rate=fps)
+            stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+            if codec in ("libx264", "libvpx-vp9"):
+                stream.options = {"crf": str(crf)}
+            for frame in frames:
+                for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame),
+                                                                       format="rgb24")):
+                    container.mux(packet)
+            for packet in stream.encode():
+                container.mux(packet)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def make_demo_dataset(root: str | os.PathLike, num_train: int = 240, num_val: int = 48, num_test: int = 48,
+                      num_frames: int = 16, size: int = 64, seed: int = 0, num_classes: int = 4,
+                      fps: int = 8) -> dict[str, str]:
+    """Write (or reuse) the motion-direction demo set under ``root``.
+
+    Args:
+        root: output folder; videos go to ``root/videos/<split>/``.
+        num_train, num_val, num_test: clips per split (classes are balanced, cycling 0..C-1).
+        num_frames: frames per clip.
+        size: frame side (even, >= 16).
+        seed: generation seed (clip ``i`` of a split depends only on seed, split and ``i``).
+        num_classes: 4 (left/right/up/down) or 2 (left/right).
+        fps: nominal frame rate stored in the files.
+
+    Returns:
+        ``{"root", "train", "val", "test", "labels"}``: the root and the list / label-map paths.
+    """
+    if num_classes not in (2, 4):
+        raise ValueError(f"num_classes must be 2 or 4, got {num_classes}")
+    if size < 16 or size % 2:
+        raise ValueError(f"size must be an even number >= 16, got {size}")
+    if num_frames < 2:
+        raise ValueError(f"num_frames must be >= 2, got {num_frames}")
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    params = {"num_frames": num_frames, "size": size, "seed": seed, "num_classes": num_classes, "fps": fps,
+              "version": 2}
+    meta = root / "demo.json"
+    reuse = meta.is_file() and json.loads(meta.read_text()).get("params") == params
+    counts = dict(zip(_SPLITS, (num_train, num_val, num_test)))
+    meta.write_text(json.dumps({"params": params, "counts": counts}, indent=1))
+    out = {"root": str(root)}
+    written = 0
+    for split_id, split in enumerate(_SPLITS):
+        entries = []
+        for i in range(counts[split]):
+            label = i % num_classes
+            rel = f"videos/{split}/{split}_{i:05d}.mp4"
+            file = root / rel
+            if not (reuse and file.is_file() and file.stat().st_size > 0):
+                rng = np.random.default_rng([seed, split_id, i])
+                write_video(file, render_motion_clip(rng, label, num_frames, size), fps=fps)
+                written += 1
+            entries.append((rel, label))
+        out[split] = str(root / f"{split}.txt")
+        write_list_file(out[split], entries)
+    out["labels"] = str(root / "labels.txt")
+    write_label_map(out["labels"], DEMO_CLASSES[:num_classes])
+    logger.info("demo set in %s: %s clips (%d written, %d reused)", root, counts, written,
+                sum(counts.values()) - written)
+    return out

@@ -1,0 +1,107 @@
+"""Throughput of a training DataLoader (clips per second), for ``tools/bench_loader.py``."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, RandomSampler
+
+from video_sparse.data.collate import collate_samples
+from video_sparse.data.demo import write_video
+from video_sparse.data.lists import write_list_file
+from video_sparse.data.readers import PyAVReader
+
+
+@dataclass
+class LoaderTiming:
+    """Result of :func:`benchmark_loader`.
+
+    Attributes:
+        clips: clips timed (the second epoch).
+        seconds: wall time for those clips.
+        first_batch_s: time to the first batch (includes worker start-up).
+    """
+
+    clips: int
+    seconds: float
+    first_batch_s: float
+
+    @property
+    def clips_per_s(self) -> float:
+        """Steady-state throughput."""
+        return self.clips / self.seconds if self.seconds > 0 else float("inf")
+
+
+def benchmark_loader(dataset: Dataset, num_workers: int = 0, batch_size: int = 4, num_batches: int = 10,
+                     multiprocessing_context: str | None = None, seed: int = 0) -> LoaderTiming:
+    """Time one epoch of ``num_batches`` batches of a shuffling DataLoader, after a warm-up epoch.
+
+    Workers are persistent, so the warm-up epoch absorbs worker start-up (imports, first file
+    opens) and the timed epoch measures steady-state throughput.
+
+    Args:
+        dataset: the dataset (sampled with replacement, so it may hold fewer items than drawn).
+        num_workers: DataLoader workers.
+        batch_size: clips per batch.
+        num_batches: batches per epoch.
+        multiprocessing_context: e.g. ``"spawn"`` for decord.
+        seed: sampler seed.
+    """
+    sampler = RandomSampler(dataset, replacement=True, num_samples=num_batches * batch_size,
+                            generator=torch.Generator().manual_seed(seed))
+    loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
+                        collate_fn=collate_samples, persistent_workers=num_workers > 0,
+                        multiprocessing_context=multiprocessing_context if num_workers > 0 else None)
+    start = time.perf_counter()
+    first = None
+    for _ in loader:
+        if first is None:
+            first = time.perf_counter() - start
+    start, clips = time.perf_counter(), 0
+    for batch in loader:
+        clips += int(batch["label"].numel())
+    seconds = time.perf_counter() - start
+    del loader
+    return LoaderTiming(clips=clips, seconds=seconds, first_batch_s=first or 0.0)
+
+
+def make_benchmark_clips(sources: list[str | os.PathLike], out_root: str | os.PathLike, num_clips: int = 32,
+                         num_frames: int = 64, short_side: int = 256) -> str:
+    """Cut real videos into ``num_clips`` H.264 clips of ``num_frames`` frames (short side resized).
+
+    Segments are taken in turn from the sources (consecutive, non-overlapping) and reused
+    cyclically when there are fewer segments than clips. Existing clips are kept.
+
+    Returns:
+        Path of the written video list (``clip_XXXX.mp4 0`` lines) under ``out_root``.
+    """
+    from PIL import Image
+
+    out_root = Path(out_root)
+    segments: list[np.ndarray] = []
+    wanted = [out_root / f"clip_{i:04d}.mp4" for i in range(num_clips)]
+    if not all(p.is_file() for p in wanted):
+        for src in sources:
+            with PyAVReader(src) as reader:
+                buffer = []
+                for frame in reader.iter_frames():
+                    img = Image.fromarray(frame)
+                    scale = short_side / min(img.size)
+                    size = (2 * round(img.size[0] * scale / 2), 2 * round(img.size[1] * scale / 2))
+                    buffer.append(np.asarray(img.resize(size, Image.Resampling.BILINEAR)))
+                    if len(buffer) == num_frames:
+                        segments.append(np.stack(buffer))
+                        buffer = []
+        if not segments:
+            raise ValueError(f"no source video has {num_frames} frames: {[str(s) for s in sources]}")
+        for i, path in enumerate(wanted):
+            if not path.is_file():
+                write_video(path, segments[i % len(segments)], fps=25, crf=23)
+    list_file = out_root / "clips.txt"
+    write_list_file(list_file, [(p.name, 0) for p in wanted])
+    return str(list_file)
