@@ -16,7 +16,6 @@ names of the backbone are timm's (``blocks.N.attn.qkv`` ...), so checkpoints loa
 """
 from __future__ import annotations
 
-import math
 from typing import Any, NamedTuple
 
 import torch

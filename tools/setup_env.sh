@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Create .venv with PyTorch and video_sparse (editable) plus what the tests and the demo use.
+#   bash tools/setup_env.sh                 # CPU machine (the pinned torch below)
+#   TORCH_SPEC="torch torchvision" bash tools/setup_env.sh   # let pip choose, e.g. on a GPU cluster
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+TORCH_SPEC=${TORCH_SPEC:-"torch==2.14.1 torchvision==0.29.1"}
+if [ ! -x .venv/bin/python ]; then
+    "$PYTHON" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
+# shellcheck disable=SC2086
+.venv/bin/python -m pip install -q $TORCH_SPEC
+.venv/bin/python -m pip install -q -e '.[dev,deepspeed,decord]'
+.venv/bin/python -c "import torch, timm, deepspeed, video_sparse; print('video_sparse', video_sparse.__version__, \
+'torch', torch.__version__, 'timm', timm.__version__, 'deepspeed', deepspeed.__version__)" 2>/dev/null

@@ -1,0 +1,28 @@
+"""Multi-view test of trained weights (adapter-only file + backbone, or a full state dict).
+
+    python tools/test.py experiment=demo checkpoint=outputs/demo/adapter.pth
+    bash tools/dist_test.sh k400_videomae_base outputs/k400_videomae_base/adapter.pth 8 data.root=... pretrained=...
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import hydra  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
+
+from video_sparse.engine.config import CONFIG_DIR, exit_on_user_error  # noqa: E402
+
+
+@hydra.main(version_base=None, config_path=str(CONFIG_DIR), config_name="test")
+@exit_on_user_error
+def main(cfg: DictConfig) -> None:
+    from video_sparse.engine.testing import run_test
+
+    run_test(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Training and evaluation on DeepSpeed: recipe, schedules, resumable sampling, checkpoints."""

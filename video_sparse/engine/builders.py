@@ -1,0 +1,160 @@
+"""Build the model, datasets, optimizer and DeepSpeed config from plain config dictionaries.
+
+Everything here takes resolved plain values (``OmegaConf.to_container(cfg, resolve=True)``), so the
+library never depends on Hydra; only the recipe and the tools see a ``DictConfig``.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import timm
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+import video_sparse  # noqa: F401  (registers the models)
+
+log = logging.getLogger(__name__)
+
+VIDEO_KEYS = ("layout", "backend", "label_map", "sampling", "num_frames", "frame_interval", "input_size",
+              "short_side_size", "mean", "std", "hflip", "randaugment", "min_scale", "max_scale")
+IMAGE_KINDS = ("vtab", "cifar100", "svhn", "food101")
+DATA_KINDS = ("video", "demo") + IMAGE_KINDS
+SPLITS = ("train", "val", "test")
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot work, with what to change."""
+
+
+def build_model(model_cfg: dict[str, Any], sparsity_cfg: dict[str, Any], pretrained: str | None = None) -> nn.Module:
+    """Create the registered model with its sparsity settings; load a local backbone checkpoint."""
+    model_cfg = dict(model_cfg)
+    name = model_cfg.pop("name")
+    extra = model_cfg.pop("extra", None) or {}
+    sparsity = {k: v for k, v in sparsity_cfg.items() if not k.startswith("ramp_")}
+    kwargs = {k: v for k, v in {**model_cfg, **sparsity, **extra}.items() if v is not None}
+    if "adapter" in model_cfg and model_cfg["adapter"] is None:
+        kwargs["adapter"] = "none"
+    try:
+        model = timm.create_model(name, **kwargs)
+    except RuntimeError as err:
+        if "Unknown model" in str(err):
+            names = [n for n in timm.list_models("sparse_*")]
+            raise ConfigError(f"model.name={name!r} is not registered; choose one of {names}") from err
+        raise
+    if pretrained:
+        from ..checkpoint import load_pretrained
+        report = load_pretrained(model, pretrained)
+        log.info("loaded backbone %s (%s)", pretrained, report.format if hasattr(report, "format") else "")
+    return model
+
+
+def _require(data_cfg: dict[str, Any], key: str) -> Any:
+    value = data_cfg.get(key)
+    if value in (None, "", "???"):
+        raise ConfigError(f"data.{key} must be set for data.kind={data_cfg.get('kind')!r}")
+    return value
+
+
+def build_dataset(data_cfg: dict[str, Any], split: str) -> Dataset:
+    """Dataset for ``split`` ("train", "val" or "test") as ``data_cfg`` describes it."""
+    kind = data_cfg.get("kind")
+    if kind not in DATA_KINDS:
+        raise ConfigError(f"data.kind={kind!r} is not one of {list(DATA_KINDS)}")
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}")
+    if kind in ("video", "demo"):
+        return _video_dataset(data_cfg, split)
+    return _image_dataset(kind, data_cfg, split)
+
+
+def _video_dataset(data_cfg: dict[str, Any], split: str) -> Dataset:
+    from ..data.video_dataset import VideoClassificationDataset
+
+    root = Path(_require(data_cfg, "root"))
+    if data_cfg["kind"] == "demo":
+        from ..data.demo import make_demo_dataset
+        demo = data_cfg.get("demo") or {}
+        lists = make_demo_dataset(root, num_frames=data_cfg.get("num_frames", 16), **demo)
+        list_file = lists[split]
+    else:
+        if not root.is_dir():
+            raise FileNotFoundError(f"data.root does not exist: {root}")
+        list_file = _require(data_cfg, f"{split}_list")
+        if not Path(list_file).is_file():
+            raise FileNotFoundError(f"data.{split}_list does not exist: {list_file}")
+    kwargs = {k: data_cfg[k] for k in VIDEO_KEYS if data_cfg.get(k) is not None}
+    if split == "test":
+        kwargs.update(num_clips=data_cfg.get("test_num_clips"), num_crops=data_cfg.get("test_num_crops", 3))
+    return VideoClassificationDataset(root, list_file, mode=split, **kwargs)
+
+
+def _image_dataset(kind: str, data_cfg: dict[str, Any], split: str) -> Dataset:
+    from ..data import image_datasets, vtab
+
+    root = _require(data_cfg, "root")
+    common = {"image_size": data_cfg.get("input_size", 224)}
+    for key in ("mean", "std"):
+        if data_cfg.get(key) is not None:
+            common[key] = tuple(data_cfg[key])
+    if kind == "vtab":
+        splits = {"train": data_cfg.get("train_split", "train800val200"), "val": data_cfg.get("val_split", "test"),
+                  "test": "test"}
+        return vtab.VTABDataset(root, _require(data_cfg, "task"), split=splits[split],
+                                num_classes=data_cfg.get("num_classes"), train=split == "train", **common)
+    cls = {"cifar100": image_datasets.CIFAR100Dataset, "svhn": image_datasets.SVHNDataset,
+           "food101": image_datasets.Food101Dataset}[kind]
+    return cls(root, split="train" if split == "train" else "test", train=split == "train", **common)
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """AdamW groups over the trainable parameters only; biases, norms and tables get no decay."""
+    skip = getattr(model, "no_weight_decay", lambda: set())()
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        (no_decay if param.ndim <= 1 or name in skip else decay).append(param)
+    if not decay and not no_decay:
+        raise ConfigError("the model has no trainable parameters: set an adapter or freeze_backbone=false")
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``auto`` -> bf16 (or fp16 without bf16 support) on GPU, fp32 on CPU; refuse what cannot run."""
+    if precision not in ("auto", "fp32", "bf16", "fp16"):
+        raise ConfigError(f"precision must be auto, fp32, bf16 or fp16, got {precision!r}")
+    if device.type == "cpu":
+        if precision not in ("auto", "fp32"):
+            raise ConfigError(f"precision={precision} cannot run on the CPU; use precision=fp32 (or auto)")
+        return "fp32"
+    if precision == "auto":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if precision == "bf16" and not torch.cuda.is_bf16_supported():
+        raise ConfigError("precision=bf16 is not supported by this GPU; use precision=fp16")
+    return precision
+
+
+def build_ds_config(ds_cfg: dict[str, Any], micro_batch: int, accumulate: int, clip_grad: float | None,
+                    precision: str) -> dict[str, Any]:
+    """The DeepSpeed config dictionary: the ``deepspeed`` group plus batch, clipping and precision."""
+    stage = ds_cfg.get("stage")
+    if stage not in (0, 1, 2, 3):
+        raise ConfigError(f"deepspeed.stage must be 0, 1, 2 or 3 (ZeRO stage), got {stage!r}")
+    config = dict(ds_cfg.get("config") or {})
+    zero = dict(config.get("zero_optimization") or {})
+    zero["stage"] = stage
+    config.update(
+        train_micro_batch_size_per_gpu=int(micro_batch),
+        gradient_accumulation_steps=int(accumulate),
+        gradient_clipping=float(clip_grad or 0.0),
+        zero_optimization=zero,
+        bf16={"enabled": precision == "bf16"},
+        fp16={"enabled": precision == "fp16", "initial_scale_power": 16},
+    )
+    config.setdefault("steps_per_print", 10 ** 9)
+    config.setdefault("wall_clock_breakdown", False)
+    return config

@@ -1,0 +1,282 @@
+"""The fine-tuning recipe: DeepSpeed ZeRO training with validation, checkpoints and a final test.
+
+Reads top to bottom: ``setup()`` builds everything from the config, ``train()`` runs the epochs
+(resuming exactly where a checkpoint left off), ``test()`` runs multi-view testing and
+``cleanup()`` exports the adapter-only weights. ``tools/train.py`` is a thin wrapper around it.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from ..adapters import count_parameters
+from ..data.collate import collate_samples
+from . import checkpointing
+from .builders import build_dataset, build_ds_config, build_model, param_groups, resolve_precision
+from .distributed import all_reduce_sum, barrier, init_distributed
+from .evaluate import evaluate
+from .logging_utils import MetricWriter, setup_logging
+from .mixup import MixupCutmix
+from .sampling import ResumableSampler, SeededDataset
+from .schedules import keep_rate_at, warmup_cosine
+
+log = logging.getLogger(__name__)
+
+_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class FinetuneRecipe:
+    """Sparse-Tuning fine-tuning driven by a composed Hydra config (see ``configs/train.yaml``)."""
+
+    def __init__(self, cfg: DictConfig) -> None:
+        self.cfg = cfg
+        self.output_dir = Path(cfg.output_dir)
+        self.ckpt_dir = self.output_dir / "checkpoints"
+        self.epoch = 0
+        self.step_in_epoch = 0
+        self.global_step = 0
+        self.finished = False
+        self.history: list[dict[str, Any]] = []
+
+    # ------------------------------------------------------------------------------------------ setup
+    def setup(self) -> None:
+        cfg = self.cfg
+        self.dist = init_distributed(cfg.device)
+        setup_logging(self.output_dir, self.dist.is_main)
+        if self.dist.is_main:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            (self.output_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        self.precision = resolve_precision(cfg.precision, self.dist.device)
+        self.dtype = _DTYPES[self.precision]
+        torch.manual_seed(cfg.seed)  # the same initial weights on every rank
+
+        data_cfg = OmegaConf.to_container(cfg.data, resolve=True)
+        if self.dist.is_main and data_cfg["kind"] == "demo":
+            build_dataset(data_cfg, "train")  # writes the demo videos once, before the other ranks read them
+        barrier()
+        self.train_set = build_dataset(data_cfg, "train")
+        self.val_set = build_dataset(data_cfg, "val")
+        self.model = build_model(OmegaConf.to_container(cfg.model, resolve=True),
+                                 OmegaConf.to_container(cfg.sparsity, resolve=True), cfg.pretrained)
+        torch.manual_seed(cfg.seed + self.dist.rank)  # per-rank dropout / drop-path streams
+        np.random.seed((cfg.seed + self.dist.rank) % 2 ** 32)
+        trainable, total = count_parameters(self.model)
+        self.param_counts = {"trainable_params": trainable, "total_params": total}
+        log.info("model %s: %.3f M trainable of %.2f M parameters (%.2f%%)", cfg.model.name, trainable / 1e6,
+                 total / 1e6, 100.0 * trainable / total)
+
+        world, micro = self.dist.world_size, int(cfg.data.batch_size)
+        accumulate = int(cfg.optim.accumulate_steps)
+        self.sampler = ResumableSampler(len(self.train_set), world, self.dist.rank, shuffle=True, seed=cfg.seed)
+        self.micro_steps_per_epoch = self.sampler.per_rank // micro
+        if cfg.train.max_steps_per_epoch:
+            self.micro_steps_per_epoch = min(self.micro_steps_per_epoch, int(cfg.train.max_steps_per_epoch) * accumulate)
+        self.micro_steps_per_epoch -= self.micro_steps_per_epoch % accumulate
+        if self.micro_steps_per_epoch == 0:
+            raise ValueError(f"{len(self.train_set)} training samples give no full step of batch {micro} x "
+                             f"{world} ranks x {accumulate} accumulation")
+        self.steps_per_epoch = self.micro_steps_per_epoch // accumulate
+        total_steps = self.steps_per_epoch * int(cfg.epochs)
+        batch = micro * world * accumulate
+        lr = cfg.optim.lr if cfg.optim.lr is not None else cfg.optim.blr * batch / 256
+        self.base_lr = lr
+        optimizer = torch.optim.AdamW(param_groups(self.model, cfg.optim.weight_decay), lr=lr,
+                                      betas=tuple(cfg.optim.betas))
+        warmup = int(round(cfg.optim.warmup_epochs * self.steps_per_epoch))
+        min_ratio = cfg.optim.min_lr / lr if lr > 0 else 0.0
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: warmup_cosine(step, total_steps, warmup, min_ratio))
+        ds_config = build_ds_config(OmegaConf.to_container(cfg.deepspeed, resolve=True), micro, accumulate,
+                                    cfg.optim.clip_grad, self.precision)
+        import deepspeed
+
+        self.model.to(self.dist.device)
+        self.engine, self.optimizer, _, self.scheduler = deepspeed.initialize(
+            model=self.model, optimizer=optimizer, lr_scheduler=scheduler, config=ds_config)
+        log.info("DeepSpeed ZeRO stage %d, %s, %d rank(s), batch %d = %d x %d ranks x %d accumulation, lr %.3g",
+                 cfg.deepspeed.stage, self.precision, world, batch, micro, world, accumulate, lr)
+        self.mixup = MixupCutmix(cfg.model.num_classes, cfg.optim.mixup, cfg.optim.cutmix, cfg.optim.mixup_prob,
+                                 cfg.optim.mixup_switch_prob, cfg.optim.label_smoothing)
+        self.writer = MetricWriter(self.output_dir / "tensorboard", enabled=self.dist.is_main)
+        checkpointing.clean_stale(self.ckpt_dir, self.dist.is_main)
+        self._maybe_resume()
+
+    def _maybe_resume(self) -> None:
+        resume = self.cfg.resume
+        if not resume:
+            return
+        folder = checkpointing.find_latest(self.ckpt_dir) if resume == "auto" else Path(resume)
+        if folder is None:
+            log.info("resume=auto: no checkpoint in %s, starting fresh", self.ckpt_dir)
+            return
+        state = checkpointing.load_checkpoint(self.engine, folder, self.dist.rank)
+        self.epoch, self.step_in_epoch = int(state["epoch"]), int(state["step_in_epoch"])
+        self.global_step = int(state["global_step"])
+        self.history = list(state.get("history", []))
+        log.info("resumed from %s: epoch %d, step %d of the epoch, %d optimizer steps done", folder, self.epoch,
+                 self.step_in_epoch, self.global_step)
+
+    # ------------------------------------------------------------------------------------------ train
+    def _loader(self) -> DataLoader:
+        workers = int(self.cfg.data.num_workers)
+        context = None
+        if workers > 0 and self.cfg.data.kind in ("video", "demo"):
+            from ..data.readers import default_multiprocessing_context
+            context = default_multiprocessing_context(self.cfg.data.get("backend", "auto") or "auto")
+        return DataLoader(SeededDataset(self.train_set), batch_size=int(self.cfg.data.batch_size),
+                          sampler=self.sampler, num_workers=workers, collate_fn=collate_samples, drop_last=True,
+                          pin_memory=self.dist.device.type == "cuda", multiprocessing_context=context)
+
+    def _keep_rate(self, micro_step: int) -> float:
+        sp = self.cfg.sparsity
+        epoch = self.epoch + micro_step / self.micro_steps_per_epoch
+        return keep_rate_at(epoch, sp.keep_rate, sp.get("ramp_start_epoch", 0), sp.get("ramp_epochs", 0))
+
+    def _client_state(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "step_in_epoch": self.step_in_epoch, "global_step": self.global_step,
+                "history": self.history}
+
+    def _save(self) -> None:
+        checkpointing.save_checkpoint(self.engine, self.ckpt_dir, self.global_step, self._client_state(),
+                                      self.dist.rank, keep_last=int(self.cfg.train.keep_last),
+                                      exclude_frozen=bool(self.cfg.train.exclude_frozen))
+
+    def train(self) -> None:
+        cfg = self.cfg
+        max_steps = cfg.train.max_steps
+        save_every = int(cfg.train.save_every_steps or 0)
+        accumulate = int(cfg.optim.accumulate_steps)
+        start_time = time.time()
+        while self.epoch < int(cfg.epochs):
+            self.engine.train()
+            self.sampler.set_epoch(self.epoch, start=self.step_in_epoch * int(cfg.data.batch_size))
+            bar = tqdm(total=self.micro_steps_per_epoch, initial=self.step_in_epoch, disable=not self.dist.is_main,
+                       desc=f"epoch {self.epoch + 1}/{cfg.epochs}", mininterval=1.0, dynamic_ncols=True)
+            skipped, loss_sum, loss_count, tick = 0, 0.0, 0, time.time()
+            for batch in self._loader():
+                if self.step_in_epoch >= self.micro_steps_per_epoch:
+                    break
+                keep_rate = self._keep_rate(self.step_in_epoch)
+                x = batch["input"].to(self.dist.device, dtype=self.dtype, non_blocking=True)
+                labels = batch["label"].to(self.dist.device)
+                rng = np.random.default_rng([cfg.seed, self.epoch, self.step_in_epoch, self.dist.rank])
+                x, target = self.mixup(x, labels, rng)
+                logits = self.engine(x, keep_rate=keep_rate)
+                loss = torch.sum(-target * F.log_softmax(logits.float(), dim=-1), dim=-1).mean()
+                self.engine.backward(loss)
+                self.engine.step()
+                skipped += int(batch["skipped"].sum())
+                self.step_in_epoch += 1
+                loss_value = float(loss.detach())
+                if not math.isfinite(loss_value):
+                    raise FloatingPointError(f"loss is {loss_value} at epoch {self.epoch}, step {self.step_in_epoch}")
+                loss_sum, loss_count = loss_sum + loss_value, loss_count + 1
+                if self.step_in_epoch % accumulate:
+                    continue
+                self.global_step += 1
+                lr = self.optimizer.param_groups[0]["lr"]
+                now = time.time()
+                clips_per_s = accumulate * x.shape[0] * self.dist.world_size / max(now - tick, 1e-9)
+                tick = now
+                bar.update(accumulate)
+                bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}", keep=f"{keep_rate:.2f}",
+                                clips_s=f"{clips_per_s:.1f}")
+                if self.global_step % int(cfg.train.log_every) == 0:
+                    self.writer.scalars({"train/loss": loss_value, "train/lr": lr, "train/keep_rate": keep_rate,
+                                         "train/clips_per_s": clips_per_s}, self.global_step)
+                if save_every and self.global_step % save_every == 0:
+                    self._save()
+                if max_steps and self.global_step >= int(max_steps):
+                    bar.close()
+                    log.info("stopping after train.max_steps=%d optimizer steps (resume with resume=auto)", max_steps)
+                    return
+            bar.close()
+            self._end_epoch(loss_sum, loss_count, skipped)
+        self.finished = True
+        log.info("training done in %.1f s", time.time() - start_time)
+
+    def _end_epoch(self, loss_sum: float, loss_count: int, skipped: int) -> None:
+        cfg = self.cfg
+        total_skipped = int(all_reduce_sum(skipped, self.dist.device if self.dist.device.type == "cuda" else None))
+        record: dict[str, Any] = {"epoch": self.epoch + 1, "train_loss": loss_sum / max(loss_count, 1),
+                                  "skipped_videos": total_skipped}
+        if total_skipped:
+            log.warning("epoch %d: %d unreadable training samples were replaced by others", self.epoch + 1,
+                        total_skipped)
+        if cfg.train.eval_every and (self.epoch + 1) % int(cfg.train.eval_every) == 0:
+            result = self.validate()
+            record.update({f"val_{k}": v for k, v in result.items() if isinstance(v, (int, float))})
+        self.history.append(record)
+        self.writer.scalars({f"epoch/{k}": v for k, v in record.items() if k != "epoch"}, self.epoch + 1)
+        log.info("epoch %d: %s", self.epoch + 1, ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                                           for k, v in record.items() if k != "epoch"))
+        self.epoch += 1
+        self.step_in_epoch = 0
+        self._save()
+
+    # --------------------------------------------------------------------------------------- evaluate
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.engine(x)
+
+    def validate(self) -> dict[str, Any]:
+        """Single-view top-1/top-5 on the validation split."""
+        self.engine.eval()
+        result = evaluate(self._forward, self.val_set, self.dist, batch_size=int(self.cfg.data.batch_size),
+                          num_workers=int(self.cfg.data.num_workers), dtype=self.dtype, desc="val")
+        self.engine.train()
+        return result.summary
+
+    def test(self) -> dict[str, Any]:
+        """Multi-view test on the test split; writes score files and ``results.json`` (rank 0)."""
+        from .testing import run_multiview_test
+
+        self.engine.eval()
+        return run_multiview_test(self._forward, self.model, self.cfg, self.dist, self.dtype, self.output_dir,
+                                  extra={"history": self.history, **self.param_counts})
+
+    # ---------------------------------------------------------------------------------------- cleanup
+    def export_adapters(self) -> Path | None:
+        """Write ``adapter.pth`` (adapters + head, a few MB); with ``train.export_full`` also
+        ``model_final.pth`` (every weight)."""
+        from ..checkpoint import atomic_save, save_adapter_checkpoint
+
+        path = self.output_dir / "adapter.pth"
+        module = self.engine.module
+        trainable = [p for p in module.parameters() if p.requires_grad]
+        with _gathered(trainable):
+            if self.dist.is_main:
+                extra = {"pretrained": self.cfg.pretrained, "global_step": self.global_step}
+                save_adapter_checkpoint(module, path, extra=extra)
+                log.info("exported adapter-only weights to %s", path)
+        if self.cfg.train.export_full:
+            with _gathered(list(module.parameters())):
+                if self.dist.is_main:
+                    state = {k: v.detach().float().cpu().clone() for k, v in module.state_dict().items()}
+                    atomic_save({"model": state, "model_args": module.model_args}, self.output_dir / "model_final.pth")
+                    log.info("exported full weights to %s", self.output_dir / "model_final.pth")
+        barrier()
+        return path if self.dist.is_main else None
+
+    def cleanup(self) -> None:
+        self.writer.close()
+        barrier()
+
+
+def _gathered(params: list[torch.nn.Parameter]):
+    """Full parameters under ZeRO-3 (a no-op context otherwise)."""
+    import contextlib
+
+    if params and hasattr(params[0], "ds_id"):
+        import deepspeed
+        return deepspeed.zero.GatheredParameters(params, modifier_rank=None)
+    return contextlib.nullcontext()

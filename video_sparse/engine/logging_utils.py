@@ -1,0 +1,53 @@
+"""Rank-aware logging to the console and ``train.log``, and TensorBoard scalars."""
+from __future__ import annotations
+
+import logging
+import sys
+import warnings
+from pathlib import Path
+
+_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def setup_logging(output_dir: str | Path, is_main: bool, level: int = logging.INFO) -> None:
+    """Rank 0 logs INFO to stdout and ``<output_dir>/train.log``; other ranks log warnings only."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if getattr(handler, "_video_sparse", False):
+            root.removeHandler(handler)
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stdout)]
+    if is_main:
+        Path(output_dir).mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(Path(output_dir) / "train.log"))
+    for handler in handlers:
+        handler.setFormatter(logging.Formatter(_FORMAT, datefmt="%H:%M:%S"))
+        handler._video_sparse = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
+    root.setLevel(level if is_main else logging.WARNING)
+    for noisy in ("DeepSpeed", "deepspeed", "torch.distributed"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*all_gather_into_tensor.*")
+
+
+class MetricWriter:
+    """TensorBoard scalars on rank 0 (off, with one warning, when tensorboard is not installed)."""
+
+    def __init__(self, log_dir: str | Path, enabled: bool = True) -> None:
+        self._writer = None
+        if enabled:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                logging.getLogger(__name__).warning("tensorboard is not installed; no TensorBoard scalars")
+            else:
+                self._writer = SummaryWriter(str(log_dir))
+
+    def scalars(self, values: dict[str, float], step: int) -> None:
+        if self._writer is not None:
+            for key, value in values.items():
+                if isinstance(value, (int, float)):
+                    self._writer.add_scalar(key, value, step)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()

@@ -1,0 +1,105 @@
+"""Multi-view testing: load trained weights, score every view, merge, report and write results."""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from ..analysis.flops import count_gmacs, input_shape_of
+from ..evaluation import format_flops_x_views, plot_confusion_matrix
+from .builders import build_dataset, build_model, resolve_precision
+from .distributed import DistInfo, barrier, init_distributed
+from .evaluate import evaluate
+from .logging_utils import setup_logging
+
+log = logging.getLogger(__name__)
+
+
+def load_trained_weights(model: nn.Module, path: str | Path) -> str:
+    """Load an adapter-only checkpoint or a full state dict of this model; returns which it was."""
+    from ..checkpoint import CheckpointError, load_adapter_checkpoint
+    from ..checkpoint.readers import check_path, read_torch
+
+    payload = read_torch(check_path(path))
+    if isinstance(payload, dict) and payload.get("format") == "adapter" or (
+            isinstance(payload, dict) and "state_dict" in payload and "model_args" in payload):
+        load_adapter_checkpoint(model, path)
+        return "adapter"
+    state = payload.get("module", payload.get("model", payload)) if isinstance(payload, dict) else None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: neither an adapter checkpoint nor a state dict")
+    result = model.load_state_dict(state, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise CheckpointError(f"{path}: does not match the model: missing {result.missing_keys[:10]} "
+                              f"({len(result.missing_keys)}), unexpected {result.unexpected_keys[:10]} "
+                              f"({len(result.unexpected_keys)})")
+    return "full"
+
+
+def run_multiview_test(forward: Callable[[torch.Tensor], torch.Tensor], model: nn.Module, cfg: DictConfig,
+                       dist_info: DistInfo, dtype: torch.dtype, output_dir: Path,
+                       extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Test every view of the test split, merge per video and write ``results.json`` (rank 0).
+
+    Returns:
+        The results dictionary on rank 0 (metrics under ``"test"``, GFLOPs x views), ``{}`` elsewhere.
+    """
+    results: dict[str, Any] = {"name": cfg.name, **(extra or {})}
+    num_clips = num_crops = 1
+    merged = None
+    if cfg.test.enabled:
+        test_set = build_dataset(OmegaConf.to_container(cfg.data, resolve=True), "test")
+        num_clips, num_crops = getattr(test_set, "num_clips", 1), getattr(test_set, "num_crops", 1)
+        ids = getattr(test_set, "video_paths", None) or getattr(test_set, "sample_ids", None)
+        result = evaluate(forward, test_set, dist_info, batch_size=int(cfg.test.batch_size),
+                          num_workers=int(cfg.data.num_workers), how=cfg.test.merge, dtype=dtype, desc="test",
+                          out_dir=output_dir if dist_info.is_main else None, video_ids=ids)
+        results["test"], merged = result.summary, result.merged
+    if not dist_info.is_main:
+        return {}
+    if merged is not None and cfg.test.confusion_matrix:
+        plot_confusion_matrix(output_dir / "confusion_matrix.png", merged.scores, merged.labels)
+    reference = model.__class__(**model.model_args)  # FLOPs depend on shapes only, not on weights
+    gmacs = count_gmacs(reference, torch.zeros(input_shape_of(reference))).gmacs
+    results.update(gflops_per_view=gmacs, views=num_clips * num_crops,
+                   flops_x_views=format_flops_x_views(gmacs, num_clips, num_crops))
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "results.json").write_text(json.dumps(results, indent=1, default=str))
+    test = results.get("test", {})
+    log.info("test: top1 %.2f top5 %.2f mean-class %.2f on %s videos x %s views (%s failed to decode); "
+             "GFLOPs x views %s", test.get("top1", float("nan")), test.get("top5", float("nan")),
+             test.get("mean_class_acc", float("nan")), test.get("num_videos"), test.get("views_per_video"),
+             test.get("num_failed"), results["flops_x_views"])
+    return results
+
+
+def run_test(cfg: DictConfig) -> dict[str, Any]:
+    """``tools/test.py``: build the model, load ``cfg.checkpoint`` and run the multi-view test."""
+    from ..adapters import count_parameters
+
+    dist_info = init_distributed(cfg.device)
+    output_dir = Path(cfg.output_dir)
+    setup_logging(output_dir, dist_info.is_main)
+    precision = resolve_precision(cfg.precision, dist_info.device)
+    model = build_model(OmegaConf.to_container(cfg.model, resolve=True),
+                        OmegaConf.to_container(cfg.sparsity, resolve=True), cfg.pretrained)
+    kind = load_trained_weights(model, cfg.checkpoint)
+    log.info("loaded %s weights from %s", kind, cfg.checkpoint)
+    model.to(dist_info.device).eval()
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(dist_info.device.type, dtype=dtype, enabled=dtype != torch.float32):
+            return model(x.float())
+
+    trainable, total = count_parameters(model)
+    results = run_multiview_test(forward, model, cfg, dist_info, torch.float32, output_dir,
+                                 extra={"checkpoint": str(cfg.checkpoint), "trainable_params": trainable,
+                                        "total_params": total})
+    barrier()
+    return results
