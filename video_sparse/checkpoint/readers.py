@@ -6,7 +6,9 @@ Supported containers (by file extension):
   ``allow_pickle=False``;
 * ``.pth``, ``.pt``, ``.bin``, ``.ckpt``: ``torch.save`` files, read with
   ``torch.load(map_location="cpu", weights_only=True)``;
-* ``.safetensors``.
+* ``.safetensors``;
+* ``.onnx``: a DINOv2 ViT exported to ONNX, its weights read out of the graph into timm names by
+  :func:`.onnx_vit.dinov2_state_dict_from_onnx` (needs the ``onnx`` package).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .onnx_vit import dinov2_state_dict_from_onnx
 from .report import CheckpointError
 
 logger = logging.getLogger(__name__)
@@ -28,7 +31,8 @@ logger = logging.getLogger(__name__)
 NPZ_SUFFIXES: tuple[str, ...] = (".npz",)
 TORCH_SUFFIXES: tuple[str, ...] = (".pth", ".pt", ".bin", ".ckpt")
 SAFETENSORS_SUFFIXES: tuple[str, ...] = (".safetensors",)
-SUPPORTED_SUFFIXES: tuple[str, ...] = NPZ_SUFFIXES + TORCH_SUFFIXES + SAFETENSORS_SUFFIXES
+ONNX_SUFFIXES: tuple[str, ...] = (".onnx",)
+SUPPORTED_SUFFIXES: tuple[str, ...] = NPZ_SUFFIXES + TORCH_SUFFIXES + SAFETENSORS_SUFFIXES + ONNX_SUFFIXES
 
 
 def check_path(path: str | os.PathLike) -> Path:
@@ -97,13 +101,14 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[Any, str]:
         path: file with one of :data:`SUPPORTED_SUFFIXES`.
 
     Returns:
-        ``(content, container)`` where ``container`` is ``"npz"``, ``"torch"`` or ``"safetensors"``;
-        ``content`` is a dict of arrays (npz), whatever the torch file holds (torch), or a dict of
-        tensors (safetensors).
+        ``(content, container)`` where ``container`` is ``"npz"``, ``"torch"``, ``"safetensors"`` or
+        ``"onnx"``; ``content`` is a dict of arrays (npz), whatever the torch file holds (torch), or
+        a dict of tensors (safetensors; onnx, already in timm names).
 
     Raises:
         FileNotFoundError: missing path.
         CheckpointError: unsupported extension or unreadable / corrupt file (the message names it).
+        ModuleNotFoundError: an ``.onnx`` file without the ``onnx`` package installed.
     """
     p = check_path(path)
     suffix = p.suffix.lower()
@@ -111,4 +116,6 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[Any, str]:
         return read_npz(p), "npz"
     if suffix in SAFETENSORS_SUFFIXES:
         return read_safetensors(p), "safetensors"
+    if suffix in ONNX_SUFFIXES:
+        return dinov2_state_dict_from_onnx(p), "onnx"
     return read_torch(p), "torch"

@@ -42,7 +42,8 @@ class LoadReport:
     Attributes:
         path: the checkpoint file.
         format: detected layout: ``"npz"`` (Google big_vision / AugReg), ``"timm"``,
-            ``"videomae"`` or ``"adapter"`` (an adapter-only checkpoint).
+            ``"videomae"``, ``"dinov2-onnx"`` (weights read out of an ONNX graph) or ``"adapter"``
+            (an adapter-only checkpoint).
         loaded: number of model state-dict entries that received a tensor from the file.
         expected_missing: model keys the file is not supposed to hold (adapters, head and
             sparsifier for a backbone checkpoint; the frozen backbone for an adapter checkpoint).
