@@ -93,6 +93,13 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, fps: int = 8, codec
             tmp.unlink()
 
 
+def _read_meta(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def make_demo_dataset(root: str | os.PathLike, num_train: int = 240, num_val: int = 48, num_test: int = 48,
                       num_frames: int = 16, size: int = 64, seed: int = 0, num_classes: int = 4,
                       fps: int = 8) -> dict[str, str]:
@@ -121,10 +128,14 @@ def make_demo_dataset(root: str | os.PathLike, num_train: int = 240, num_val: in
     params = {"num_frames": num_frames, "size": size, "seed": seed, "num_classes": num_classes, "fps": fps,
               "version": 2}
     meta = root / "demo.json"
-    reuse = meta.is_file() and json.loads(meta.read_text()).get("params") == params
     counts = dict(zip(_SPLITS, (num_train, num_val, num_test)))
-    meta.write_text(json.dumps({"params": params, "counts": counts}, indent=1))
-    out = {"root": str(root)}
+    record = {"params": params, "counts": counts}
+    out = {"root": str(root), **{split: str(root / f"{split}.txt") for split in _SPLITS},
+           "labels": str(root / "labels.txt")}
+    previous = _read_meta(meta)
+    if previous == record and all(Path(path).is_file() for path in out.values()):
+        return out  # complete: read nothing else, write nothing (safe with concurrent readers)
+    reuse = previous is not None and previous.get("params") == params
     written = 0
     for split_id, split in enumerate(_SPLITS):
         entries = []
@@ -137,10 +148,11 @@ def make_demo_dataset(root: str | os.PathLike, num_train: int = 240, num_val: in
                 write_video(file, render_motion_clip(rng, label, num_frames, size), fps=fps)
                 written += 1
             entries.append((rel, label))
-        out[split] = str(root / f"{split}.txt")
         write_list_file(out[split], entries)
-    out["labels"] = str(root / "labels.txt")
     write_label_map(out["labels"], DEMO_CLASSES[:num_classes])
+    tmp_meta = meta.with_name(meta.name + ".tmp")
+    tmp_meta.write_text(json.dumps(record, indent=1))
+    os.replace(tmp_meta, meta)
     logger.info("demo set in %s: %s clips (%d written, %d reused)", root, counts, written,
                 sum(counts.values()) - written)
     return out
