@@ -1,11 +1,12 @@
 """A small synthetic video classification set that needs temporal order.
 
-Each clip shows a randomly textured square (white outline) moving over a static textured
-background. The class is the direction of motion (``left``, ``right``, ``up``, ``down``; or only
-the first two with ``num_classes=2``). Start positions are uniform over the frame, speeds random
-(1-2 px per frame at 64 px) and the square wraps around the edges, so the frames of every class
-have the same distribution one by one: no single frame reveals the class, a model must compare
-frames in order.
+Each clip shows a randomly textured square (white outline) moving over a static, lower-contrast
+textured background. The class is the direction of motion: ``left``, ``right``, ``up``, ``down``
+(``classes="axis"``, or only the first two with ``num_classes=2``), or the four diagonals
+(``classes="diagonal"``, the source task the demo backbone is pre-trained on). Start positions are
+uniform over the frame, speeds random (3-5 px per frame at 64 px) and the square wraps around the
+edges, so the frames of every class have the same distribution one by one: no single frame reveals
+the class, a model must compare frames in order.
 
 Clips are real H.264 ``.mp4`` files written with PyAV, listed in ``train.txt``, ``val.txt``
 and ``test.txt`` (video-list format) with ``labels.txt`` naming the classes. Generation is
@@ -28,13 +29,16 @@ from video_sparse.data.lists import write_label_map, write_list_file
 logger = logging.getLogger(__name__)
 
 DEMO_CLASSES = ("left", "right", "up", "down")
-_DIRECTIONS = {"left": (0, -1), "right": (0, 1), "up": (-1, 0), "down": (1, 0)}  # (dy, dx)
+DIAGONAL_CLASSES = ("up-left", "up-right", "down-left", "down-right")
+CLASS_SETS = {"axis": DEMO_CLASSES, "diagonal": DIAGONAL_CLASSES}
+_DIRECTIONS = {"left": (0, -1), "right": (0, 1), "up": (-1, 0), "down": (1, 0),
+               "up-left": (-1, -1), "up-right": (-1, 1), "down-left": (1, -1), "down-right": (1, 1)}  # (dy, dx)
 _SPLITS = ("train", "val", "test")
 
 
 def render_motion_clip(rng: np.random.Generator, label: int, num_frames: int = 16,
-                       size: int = 64) -> np.ndarray:
-    """Render one clip of class ``label`` (index into ``DEMO_CLASSES``).
+                       size: int = 64, classes: str = "axis") -> np.ndarray:
+    """Render one clip of class ``label`` (index into ``CLASS_SETS[classes]``).
 
     The square moves at a constant random speed and wraps around the frame edges, with a start
     position uniform over the whole frame; so in every frame its position is uniform whatever the
@@ -45,16 +49,16 @@ def render_motion_clip(rng: np.random.Generator, label: int, num_frames: int = 1
         uint8 frames ``(num_frames, size, size, 3)``.
     """
     cell = max(size // 16, 2)
-    grid = rng.integers(30, 200, size=(size // cell + 1, size // cell + 1, 3), dtype=np.uint8)
+    grid = rng.integers(80, 160, size=(size // cell + 1, size // cell + 1, 3), dtype=np.uint8)
     background = np.repeat(np.repeat(grid, cell, 0), cell, 1)[:size, :size]
-    side = max(size // 4, 4)
+    side = max(3 * size // 8, 4)
     obj_cell = max(side // 8, 1)
     tex = rng.integers(0, 256, size=(side // obj_cell + 1, side // obj_cell + 1, 3), dtype=np.uint8)
     obj = np.repeat(np.repeat(tex, obj_cell, 0), obj_cell, 1)[:side, :side].copy()
-    obj[[0, -1], :] = 255
-    obj[:, [0, -1]] = 255
-    speed = rng.uniform(1.0, 2.0) * size / 64
-    dy, dx = _DIRECTIONS[DEMO_CLASSES[label]]
+    obj[[0, 1, -2, -1], :] = 255
+    obj[:, [0, 1, -2, -1]] = 255
+    speed = rng.uniform(3.0, 5.0) * size / 64
+    dy, dx = _DIRECTIONS[CLASS_SETS[classes][label]]
     y0, x0 = rng.uniform(0, size, 2)
     offsets = np.arange(side)
     frames = np.empty((num_frames, size, size, 3), dtype=np.uint8)
@@ -102,7 +106,7 @@ def _read_meta(path: Path) -> dict | None:
 
 def make_demo_dataset(root: str | os.PathLike, num_train: int = 240, num_val: int = 48, num_test: int = 48,
                       num_frames: int = 16, size: int = 64, seed: int = 0, num_classes: int = 4,
-                      fps: int = 8) -> dict[str, str]:
+                      fps: int = 8, classes: str = "axis") -> dict[str, str]:
     """Write (or reuse) the motion-direction demo set under ``root``.
 
     Args:
@@ -113,10 +117,13 @@ def make_demo_dataset(root: str | os.PathLike, num_train: int = 240, num_val: in
         seed: generation seed (clip ``i`` of a split depends only on seed, split and ``i``).
         num_classes: 4 (left/right/up/down) or 2 (left/right).
         fps: nominal frame rate stored in the files.
+        classes: ``"axis"`` (left/right/up/down) or ``"diagonal"`` (the four diagonals).
 
     Returns:
         ``{"root", "train", "val", "test", "labels"}``: the root and the list / label-map paths.
     """
+    if classes not in CLASS_SETS:
+        raise ValueError(f"classes must be one of {sorted(CLASS_SETS)}, got {classes!r}")
     if num_classes not in (2, 4):
         raise ValueError(f"num_classes must be 2 or 4, got {num_classes}")
     if size < 16 or size % 2:
@@ -126,7 +133,7 @@ def make_demo_dataset(root: str | os.PathLike, num_train: int = 240, num_val: in
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     params = {"num_frames": num_frames, "size": size, "seed": seed, "num_classes": num_classes, "fps": fps,
-              "version": 2}
+              "classes": classes, "version": 3}
     meta = root / "demo.json"
     counts = dict(zip(_SPLITS, (num_train, num_val, num_test)))
     record = {"params": params, "counts": counts}
@@ -145,11 +152,11 @@ def make_demo_dataset(root: str | os.PathLike, num_train: int = 240, num_val: in
             file = root / rel
             if not (reuse and file.is_file() and file.stat().st_size > 0):
                 rng = np.random.default_rng([seed, split_id, i])
-                write_video(file, render_motion_clip(rng, label, num_frames, size), fps=fps)
+                write_video(file, render_motion_clip(rng, label, num_frames, size, classes), fps=fps)
                 written += 1
             entries.append((rel, label))
         write_list_file(out[split], entries)
-    write_label_map(out["labels"], DEMO_CLASSES[:num_classes])
+    write_label_map(out["labels"], CLASS_SETS[classes][:num_classes])
     tmp_meta = meta.with_name(meta.name + ".tmp")
     tmp_meta.write_text(json.dumps(record, indent=1))
     os.replace(tmp_meta, meta)

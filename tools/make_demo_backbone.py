@@ -1,0 +1,43 @@
+"""Pre-train the demo's nano video backbone on the source task and write it as a checkpoint.
+
+    python tools/make_demo_backbone.py [--out assets/demo_backbone_nano.safetensors] [-- overrides...]
+
+Runs ``tools/train.py experiment=demo_pretrain`` (full training, diagonal motion), then keeps the
+backbone of ``model_final.pth`` (no head) in fp16 safetensors: a ~1 MB stand-in for the VideoMAE
+checkpoints that real runs start from.
+"""
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    overrides = argv[argv.index("--") + 1:] if "--" in argv else []
+    argv = argv[: argv.index("--")] if "--" in argv else argv
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default=str(ROOT / "assets" / "demo_backbone_nano.safetensors"))
+    parser.add_argument("--run-dir", default="outputs/demo_pretrain")
+    args = parser.parse_args(argv)
+
+    import torch
+    from safetensors.torch import save_file
+
+    subprocess.run([sys.executable, str(ROOT / "tools" / "train.py"), "experiment=demo_pretrain",
+                    f"output_dir={args.run_dir}", "resume=null", *overrides], check=True, cwd=ROOT)
+    state = torch.load(Path(args.run_dir) / "model_final.pth", weights_only=True)["model"]
+    backbone = {k: v.half().contiguous() for k, v in state.items() if not k.startswith("head.")}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_file(backbone, str(out), metadata={"source": "experiment=demo_pretrain", "model": "sparse_videomae_nano_patch16_64"})
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB, {sum(v.numel() for v in backbone.values()) / 1e6:.2f} M parameters)")
+
+
+if __name__ == "__main__":
+    main()
