@@ -22,7 +22,8 @@ def test_vtab_sweep_adapts_a_real_backbone_and_tabulates(tmp_path):
     make_digits_vtab(root, task="cifar", n_train=100, n_test=100, size=32, seed=1)
     out = tmp_path / "sweep"
     overrides = ["model=vit_small_dinov2", f"pretrained={backbone}", "data.num_classes=10", "data.input_size=112",
-                 "data.batch_size=20", "data.num_workers=0", "epochs=10", "optim.lr=1e-3", "optim.warmup_epochs=0",
+                 "data.batch_size=20", "data.num_workers=0", "epochs=12", "optim.lr=1e-3", "optim.min_lr=1e-3",
+                 "optim.warmup_epochs=0", "model.drop_path_rate=0.0",
                  "seed=0"]
     cmd = [sys.executable, str(ROOT / "tools" / "vtab_sweep.py"), "--root", str(root), "--out", str(out),
            "--tasks", "cifar", "--", *overrides]

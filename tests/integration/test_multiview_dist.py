@@ -60,7 +60,7 @@ def test_metrics_do_not_depend_on_the_number_of_processes(tmp_path):
     probs = np.exp(logits - logits.max(1, keepdims=True))
     probs /= probs.sum(1, keepdims=True)
     merged, labels = {}, {}
-    for s, v, y, p in zip(dump["sample_index"], dump["view_index"], dump["labels"], probs):
+    for s, v, y, p in zip(dump["sample_index"], dump["view_index"], dump["label"], probs):
         merged.setdefault(int(s), {})[int(v)] = p
         labels[int(s)] = int(y)
     assert all(len(views) == 2 for views in merged.values())

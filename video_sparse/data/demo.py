@@ -140,7 +140,7 @@ def make_demo_dataset(root: str | os.PathLike, num_train: int = 240, num_val: in
     out = {"root": str(root), **{split: str(root / f"{split}.txt") for split in _SPLITS},
            "labels": str(root / "labels.txt")}
     previous = _read_meta(meta)
-    if previous == record and all(Path(path).is_file() for path in out.values()):
+    if previous == record and all(Path(out[key]).is_file() for key in (*_SPLITS, "labels")):
         return out  # complete: read nothing else, write nothing (safe with concurrent readers)
     reuse = previous is not None and previous.get("params") == params
     written = 0

@@ -71,6 +71,17 @@ def build_dataset(data_cfg: dict[str, Any], split: str) -> Dataset:
     return _image_dataset(kind, data_cfg, split)
 
 
+def prepare_data(data_cfg: dict[str, Any], is_main: bool) -> None:
+    """Write generated data (the demo set) once, on rank 0, before any rank reads it."""
+    from .distributed import barrier
+
+    if is_main and data_cfg.get("kind") == "demo":
+        from ..data.demo import make_demo_dataset
+        make_demo_dataset(Path(_require(data_cfg, "root")), num_frames=data_cfg.get("num_frames", 16),
+                          **(data_cfg.get("demo") or {}))
+    barrier()
+
+
 def _video_dataset(data_cfg: dict[str, Any], split: str) -> Dataset:
     from ..data.video_dataset import VideoClassificationDataset
 

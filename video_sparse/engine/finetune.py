@@ -22,7 +22,8 @@ from tqdm import tqdm
 from ..adapters import count_parameters
 from ..data.collate import collate_samples
 from . import checkpointing
-from .builders import build_dataset, build_ds_config, build_model, param_groups, resolve_precision
+from .builders import (build_dataset, build_ds_config, build_model, param_groups, prepare_data,
+                       resolve_precision)
 from .distributed import all_reduce_sum, barrier, init_distributed
 from .evaluate import evaluate
 from .logging_utils import MetricWriter, setup_logging
@@ -61,9 +62,7 @@ class FinetuneRecipe:
         torch.manual_seed(cfg.seed)  # the same initial weights on every rank
 
         data_cfg = OmegaConf.to_container(cfg.data, resolve=True)
-        if self.dist.is_main and data_cfg["kind"] == "demo":
-            build_dataset(data_cfg, "train")  # writes the demo videos once, before the other ranks read them
-        barrier()
+        prepare_data(data_cfg, self.dist.is_main)
         self.train_set = build_dataset(data_cfg, "train")
         self.val_set = build_dataset(data_cfg, "val")
         self.model = build_model(OmegaConf.to_container(cfg.model, resolve=True),

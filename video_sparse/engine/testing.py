@@ -12,7 +12,7 @@ from torch import nn
 
 from ..analysis.flops import count_gmacs, input_shape_of
 from ..evaluation import format_flops_x_views, plot_confusion_matrix
-from .builders import build_dataset, build_model, resolve_precision
+from .builders import build_dataset, build_model, prepare_data, resolve_precision
 from .distributed import DistInfo, barrier, init_distributed
 from .evaluate import evaluate
 from .logging_utils import setup_logging
@@ -86,6 +86,7 @@ def run_test(cfg: DictConfig) -> dict[str, Any]:
     output_dir = Path(cfg.output_dir)
     setup_logging(output_dir, dist_info.is_main)
     precision = resolve_precision(cfg.precision, dist_info.device)
+    prepare_data(OmegaConf.to_container(cfg.data, resolve=True), dist_info.is_main)
     model = build_model(OmegaConf.to_container(cfg.model, resolve=True),
                         OmegaConf.to_container(cfg.sparsity, resolve=True), cfg.pretrained)
     kind = load_trained_weights(model, cfg.checkpoint)
