@@ -18,10 +18,12 @@ def _analytic_gmacs(model) -> float:
     adapter = model.blocks[0].adapter
     adapter_per_token = sum(m.in_features * m.out_features for m in adapter.modules()
                             if isinstance(m, torch.nn.Linear)) if adapter is not None else 0
-    for n_attn, n_mlp in model.tokens_per_block():
+    for block, (n_attn, n_mlp) in zip(model.blocks, model.tokens_per_block()):
         macs += 4 * C * C * n_attn + 2 * n_attn * n_attn * C + 2 * C * hidden * n_mlp + adapter_per_token * n_mlp
-        if n_mlp < n_attn:  # one query row scored against all keys, then the weighted fused token
-            macs += n_attn * C + (n_attn - model.num_prefix_tokens) * C
+        if n_mlp < n_attn:
+            macs += (n_attn - model.num_prefix_tokens) * C  # the score-weighted fused token
+            if block.score in ("cls", "mean_query"):
+                macs += n_attn * C  # one query row against all keys (mean_attn reuses the attention matmuls)
     macs += C * model.num_classes
     return macs / 1e9
 
@@ -30,6 +32,7 @@ def _analytic_gmacs(model) -> float:
     ("sparse_vit_nano_patch16_64", {}),
     ("sparse_vit_nano_patch16_64", {"adapter": "none", "keep_rate": 1.0}),
     ("sparse_videomae_nano_patch16_64", {"keep_rate": 0.5}),
+    ("sparse_videomae_nano_patch16_64", {"keep_rate": 0.5, "score": "mean_query"}),
     ("sparse_vit_base_patch16_224", {}),
 ])
 def test_counter_matches_analytic(name, kwargs):
