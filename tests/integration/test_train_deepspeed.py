@@ -39,11 +39,12 @@ def _run(overrides: list[str], nproc: int = 2, timeout: int = 600) -> subprocess
 
 
 def _fresh_model(out: Path) -> torch.nn.Module:
-    """The model the run started from: same config, same seed."""
+    """The model the run started from: same config, same seed, same pre-trained backbone file."""
     from omegaconf import OmegaConf
     cfg = OmegaConf.load(out / "config.yaml")
     torch.manual_seed(cfg.seed)
-    return build_model(OmegaConf.to_container(cfg.model), OmegaConf.to_container(cfg.sparsity))
+    pretrained = str(ROOT / cfg.pretrained) if cfg.pretrained else None
+    return build_model(OmegaConf.to_container(cfg.model), OmegaConf.to_container(cfg.sparsity), pretrained)
 
 
 @pytest.mark.parametrize("stage", [2, 3])
