@@ -1,0 +1,175 @@
+"""Draw which tokens each sparsifying layer kept (dropped patches dimmed).
+
+    python tools/visualize.py --model sparse_vit_base_patch16_224 --backbone vit_b16.npz \\
+        --checkpoint out/adapters.pth --input cat.jpg --out kept.png
+    python tools/visualize.py --checkpoint out/model_final.pth --input clip.mp4 --out kept.gif
+    python tools/visualize.py --model sparse_videomae_base_patch16_224 --input clip.mp4 --out kept.mp4
+
+An image gives a PNG (input + one panel per dropping layer). A video gives an animated GIF or MP4
+(one strip per frame, each showing the tokens of its 2-frame tube), or with --out *.png one strip
+per tube stacked. An image model given a video uses the frame --frame (default: the middle one).
+--checkpoint takes a full checkpoint ({"model": state_dict, "model_args": ...}, a timm/VideoMAE
+file) or an adapter-only one (video_sparse.checkpoint.save_adapter_checkpoint); without --model
+the model is rebuilt from the checkpoint's model_args.
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import logging
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+import timm  # noqa: E402
+from PIL import Image, UnidentifiedImageError  # noqa: E402
+from torch import nn  # noqa: E402
+
+import video_sparse  # noqa: E402,F401
+from video_sparse.analysis.token_maps import (  # noqa: E402
+    center_crop, compute_kept_tokens, contact_sheet, render_image, render_video, save_animation,
+    to_model_input)
+from video_sparse.checkpoint import load_adapter_checkpoint, load_pretrained, read_checkpoint  # noqa: E402
+from video_sparse.data.readers import PyAVReader  # noqa: E402
+from video_sparse.models.vit import SparseViT  # noqa: E402
+
+logger = logging.getLogger("visualize")
+
+NORMS = {"imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)), "in21k": ((0.5,) * 3, (0.5,) * 3)}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+
+
+def _parse_arg(text: str) -> tuple[str, object]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"--arg expects KEY=VALUE, got {text!r}")
+    key, value = text.split("=", 1)
+    try:
+        return key, ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return key, value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--input", required=True, help="image or video file")
+    p.add_argument("--out", required=True, help=".png for images; .gif, .mp4 or .png (stacked) for videos")
+    p.add_argument("--model", help="registered model name (default: from the checkpoint's model_args)")
+    p.add_argument("--checkpoint", help="full or adapter-only checkpoint")
+    p.add_argument("--backbone",
+                   help="pre-trained backbone loaded before --checkpoint (.npz/.pth/.safetensors/.onnx)")
+    p.add_argument("--keep-rate", type=float, help="override the model's keep rate")
+    p.add_argument("--arg", action="append", type=_parse_arg, default=[],
+                   help="extra model constructor argument KEY=VALUE (repeatable)")
+    p.add_argument("--norm", choices=("auto", *NORMS), default="auto",
+                   help="input normalisation; auto = in21k (0.5) for 16-px image models, else ImageNet")
+    p.add_argument("--frame", type=int, help="frame of a video fed to an image model (default: middle)")
+    p.add_argument("--stride", type=int, default=0,
+                   help="video: take every STRIDE-th frame from --start (default 0: spread over the video)")
+    p.add_argument("--start", type=int, default=0, help="video: first frame with --stride")
+    p.add_argument("--scale", type=int, default=0, help="panel upscaling (default: to at least 160 px)")
+    p.add_argument("--fps", type=float, default=4.0, help="animation frame rate")
+    return p
+
+
+def _is_adapter_checkpoint(content: object) -> bool:
+    return isinstance(content, Mapping) and content.get("format") == "video_sparse.adapter"
+
+
+def build_model(args: argparse.Namespace) -> nn.Module:
+    """The model named by --model (or rebuilt from the checkpoint), with its weights loaded."""
+    content = read_checkpoint(args.checkpoint)[0] if args.checkpoint else None
+    stored_args = content.get("model_args") if isinstance(content, Mapping) else None
+    overrides = dict(args.arg)
+    if args.model:
+        model = timm.create_model(args.model, **overrides)
+    elif stored_args:
+        model = SparseViT(**{**stored_args, **overrides})
+        logger.info("model rebuilt from the model_args stored in %s", args.checkpoint)
+    else:
+        raise SystemExit("give --model (the checkpoint holds no model_args)")
+    if args.backbone:
+        load_pretrained(model, args.backbone)
+    if args.checkpoint and _is_adapter_checkpoint(content):
+        load_adapter_checkpoint(model, args.checkpoint)
+    elif args.checkpoint:
+        load_pretrained(model, args.checkpoint, strict=not args.backbone)
+    if not (args.checkpoint or args.backbone):
+        logger.warning("no --checkpoint or --backbone: backbone and adapters are random, so the kept tokens "
+                       "show the mechanism only, not what a trained model attends to")
+    elif not args.backbone and _is_adapter_checkpoint(content):
+        logger.warning("adapter-only checkpoint without --backbone: the frozen backbone is random")
+    return model.eval()
+
+
+def _norm(args: argparse.Namespace, model: nn.Module) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    if args.norm != "auto":
+        return NORMS[args.norm]
+    in21k = not model.is_video and tuple(model.patch_embed.patch_size) == (16, 16)
+    return NORMS["in21k" if in21k else "imagenet"]
+
+
+def _read_frames(path: str, indices_for) -> np.ndarray:
+    with PyAVReader(path) as reader:
+        return reader.get_frames(indices_for(reader.num_frames))
+
+
+def load_pixels(args: argparse.Namespace, model: nn.Module) -> np.ndarray:
+    """(H, W, 3) or (T, H, W, 3) uint8 at the model's input size, centre-cropped."""
+    size = tuple(model.patch_embed.img_size)
+    path = Path(args.input)
+    if not path.is_file():
+        raise SystemExit(f"{path}: input file not found")
+    is_image_file = path.suffix.lower() in IMAGE_SUFFIXES
+    if model.is_video:
+        if is_image_file:
+            raise SystemExit(f"{path}: a video model needs a video file")
+        num = model.num_frames
+
+        def indices(total: int) -> list[int]:
+            if args.stride > 0:
+                return [min(total - 1, args.start + i * args.stride) for i in range(num)]
+            return np.linspace(0, total - 1, num).round().astype(int).tolist()
+        frames = _read_frames(str(path), indices)
+        return np.stack([center_crop(Image.fromarray(f), size) for f in frames])
+    if is_image_file:
+        try:
+            with Image.open(path) as image:
+                return center_crop(image, size)
+        except UnidentifiedImageError as err:
+            raise SystemExit(f"{path}: not a readable image ({err})") from err
+    frame = _read_frames(str(path), lambda total: [total // 2 if args.frame is None else args.frame])[0]
+    return center_crop(Image.fromarray(frame), size)
+
+
+def main(argv: list[str] | None = None) -> Path:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    model = build_model(args)
+    pixels = load_pixels(args, model)
+    mean, std = _norm(args, model)
+    tokens = compute_kept_tokens(model, to_model_input(pixels, mean, std), args.keep_rate)
+    if not tokens.layers:
+        logger.warning("the model drops no tokens at this keep rate: only the input is drawn")
+    for layer, mask in zip(tokens.layers, tokens.masks):
+        logger.info("block %d keeps %d of %d patches", layer, int(mask.sum()), mask.size)
+    scale = args.scale or max(1, -(-160 // pixels.shape[-2]))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if not model.is_video:
+        render_image(pixels, tokens, scale).save(out)
+    else:
+        strips = render_video(pixels, tokens, scale)
+        if out.suffix.lower() in (".gif", ".mp4"):
+            save_animation(strips, out, args.fps)
+        else:
+            tubelet = len(pixels) // tokens.masks.shape[1]
+            contact_sheet(strips[::tubelet]).save(out)
+    logger.info("wrote %s", out)
+    return out
+
+
+if __name__ == "__main__":
+    main()
