@@ -25,11 +25,13 @@ class Attention(nn.Module):
         qkv_bias: add a bias to the qkv projection.
         proj_drop: dropout after the output projection.
         attn_impl: ``"sdpa"`` (fused kernel) or ``"explicit"`` (full softmax matrix, reference style).
-        score_chunk_size: query rows per chunk when the exact mean-received score is computed.
+        score_chunk_size: query rows per chunk when the exact mean-received score is computed;
+            None picks it from the input size and device (see
+            :func:`~video_sparse.sparsify.scorers.score_chunk_rows`).
     """
 
     def __init__(self, dim: int, num_heads: int = 8, qkv_bias: bool = True, proj_drop: float = 0.0,
-                 attn_impl: str = "sdpa", score_chunk_size: int = 512) -> None:
+                 attn_impl: str = "sdpa", score_chunk_size: int | None = None) -> None:
         super().__init__()
         if dim % num_heads:
             raise ValueError(f"dim={dim} is not divisible by num_heads={num_heads}")
