@@ -161,3 +161,60 @@ def test_documented_examples_parse(name, layout, n):
     first = [line for line in (DATA_LISTS / "examples" / name).read_text().splitlines()
              if line and not line.startswith("#")][0]
     assert first in readme
+
+
+def test_four_column_frames_start_layout(tmp_path):
+    path = _write(tmp_path, "ssv2/78687 0 45 93\nfolder with space 1 38 16\n")
+    records, layout = parse_list_file(path)
+    assert layout == "frames_start"
+    got = [(r.path, r.start_index, r.num_frames, r.label, r.lineno) for r in records]
+    assert got == [("ssv2/78687", 0, 45, 93, 1), ("folder with space", 1, 38, 16, 2)]
+    assert parse_list_file(path, layout="frames_start")[0] == records
+    assert detect_line_layout("a/b 0 45 93") == "frames_start"
+    assert detect_line_layout("a/b 12.mp4 0") == "video"
+
+
+@pytest.mark.parametrize("text, layout, lineno", [
+    ("a.mp4 1\nf 0 30 2\n", "auto", 2),          # a four-column line inside a video list
+    ("f 30 2\ng 0 30 2\n", "auto", 2),           # ... inside a frame list
+    ("f 30 2\n", "video", 1),                    # frame line read as a video line
+    ("f 0 30 2\n", "frames", 1),                 # four-column line read as a frame line
+    ("f 30 2\n", "frames_start", 1),             # too few columns
+    ("f 0 -1 2\n", "auto", 1),                   # VideoMAE V2's "whole video" marker is no frame count
+    ("f -1 30 2\n", "frames_start", 1),
+])
+def test_lines_fitting_no_declared_layout_are_refused_at_parse_time(tmp_path, text, layout, lineno):
+    path = _write(tmp_path, text)
+    with pytest.raises(ValueError, match=rf"list.txt:{lineno}: "):
+        parse_list_file(path, layout=layout)
+
+
+@pytest.mark.parametrize("text, label_map, lineno, label", [
+    ("a.mp4 0\nb.mp4 4\n", None, 2, 4),
+    ("f 30 1\ng 30 7\n", None, 2, 7),
+    ("f 0 30 3\ng 0 30 5\n", None, 2, 5),
+    ("a.mp4,4\n", None, 1, 4),
+    ("path,label\na.mp4,e\n", ["a", "b", "c", "d", "e"], 2, 4),   # a name beyond the head
+])
+def test_labels_checked_against_num_classes_up_front(tmp_path, text, label_map, lineno, label):
+    path = _write(tmp_path, text)
+    with pytest.raises(ValueError, match=rf"list.txt:{lineno}: label {label} out of range for "
+                                         rf"data.num_classes=4"):
+        parse_list_file(path, label_map=label_map, num_classes=4)
+    assert len(parse_list_file(path, label_map=label_map, num_classes=label + 1)[0]) >= 1
+
+
+def test_resolve_inside_refuses_escapes(tmp_path):
+    from video_sparse.data.lists import UnsafePathError, resolve_inside
+
+    out = tmp_path / "out"
+    out.mkdir()
+    assert resolve_inside(out, "a/b c/d", "l:1") == out.resolve() / "a/b c/d"
+    assert resolve_inside(out, "a/../b") == out.resolve() / "b"
+    (tmp_path / "elsewhere").mkdir()
+    (out / "link").symlink_to(tmp_path / "elsewhere")
+    (out / "inner").symlink_to(out / "a", target_is_directory=True)
+    assert resolve_inside(out, "inner/x") == out.resolve() / "a/x"
+    for rel in ("../../x", "../out2/x", "/tmp/x", "", ".", "a/..", "link/x", "link"):
+        with pytest.raises(UnsafePathError, match="l:7: path"):
+            resolve_inside(out, rel, "l:7")

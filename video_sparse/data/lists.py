@@ -1,16 +1,23 @@
 """List files and label maps for video classification.
 
-Two list layouts are understood (see ``data_lists/README.md`` for examples):
+Three whitespace list layouts are declared (see ``data_lists/README.md`` for examples):
 
 * ``video``: ``relative/path.mp4 LABEL`` (one video file per line);
-* ``frames``: ``relative/folder NUM_FRAMES LABEL`` (a folder of ``img_00001.jpg`` ...).
+* ``frames``: ``relative/folder NUM_FRAMES LABEL`` (a folder of ``img_00001.jpg`` ...);
+* ``frames_start``: ``relative/folder START_INDEX NUM_FRAMES LABEL`` (VideoMAE V2's frame lists:
+  the folder's first frame file is numbered ``START_INDEX``).
 
-Lines are split from the right, so paths may contain spaces. Blank lines and lines starting
-with ``#`` are skipped. A comma-separated variant with a header row (columns such as
+Lines are split from the right, so paths may contain spaces; a line whose path part ends in an
+integer field has the shape of another layout and is refused at parse time (it would otherwise
+be read as a path with a space and fail only when the file is opened). Blank lines and lines
+starting with ``#`` are skipped. A comma-separated variant with a header row (columns such as
 ``path,label`` or ``path,num_frames,label``) is accepted too, as are headerless comma rows
 whose last field is an integer label. Labels are integers or class names resolved through a
-label map (one class name per line; index = line number). A malformed line raises
-:class:`ValueError` whose message starts with ``path:lineno``.
+label map (one class name per line; index = line number); with ``num_classes`` every label is
+checked against the class count up front. A malformed line raises :class:`ValueError` whose
+message starts with ``path:lineno``.
+
+:func:`resolve_inside` keeps output paths derived from list entries inside their output root.
 """
 
 from __future__ import annotations
@@ -18,11 +25,12 @@ from __future__ import annotations
 import csv
 import json
 import os
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Iterable, Mapping, NamedTuple, Sequence
+from typing import NamedTuple
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".webm", ".mkv", ".mov", ".m4v", ".flv", ".mpg", ".mpeg")
-LAYOUTS = ("video", "frames")
+LAYOUTS = ("video", "frames", "frames_start")
 
 _PATH_COLUMNS = ("path", "video", "video_path", "filename", "file", "folder", "frame_dir", "directory",
                  "dir", "clip", "name")
@@ -40,12 +48,45 @@ class VideoRecord(NamedTuple):
         label: integer class index.
         num_frames: frame count from a frame list, ``None`` for video lists.
         lineno: 1-based line number in the list file (for error messages).
+        start_index: number of the first frame file (``frames_start`` lists), else ``None``.
     """
 
     path: str
     label: int
     num_frames: int | None
     lineno: int
+    start_index: int | None = None
+
+
+class UnsafePathError(ValueError):
+    """An output path derived from input data would land outside its output root."""
+
+
+def resolve_inside(root: str | os.PathLike, rel: str, where: str = "") -> Path:
+    """Join ``rel`` to ``root`` and require the result to lie strictly inside ``root``.
+
+    Both paths are resolved (``..``, and symbolic links that already exist), so ``../x``,
+    absolute paths and links pointing out of ``root`` are all refused.
+
+    Args:
+        root: the output root (need not exist yet).
+        rel: a relative path taken from input data (a list line, an annotation, a split name).
+        where: prefix of the error message (e.g. ``list.txt:7``).
+
+    Returns:
+        The resolved path inside the resolved ``root``.
+
+    Raises:
+        UnsafePathError: ``rel`` is empty, absolute, or resolves to ``root`` itself or outside it.
+    """
+    prefix = f"{where}: " if where else ""
+    if not rel or "\x00" in rel or os.path.isabs(rel):
+        raise UnsafePathError(f"{prefix}path {rel!r} must be relative and non-empty")
+    base = Path(os.path.realpath(root))
+    target = Path(os.path.realpath(base / rel))
+    if base not in target.parents:
+        raise UnsafePathError(f"{prefix}path {rel!r} resolves to {target}, outside the output root {base}")
+    return target
 
 
 def _is_int(text: str) -> bool:
@@ -123,8 +164,9 @@ def _check_names(names: list[str], where: str) -> list[str]:
 class _LabelResolver:
     """Turns a label token into an int, through an optional list of class names."""
 
-    def __init__(self, names: list[str] | None):
+    def __init__(self, names: list[str] | None, num_classes: int | None = None):
         self.names = names
+        self.num_classes = num_classes
         self.index = {n: i for i, n in enumerate(names)} if names else {}
 
     def can_resolve(self, token: str) -> bool:
@@ -132,6 +174,13 @@ class _LabelResolver:
         return _is_int(token) or token in self.index or token.replace("_", " ") in self.index
 
     def __call__(self, token: str, where: str) -> int:
+        label = self._resolve(token, where)
+        if self.num_classes is not None and not 0 <= label < self.num_classes:
+            raise ValueError(f"{where}: label {label} out of range for data.num_classes={self.num_classes} "
+                             f"(labels are 0..{self.num_classes - 1})")
+        return label
+
+    def _resolve(self, token: str, where: str) -> int:
         token = token.strip()
         if _is_int(token):
             label = int(token)
@@ -156,33 +205,57 @@ def _content_lines(path: Path) -> Iterable[tuple[int, str]]:
 
 
 def detect_line_layout(line: str) -> str:
-    """Guess the layout (``"video"`` or ``"frames"``) of one whitespace-separated list line.
+    """Guess the layout (``"video"``, ``"frames"`` or ``"frames_start"``) of one list line.
 
-    A line is a video line when everything left of the last field ends with a video extension,
-    or when it does not have the frame-list shape ``folder INT LABEL``.
+    A line is a video line when everything left of the last field ends with a video extension;
+    otherwise ``folder INT INT LABEL`` is a ``frames_start`` line and ``folder INT LABEL`` a
+    ``frames`` line; anything else is a video line.
     """
     left = line.rsplit(None, 1)[0] if len(line.split()) > 1 else line
     if left.lower().endswith(VIDEO_EXTENSIONS):
         return "video"
+    parts = line.rsplit(None, 3)
+    if len(parts) == 4 and _is_int(parts[1]) and _is_int(parts[2]):
+        return "frames_start"
     parts = line.rsplit(None, 2)
     if len(parts) == 3 and _is_int(parts[1]):
         return "frames"
     return "video"
 
 
+_SHAPES = {"video": "'relative/path LABEL'", "frames": "'relative/folder NUM_FRAMES LABEL'",
+           "frames_start": "'relative/folder START_INDEX NUM_FRAMES LABEL'"}
+
+
+def _count(text: str, what: str, where: str) -> int:
+    if not _is_int(text):
+        raise ValueError(f"{where}: {what} {text!r} is not an integer")
+    value = int(text)
+    if value < 0:
+        raise ValueError(f"{where}: negative {what} {value}")
+    return value
+
+
 def _parse_whitespace_line(line: str, layout: str, resolve: _LabelResolver, where: str) -> tuple:
+    """``(path, label, num_frames, start_index)`` of one line of a declared layout."""
+    fields = {"video": 1, "frames": 2, "frames_start": 3}[layout]
+    parts = line.rsplit(None, fields)
+    if len(parts) != fields + 1:
+        raise ValueError(f"{where}: expected {_SHAPES[layout]}, got {line!r}")
+    path = parts[0]
+    path_fields = path.split()
+    if len(path_fields) > 1 and _is_int(path_fields[-1]) and not path.lower().endswith(VIDEO_EXTENSIONS):
+        raise ValueError(f"{where}: {line!r} has an integer column more than the {layout!r} layout "
+                         f"{_SHAPES[layout]} (the path would end in {path_fields[-1]!r}); "
+                         f"lines must all fit one declared layout: {', '.join(_SHAPES.values())}")
     if layout == "video":
-        parts = line.rsplit(None, 1)
-        if len(parts) != 2:
-            raise ValueError(f"{where}: expected 'relative/path LABEL', got {line!r}")
-        return parts[0], resolve(parts[1], where), None
-    parts = line.rsplit(None, 2)
-    if len(parts) != 3 or not _is_int(parts[1]):
-        raise ValueError(f"{where}: expected 'relative/folder NUM_FRAMES LABEL', got {line!r}")
-    num_frames = int(parts[1])
-    if num_frames < 0:
-        raise ValueError(f"{where}: negative frame count {num_frames}")
-    return parts[0], resolve(parts[2], where), num_frames
+        return path, resolve(parts[1], where), None, None
+    if layout == "frames":
+        if not _is_int(parts[1]):
+            raise ValueError(f"{where}: expected {_SHAPES[layout]}, got {line!r}")
+        return path, resolve(parts[2], where), _count(parts[1], "frame count", where), None
+    start = _count(parts[1], "start index", where)
+    return path, resolve(parts[3], where), _count(parts[2], "frame count", where), start
 
 
 def _find_column(header: list[str], names: Sequence[str]) -> int | None:
@@ -255,14 +328,17 @@ def _parse_csv(path: Path, lines: list[tuple[int, str]], has_header: bool, layou
     return records, layout
 
 
-def parse_list_file(list_file: str | os.PathLike, layout: str = "auto",
-                    label_map: LabelMapLike = None) -> tuple[list[VideoRecord], str]:
+def parse_list_file(list_file: str | os.PathLike, layout: str = "auto", label_map: LabelMapLike = None,
+                    num_classes: int | None = None) -> tuple[list[VideoRecord], str]:
     """Read a video or frame list file.
 
     Args:
         list_file: path of the list file.
-        layout: ``"video"``, ``"frames"`` or ``"auto"`` (decided from the first entry).
+        layout: one of :data:`LAYOUTS` or ``"auto"`` (decided from the first entry; every later
+            line must fit the same layout).
         label_map: class names used to resolve non-integer labels (see :func:`load_label_map`).
+        num_classes: when given, every label must lie in ``0..num_classes-1`` (the error names
+            ``file:line`` and ``data.num_classes``).
 
     Returns:
         ``(records, layout)``: the rows in file order and the resolved layout.
@@ -273,14 +349,19 @@ def parse_list_file(list_file: str | os.PathLike, layout: str = "auto",
     """
     path = Path(list_file)
     if layout not in ("auto", *LAYOUTS):
-        raise ValueError(f"layout must be 'auto', 'video' or 'frames', got {layout!r}")
+        raise ValueError(f"layout must be 'auto' or one of {LAYOUTS}, got {layout!r}")
+    if num_classes is not None and int(num_classes) <= 0:
+        raise ValueError(f"data.num_classes must be positive, got {num_classes}")
     if not path.is_file():
         raise FileNotFoundError(f"list file not found: {path}")
-    resolve = _LabelResolver(load_label_map(label_map))
+    resolve = _LabelResolver(load_label_map(label_map), None if num_classes is None else int(num_classes))
     lines = list(_content_lines(path))
     if not lines:
         raise ValueError(f"{path}: the list file has no entries")
     first = lines[0][1]
+    if (_is_csv_header(first) or _is_headerless_csv(first)) and layout == "frames_start":
+        raise ValueError(f"{path}:{lines[0][0]}: the 'frames_start' layout is whitespace-separated "
+                         f"({_SHAPES['frames_start']}), got a comma-separated line")
     if _is_csv_header(first):
         records, layout = _parse_csv(path, lines, True, layout, resolve)
     elif _is_headerless_csv(first):
@@ -290,8 +371,8 @@ def parse_list_file(list_file: str | os.PathLike, layout: str = "auto",
             layout = detect_line_layout(first)
         records = []
         for lineno, line in lines:
-            rel, label, num_frames = _parse_whitespace_line(line, layout, resolve, f"{path}:{lineno}")
-            records.append(VideoRecord(rel, label, num_frames, lineno))
+            rel, label, num_frames, start = _parse_whitespace_line(line, layout, resolve, f"{path}:{lineno}")
+            records.append(VideoRecord(rel, label, num_frames, lineno, start))
     if not records:
         raise ValueError(f"{path}: the list file has no entries")
     return records, layout
