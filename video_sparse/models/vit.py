@@ -13,12 +13,19 @@
 
 With ``keep_rate=1`` and ``adapter=None`` the model computes exactly the dense backbone. Parameter
 names of the backbone are timm's (``blocks.N.attn.qkv`` ...), so checkpoints load by name.
+
+Sparsifying layers default to the paper's placement scaled to the depth
+(:func:`default_sparse_layers`: blocks 3/6/9 of 12 become 6/12/18 of 24, 8/16/24 of 32, 10/20/30 of 40).
+Activation checkpointing (``grad_checkpointing=True`` or timm's ``set_grad_checkpointing()``)
+recomputes each block in the backward pass; the recomputed forward reuses the token indices the
+first forward selected, so both passes drop the same tokens.
 """
 from __future__ import annotations
 
 from typing import Any, NamedTuple
 
 import torch
+from torch.utils.checkpoint import checkpoint
 from timm.layers import DropPath, LayerScale, Mlp, trunc_normal_
 from timm.models import register_model
 from torch import nn
@@ -28,6 +35,20 @@ from ..layers import Attention, PatchEmbed2d, TubeletEmbed, sincos_position_tabl
 from ..sparsify import SCORE_POLICIES, TokenSelection, apply_selection, num_kept_tokens, select_tokens
 
 DEFAULT_VIDEO_SCORE = "mean_attn"  # chosen by measurement: BENCHMARKS.md, "Video score policy"
+#: The paper's sparsifying blocks (0-based) in a 12-block ViT; deeper models scale them.
+PAPER_SPARSE_LAYERS: tuple[int, ...] = (3, 6, 9)
+PAPER_DEPTH = 12
+HEAD_NORMS = ("none", "batchnorm")
+
+
+def default_sparse_layers(depth: int) -> tuple[int, ...]:
+    """The paper's placement (blocks 3, 6, 9 of 12) in proportion to ``depth``.
+
+    Block ``i`` of 12 becomes ``round(i * depth / 12)`` (halves rounded up): 6/12/18 of 24,
+    8/16/24 of 32, 10/20/30 of 40, 1/2/3 of 4. Duplicates (very shallow models) are removed.
+    """
+    layers = [(i * depth * 2 + PAPER_DEPTH) // (2 * PAPER_DEPTH) for i in PAPER_SPARSE_LAYERS]
+    return tuple(sorted({min(max(i, 0), depth - 1) for i in layers}))
 
 
 class SparseOutput(NamedTuple):
@@ -70,8 +91,8 @@ class Block(nn.Module):
         self.num_prefix_tokens = num_prefix_tokens
         self.adapter = adapter
 
-    def forward(self, x: torch.Tensor, keep_rate: float = 1.0, history: list[torch.Tensor] | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor | None, TokenSelection | None]:
+    def forward(self, x: torch.Tensor, keep_rate: float = 1.0, history: list[torch.Tensor] | None = None,
+                kept: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None, TokenSelection | None]:
         """Run the block.
 
         Args:
@@ -79,6 +100,8 @@ class Block(nn.Module):
             keep_rate: fraction of the N scored tokens kept when this block sparsifies.
             history: earlier adapter outputs for history-reading adapters; reduced in place when
                 this block drops tokens.
+            kept: (B, K) indices to keep instead of the top-scored ones (the recomputed forward of
+                activation checkpointing); the fused token's weights still come from the scores.
 
         Returns:
             (B, P + N', C) tokens, the adapter output (or None), the token selection (or None).
@@ -90,7 +113,8 @@ class Block(nn.Module):
         x = x + self.drop_path1(self.ls1(attn_out))
         selection = None
         if scores is not None:
-            selection = select_tokens(scores, keep_rate, fuse=self.fuse_token)
+            selection = select_tokens(scores, keep_rate, fuse=self.fuse_token) if kept is None \
+                else _forced_selection(scores, kept, self.fuse_token)
             x = apply_selection(x, selection, self.num_prefix_tokens)
             if history:
                 history[:] = [apply_selection(h, selection, self.num_prefix_tokens) for h in history]
@@ -122,7 +146,8 @@ class SparseViT(nn.Module):
         drop_rate, proj_drop_rate, drop_path_rate: dropout before the head, in blocks, stochastic depth.
         norm_eps: LayerNorm epsilon.
         keep_rate: fraction of tokens kept at each sparsifying layer (1.0 disables dropping).
-        sparse_layers: 0-based indices of the sparsifying blocks.
+        sparse_layers: 0-based indices of the sparsifying blocks; default
+            :func:`default_sparse_layers` (the paper's 3/6/9 of 12, in proportion to ``depth``).
         fuse_token: fuse the dropped tokens into one token.
         score: importance policy, ``"cls"``, ``"mean_attn"`` or ``"mean_query"``; default ``"cls"``
             with a class token, else ``DEFAULT_VIDEO_SCORE``.
@@ -140,6 +165,11 @@ class SparseViT(nn.Module):
             released code sums blocks 9 and 10 of 9-11); on by default.
         freeze_backbone: freeze everything but adapters and head; default True when an adapter is set.
         attn_impl: ``"sdpa"`` or ``"explicit"`` (full attention matrices, reference style).
+        head_norm: ``"none"`` or ``"batchnorm"``: a ``BatchNorm1d(embed_dim, affine=False, eps=1e-6)``
+            (module ``head_norm``, running statistics only) between pooling and the linear head, the
+            classifier of the paper's released code (``head.0``).
+        grad_checkpointing: recompute every block in the backward pass (activation checkpointing)
+            instead of keeping its activations; see :meth:`set_grad_checkpointing`.
     """
 
     def __init__(self, img_size: int = 224, patch_size: int = 16, in_chans: int = 3, num_classes: int = 1000,
@@ -148,16 +178,20 @@ class SparseViT(nn.Module):
                  class_token: bool = True, pos_embed: str = "learn", global_pool: str = "token",
                  fc_norm: bool | None = None, init_values: float | None = None, drop_rate: float = 0.0,
                  proj_drop_rate: float = 0.0, drop_path_rate: float = 0.0, norm_eps: float = 1e-6,
-                 keep_rate: float = 0.7, sparse_layers: tuple[int, ...] | list[int] = (3, 6, 9),
+                 keep_rate: float = 0.7, sparse_layers: tuple[int, ...] | list[int] | None = None,
                  fuse_token: bool = True, score: str | None = None, fused_pool_weight: str = "one",
                  adapter: str | None = "dense", adapter_dim: int = 64, adapter_scale: float = 0.1,
                  dense_connections: bool | None = None, dense_include_embedding: bool = False,
                  dense_skip_last_block: bool = True, freeze_backbone: bool | None = None,
-                 attn_impl: str = "sdpa") -> None:
+                 attn_impl: str = "sdpa", head_norm: str = "none", grad_checkpointing: bool = False) -> None:
         super().__init__()
         self.model_args = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
+        if sparse_layers is None:
+            sparse_layers = default_sparse_layers(depth)
         self.model_args["sparse_layers"] = list(sparse_layers)
         sparse_layers = tuple(int(i) for i in sparse_layers)
+        if head_norm not in HEAD_NORMS:
+            raise ValueError(f"head_norm must be one of {HEAD_NORMS}, got {head_norm!r}")
         score = score or ("cls" if class_token else DEFAULT_VIDEO_SCORE)
         if score not in SCORE_POLICIES:
             raise ValueError(f"score must be one of {sorted(SCORE_POLICIES)}, got {score!r}")
@@ -220,8 +254,11 @@ class SparseViT(nn.Module):
         self.uses_history = adapter is not None and ADAPTERS[adapter].uses_history
         self.norm = nn.Identity() if use_fc_norm else norm_layer(embed_dim)
         self.fc_norm = norm_layer(embed_dim) if use_fc_norm else nn.Identity()
+        self.head_norm = _make_head_norm(head_norm, embed_dim, num_classes)
         self.head_drop = nn.Dropout(drop_rate)
         self.head = nn.Linear(embed_dim, num_classes) if num_classes > 0 else nn.Identity()
+        self.grad_checkpointing = False
+        self.set_grad_checkpointing(grad_checkpointing)
 
         self._init_weights()
         if freeze_backbone is None:
@@ -260,11 +297,41 @@ class SparseViT(nn.Module):
     def no_weight_decay(self) -> set[str]:
         return {"pos_embed", "cls_token"}
 
+    @torch.jit.ignore
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each block in the backward pass instead of storing its activations (timm's convention).
+
+        Only applies while gradients are enabled; the recomputed forward keeps the same tokens.
+        """
+        self.grad_checkpointing = bool(enable)
+        self.model_args["grad_checkpointing"] = self.grad_checkpointing
+
     def reset_classifier(self, num_classes: int) -> None:
-        """Replace the head with a fresh (trainable) one of ``num_classes`` outputs."""
+        """Replace the head (and its BatchNorm, if any) with fresh ones of ``num_classes`` outputs."""
         self.num_classes = num_classes
         self.head = nn.Linear(self.embed_dim, num_classes) if num_classes > 0 else nn.Identity()
+        self.head_norm = _make_head_norm(self.model_args["head_norm"], self.embed_dim, num_classes)
         self.model_args["num_classes"] = num_classes
+
+    def _run_block(self, block: Block, x: torch.Tensor, keep_rate: float, history: list[torch.Tensor] | None
+                   ) -> tuple[torch.Tensor, torch.Tensor | None, TokenSelection | None]:
+        """``block(x, keep_rate, history)``, through activation checkpointing when it is on."""
+        if not (self.grad_checkpointing and torch.is_grad_enabled()):
+            return block(x, keep_rate, history)
+        first: dict[str, torch.Tensor] = {}
+
+        def run(x: torch.Tensor, *hist: torch.Tensor) -> tuple[Any, ...]:
+            # `history` is passed by value: the recomputation must see it as it was, not as reduced.
+            local = list(hist) if history is not None else None
+            out, adapter_out, selection = block(x, keep_rate, local, kept=first.get("kept"))
+            if selection is not None and "kept" not in first:
+                first["kept"] = selection.kept  # the recomputed forward keeps these tokens
+            return out, adapter_out, selection, local
+
+        out, adapter_out, selection, local = checkpoint(run, x, *(history or ()), use_reentrant=False)
+        if history is not None:
+            history[:] = local
+        return out, adapter_out, selection
 
     def _embed(self, x: torch.Tensor) -> torch.Tensor:
         x = self.patch_embed(x)
@@ -296,7 +363,7 @@ class SparseViT(nn.Module):
         history: list[torch.Tensor] | None = [] if self.uses_history else None
         last = len(self.blocks) - 1
         for i, block in enumerate(self.blocks):
-            x, adapter_out, selection = block(x, keep_rate, history)
+            x, adapter_out, selection = self._run_block(block, x, keep_rate, history)
             if selection is not None:
                 if ids is not None:
                     ids = _reduce_ids(ids, selection)
@@ -327,7 +394,7 @@ class SparseViT(nn.Module):
                 x = (tokens * weights).sum(dim=1) / weights.sum(dim=1)
             else:
                 x = tokens.mean(dim=1)
-        return self.head(self.head_drop(self.fc_norm(x)))
+        return self.head(self.head_drop(self.head_norm(self.fc_norm(x))))
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Tokens after the last block and norm: (B, P + N', C)."""
@@ -351,6 +418,18 @@ class SparseViT(nn.Module):
                 n = num_kept_tokens(n, keep_rate) + (1 if block.fuse_token else 0)
             counts.append((before + self.num_prefix_tokens, n + self.num_prefix_tokens))
         return counts
+
+
+def _forced_selection(scores: torch.Tensor, kept: torch.Tensor, fuse: bool) -> TokenSelection:
+    """The selection :func:`select_tokens` would return had it picked ``kept`` (B, K) from ``scores`` (B, N)."""
+    fuse_weights = scores.float().scatter(1, kept, 0.0) if fuse and kept.shape[1] < scores.shape[1] else None
+    return TokenSelection(kept, scores, fuse_weights)
+
+
+def _make_head_norm(kind: str, dim: int, num_classes: int) -> nn.Module:
+    if kind == "batchnorm" and num_classes > 0:
+        return nn.BatchNorm1d(dim, affine=False, eps=1e-6)
+    return nn.Identity()
 
 
 def _reduce_ids(ids: torch.Tensor, selection: TokenSelection) -> torch.Tensor:
@@ -400,6 +479,18 @@ def sparse_vit_base_patch16_224(pretrained: bool = False, **kwargs: Any) -> Spar
 
 
 @register_model
+def sparse_vit_large_patch16_224(pretrained: bool = False, **kwargs: Any) -> SparseViT:
+    """ViT-L/16 at 224 (24 blocks, 1024 wide, 16 heads); sparsifies at blocks 6, 12, 18."""
+    return _create({**_IMAGE, **_sizes(1024, 24, 16)}, pretrained, **kwargs)
+
+
+@register_model
+def sparse_vit_huge_patch14_224(pretrained: bool = False, **kwargs: Any) -> SparseViT:
+    """ViT-H/14 at 224 (32 blocks, 1280 wide, 16 heads); sparsifies at blocks 8, 16, 24."""
+    return _create({**_IMAGE, **_sizes(1280, 32, 16), "patch_size": 14}, pretrained, **kwargs)
+
+
+@register_model
 def sparse_vit_small_patch16_224(pretrained: bool = False, **kwargs: Any) -> SparseViT:
     """ViT-S/16 at 224."""
     return _create({**_IMAGE, **_sizes(384, 12, 6)}, pretrained, **kwargs)
@@ -431,6 +522,27 @@ def sparse_videomae_base_patch16_224(pretrained: bool = False, **kwargs: Any) ->
 
 
 @register_model
+def sparse_videomae_large_patch16_224(pretrained: bool = False, **kwargs: Any) -> SparseViT:
+    """VideoMAE ViT-L (24 blocks, 1024 wide, 16 heads), 16 frames at 224; sparsifies at blocks 6, 12, 18."""
+    return _create({**_VIDEO, **_sizes(1024, 24, 16)}, pretrained, **kwargs)
+
+
+@register_model
+def sparse_videomae_huge_patch16_224(pretrained: bool = False, **kwargs: Any) -> SparseViT:
+    """VideoMAE ViT-H (32 blocks, 1280 wide, 16 heads), 16 frames at 224; sparsifies at blocks 8, 16, 24."""
+    return _create({**_VIDEO, **_sizes(1280, 32, 16)}, pretrained, **kwargs)
+
+
+@register_model
+def sparse_videomae_v2_giant_patch14_224(pretrained: bool = False, **kwargs: Any) -> SparseViT:
+    """VideoMAE V2 ViT-g (40 blocks, 1408 wide, 16 heads, MLP 6144), tubes 2x14x14, 16 frames at 224.
+
+    Sparsifies at blocks 10, 20, 30.
+    """
+    return _create({**_VIDEO, **_sizes(1408, 40, 16), "patch_size": 14, "mlp_ratio": 48 / 11}, pretrained, **kwargs)
+
+
+@register_model
 def sparse_videomae_small_patch16_224(pretrained: bool = False, **kwargs: Any) -> SparseViT:
     """VideoMAE ViT-S, 16 frames at 224."""
     return _create({**_VIDEO, **_sizes(384, 12, 6)}, pretrained, **kwargs)
@@ -453,4 +565,9 @@ VARIANTS = (
     "sparse_vit_base_patch16_224", "sparse_vit_small_patch16_224", "sparse_vit_tiny_patch16_224",
     "sparse_vit_small_patch14_dinov2", "sparse_vit_nano_patch16_64", "sparse_videomae_base_patch16_224",
     "sparse_videomae_small_patch16_224", "sparse_videomae_tiny_patch16_224", "sparse_videomae_nano_patch16_64",
+)
+#: Backbones too large for a single small GPU (ZeRO-3 territory); tests build them at tiny sizes.
+LARGE_VARIANTS = (
+    "sparse_vit_large_patch16_224", "sparse_vit_huge_patch14_224", "sparse_videomae_large_patch16_224",
+    "sparse_videomae_huge_patch16_224", "sparse_videomae_v2_giant_patch14_224",
 )
