@@ -25,10 +25,10 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 import torch
-from torch.utils.checkpoint import checkpoint
 from timm.layers import DropPath, LayerScale, Mlp, trunc_normal_
 from timm.models import register_model
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from ..adapters import ADAPTERS, is_trainable_by_design
 from ..layers import Attention, PatchEmbed2d, TubeletEmbed, sincos_position_table
@@ -450,8 +450,9 @@ def _layer_norm(eps: float) -> Any:
 # Registered variants. `timm.create_model(name, **overrides)` works after `import video_sparse`.
 # A local checkpoint is loaded with `checkpoint="path"`; nothing is downloaded.
 # --------------------------------------------------------------------------------------------------
-_IMAGE = dict(class_token=True, pos_embed="learn", global_pool="token")
-_VIDEO = dict(class_token=False, pos_embed="sincos", global_pool="avg", num_frames=16, tubelet_size=2)
+_IMAGE = {"class_token": True, "pos_embed": "learn", "global_pool": "token"}
+_VIDEO = {"class_token": False, "pos_embed": "sincos", "global_pool": "avg", "num_frames": 16,
+          "tubelet_size": 2}
 
 
 def _create(variant_args: dict[str, Any], pretrained: bool = False, checkpoint: str | None = None,
