@@ -49,10 +49,14 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--out", required=True, help="output folder for the lists and reports")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    if args.dataset == "kinetics":
-        reports = build_kinetics_lists(_pairs(args.csv, "--csv"), args.videos, args.out, args.label_map)
-    else:
-        reports = build_ssv2_lists(args.labels, _pairs(args.split, "--split"), args.videos, args.out)
+    try:
+        if args.dataset == "kinetics":
+            reports = build_kinetics_lists(_pairs(args.csv, "--csv"), args.videos, args.out, args.label_map)
+        else:
+            reports = build_ssv2_lists(args.labels, _pairs(args.split, "--split"), args.videos, args.out)
+    except (ValueError, FileNotFoundError) as err:  # bad annotations, split names leaving --out
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     for report in reports:
         print(report.summary())
         if report.missing:

@@ -34,10 +34,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    report = prepare_frames(args.videos, args.out, args.out_list, list_file=args.list,
-                            label_map=args.label_map, short_side=args.short_side or None,
-                            quality=args.quality, workers=args.workers, backend=args.backend,
-                            failures_file=args.failures, progress=not args.no_progress)
+    try:
+        report = prepare_frames(args.videos, args.out, args.out_list, list_file=args.list,
+                                label_map=args.label_map, short_side=args.short_side or None,
+                                quality=args.quality, workers=args.workers, backend=args.backend,
+                                failures_file=args.failures, progress=not args.no_progress)
+    except (ValueError, FileNotFoundError) as err:  # bad list lines, paths leaving --out
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     print(f"{report.num_extracted} extracted, {report.num_skipped} already complete, "
           f"{len(report.failures)} failed; frame list: {report.out_list}")
     for path, error in report.failures[:5]:

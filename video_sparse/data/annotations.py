@@ -11,7 +11,9 @@
 
 Every split gives a ``<split>.txt`` video list (``relative/path LABEL``); videos listed in the
 annotations but absent on disk go to ``<split>_missing.txt`` and labels that cannot be mapped to
-``<split>_unmapped.txt``; both are returned in a :class:`BuildReport`.
+``<split>_unmapped.txt``; both are returned in a :class:`BuildReport`. Split names come from the
+caller and become file names: each output file must resolve inside ``out_dir``
+(:func:`~video_sparse.data.lists.resolve_inside`), checked before anything is written.
 """
 
 from __future__ import annotations
@@ -21,12 +23,18 @@ import json
 import logging
 import os
 from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Mapping
 
-from video_sparse.data.lists import (VIDEO_EXTENSIONS, LabelMapLike, load_label_map, write_label_map,
-                                     write_list_file)
+from video_sparse.data.lists import (
+    VIDEO_EXTENSIONS,
+    LabelMapLike,
+    load_label_map,
+    resolve_inside,
+    write_label_map,
+    write_list_file,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +93,17 @@ def index_video_folder(video_root: str | os.PathLike) -> dict[str, str]:
     return index
 
 
+def check_split_names(splits: Iterable[str], out_dir: str | os.PathLike) -> None:
+    """Refuse split names whose output files (``<split>.txt``, reports) would leave ``out_dir``.
+
+    Raises:
+        UnsafePathError: naming the split (e.g. ``../x`` or an absolute path).
+    """
+    for split in splits:
+        for suffix in (".txt", "_missing.txt", "_unmapped.txt"):
+            resolve_inside(out_dir, f"{split}{suffix}", f"split {split!r}")
+
+
 def _label_index(names: list[str]) -> dict[str, int]:
     index = {n: i for i, n in enumerate(names)}
     for n, i in list(index.items()):
@@ -95,7 +114,7 @@ def _label_index(names: list[str]) -> dict[str, int]:
 def _write_split(split: str, rows: Iterable[tuple[str, str | None]], video_index: Mapping[str, str],
                  label_index: Mapping[str, int], out_dir: Path) -> BuildReport:
     """rows: (candidate keys joined by '|', label or None)."""
-    report = BuildReport(split=split, list_file=str(out_dir / f"{split}.txt"))
+    report = BuildReport(split=split, list_file=str(resolve_inside(out_dir, f"{split}.txt", f"split {split!r}")))
     entries = []
     for keys, label in rows:
         report.num_annotated += 1
@@ -111,10 +130,10 @@ def _write_split(split: str, rows: Iterable[tuple[str, str | None]], video_index
         entries.append((rel, cls))
     report.num_written = write_list_file(report.list_file, entries)
     if report.missing:
-        (out_dir / f"{split}_missing.txt").write_text("".join(k + "\n" for k in report.missing),
+        resolve_inside(out_dir, f"{split}_missing.txt", f"split {split!r}").write_text("".join(k + "\n" for k in report.missing),
                                                       encoding="utf-8")
     if report.unmapped:
-        (out_dir / f"{split}_unmapped.txt").write_text(
+        resolve_inside(out_dir, f"{split}_unmapped.txt", f"split {split!r}").write_text(
             "".join(f"{k}\t{v}\n" for k, v in report.unmapped.most_common()), encoding="utf-8")
     logger.info(report.summary())
     return report
@@ -153,6 +172,7 @@ def build_kinetics_lists(annotation_csvs: Mapping[str, str | os.PathLike], video
         One :class:`BuildReport` per split.
     """
     out = Path(out_dir)
+    check_split_names(annotation_csvs, out)
     out.mkdir(parents=True, exist_ok=True)
     tables = {split: _read_kinetics_csv(Path(p)) for split, p in annotation_csvs.items()}
     names = load_label_map(label_map)
@@ -193,6 +213,7 @@ def build_ssv2_lists(labels_json: str | os.PathLike, split_jsons: Mapping[str, s
         One :class:`BuildReport` per split (entries without a template are reported as unmapped).
     """
     out = Path(out_dir)
+    check_split_names(split_jsons, out)
     out.mkdir(parents=True, exist_ok=True)
     names = load_label_map(labels_json)
     write_label_map(out / "labels.txt", names)

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
-from video_sparse.data.lists import (VIDEO_EXTENSIONS, LabelMapLike, load_label_map, parse_list_file,
-                                     write_list_file)
+from video_sparse.data.lists import (VIDEO_EXTENSIONS, LabelMapLike, UnsafePathError, load_label_map,
+                                     parse_list_file, resolve_inside, write_list_file)
 from video_sparse.data.readers import (DEFAULT_FRAME_TMPL, VideoReadError, count_frames,
                                        default_multiprocessing_context, open_video)
 
@@ -50,6 +50,8 @@ def extract_frames(video_path: str | os.PathLike, out_dir: str | os.PathLike, sh
         return count_frames(out_dir, filename_tmpl)
     if not 1 <= quality <= 100:
         raise ValueError(f"JPEG quality must be in 1..100, got {quality}")
+    if not Path(video_path).is_file():
+        raise VideoReadError(f"{video_path}: video file not found")  # before any folder is created
     tmp = out_dir.with_name(f".{out_dir.name}.partial")
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -166,6 +168,11 @@ def prepare_frames(video_root: str | os.PathLike, out_root: str | os.PathLike, o
 
     Returns:
         A :class:`PrepareReport`.
+
+    Raises:
+        UnsafePathError: an entry's frame folder would resolve outside ``out_root`` (``../x.mp4``,
+            an absolute path, a symbolic link leading out); checked for every entry, naming
+            ``list_file:line``, before anything is written.
     """
     from tqdm import tqdm
 
@@ -176,13 +183,24 @@ def prepare_frames(video_root: str | os.PathLike, out_root: str | os.PathLike, o
     if list_file is not None:
         records, _ = parse_list_file(list_file, "video", names)
         entries = [(r.path, r.label) for r in records]
+        where = [f"{list_file}:{r.lineno}" for r in records]
     else:
         entries = _entries_from_folder(video_root, names)
-    jobs = []
+        where = [str(video_root / rel) for rel, _ in entries]
+    jobs, refused, folders = [], [], []
     for i, (rel, _) in enumerate(entries):
         folder = str(Path(rel).with_suffix("")) if Path(rel).suffix.lower() in VIDEO_EXTENSIONS else rel
-        jobs.append(_Job(i, str(video_root / rel), str(out_root / folder), short_side or None, quality,
+        try:  # the list decides where frames are written: keep every folder inside out_root
+            out_dir = resolve_inside(out_root, folder, where[i])
+        except UnsafePathError as e:
+            refused.append(str(e))
+            continue
+        folders.append(out_dir.relative_to(os.path.realpath(out_root)).as_posix())
+        jobs.append(_Job(i, str(video_root / rel), str(out_dir), short_side or None, quality,
                          backend, filename_tmpl, start_index))
+    if refused:
+        raise UnsafePathError(f"{len(refused)} list entries would write outside --out {out_root}; nothing was "
+                              f"written: " + "; ".join(refused[:5]))
     counts: dict[int, int] = {}
     report = PrepareReport(out_list=str(out_list))
     bar = tqdm(total=len(jobs), desc="extracting frames", unit="video", disable=not progress)
@@ -193,17 +211,18 @@ def prepare_frames(video_root: str | os.PathLike, out_root: str | os.PathLike, o
     else:
         results = list(_track(map(_run_job, jobs), bar))
     bar.close()
+    position = {job.index: k for k, job in enumerate(jobs)}
     for index, n, error, existed in results:
         if error is not None:
-            report.failures.append((jobs[index].video, error))
+            report.failures.append((jobs[position[index]].video, error))
         else:
             counts[index] = n
             if existed:
                 report.num_skipped += 1
             else:
                 report.num_extracted += 1
-    rows = [(str(Path(jobs[i].out_dir).relative_to(out_root)), counts[i], entries[i][1])
-            for i in range(len(jobs)) if i in counts]
+    rows = [(folders[k], counts[job.index], entries[job.index][1]) for k, job in enumerate(jobs)
+            if job.index in counts]
     write_list_file(out_list, rows)
     if report.failures:
         failures_file = Path(failures_file or f"{out_list}.failures.txt")

@@ -81,7 +81,7 @@ def resolve_inside(root: str | os.PathLike, rel: str, where: str = "") -> Path:
     """
     prefix = f"{where}: " if where else ""
     if not rel or "\x00" in rel or os.path.isabs(rel):
-        raise UnsafePathError(f"{prefix}path {rel!r} must be relative and non-empty")
+        raise UnsafePathError(f"{prefix}path {rel!r} is not a relative path inside the output root {root}")
     base = Path(os.path.realpath(root))
     target = Path(os.path.realpath(base / rel))
     if base not in target.parents:
