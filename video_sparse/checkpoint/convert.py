@@ -5,6 +5,13 @@ Every converter returns a flat ``{name: tensor}`` dict in the names the backbone
 ``blocks.{i}.attn.proj``, ``blocks.{i}.norm2``, ``blocks.{i}.mlp.fc1|fc2``, ``norm``, ``fc_norm``,
 ``head``). Keys a converter does not understand are passed through under their original name,
 so the loader can report them as unexpected instead of losing them silently.
+
+Layouts recognised by :func:`convert_torch`: timm; VideoMAE / VideoMAE V2 (ViT-S/B/L/H/g: separate
+``q_bias``/``v_bias``, ``encoder.`` prefix, a pre-training decoder); the fine-tuned checkpoints of
+the Sparse-Tuning release (``blocks.N.adaptmlp.*`` Dense Adapters -> ``blocks.N.adapter.*``; head
+``head.0`` = ``BatchNorm1d(affine=False)`` running statistics -> ``head_norm.*``, ``head.1`` ->
+``head``). Wrappers (``model``, ``module`` ...) and prefixes (``module.``, ``encoder.``,
+``backbone.``, torch.compile's ``_orig_mod.``) are removed first.
 """
 
 from __future__ import annotations
@@ -22,8 +29,18 @@ logger = logging.getLogger(__name__)
 
 #: Top-level keys whose value is the state dict (training scripts, DeepSpeed, Lightning-style files).
 WRAPPER_KEYS: tuple[str, ...] = ("model", "module", "state_dict", "model_state")
-#: Name prefixes removed from every key (DataParallel / DeepSpeed, MAE-style encoders, detection backbones).
-STRIPPED_PREFIXES: tuple[str, ...] = ("module.", "encoder.", "backbone.")
+#: Name prefixes removed from every key (DataParallel / DeepSpeed, MAE-style encoders, detection
+#: backbones, ``torch.compile``).
+STRIPPED_PREFIXES: tuple[str, ...] = ("module.", "encoder.", "backbone.", "_orig_mod.")
+#: The module name ``torch.compile`` inserts; removed wherever it appears in a key.
+COMPILE_WRAPPER = "_orig_mod"
+#: Modules of a masked-autoencoder pre-training checkpoint that are not part of the encoder.
+PRETRAINING_ONLY: tuple[str, ...] = ("decoder", "encoder_to_decoder", "mask_token", "decoder_pos_embed")
+#: Sparse-Tuning release: adapter module name, head as ``Sequential(BatchNorm1d, Linear)``.
+RELEASED_ADAPTER = "adaptmlp"
+RELEASED_HEAD_NORM, RELEASED_HEAD = "head.0.", "head.1."
+#: Value types of a saved ``args`` namespace that are kept (anything else is skipped).
+_PLAIN_ARG_TYPES = (str, int, float, bool, type(None))
 #: Where the JAX releases nest their parameter tree.
 NPZ_ROOTS: tuple[str, ...] = ("", "opt/target/", "params/", "params/img/")
 #: Sub-module names inside an encoder block: (attention, second LayerNorm, MLP). The first set is
@@ -185,7 +202,7 @@ def strip_prefixes(
     """Remove any run of :data:`STRIPPED_PREFIXES` from the start of every key."""
     out: dict[str, torch.Tensor] = {}
     for key, value in state_dict.items():
-        name = key
+        name = ".".join(part for part in key.split(".") if part != COMPILE_WRAPPER)
         while any(name.startswith(p) for p in STRIPPED_PREFIXES):
             name = name.split(".", 1)[1]
         if name in out:
@@ -234,13 +251,56 @@ def merge_qv_bias(
     return out
 
 
+def is_pretraining_only(key: str) -> bool:
+    """Whether ``key`` belongs to a masked-autoencoder decoder (:data:`PRETRAINING_ONLY`), not the encoder."""
+    return key.split(".", 1)[0] in PRETRAINING_ONLY
+
+
+def is_sparse_tuning_release(state_dict: Mapping[str, torch.Tensor]) -> bool:
+    """A fine-tuned checkpoint of the Sparse-Tuning release: ``adaptmlp`` adapters or a BatchNorm head."""
+    return (any(f".{RELEASED_ADAPTER}." in k for k in state_dict)
+            or (RELEASED_HEAD_NORM + "running_mean" in state_dict and RELEASED_HEAD + "weight" in state_dict))
+
+
+def convert_sparse_tuning(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rename the Sparse-Tuning release's ``blocks.N.adaptmlp.{down1,down2,up1,down3,up2}`` to
+    ``blocks.N.adapter.*`` (the same Dense Adapter) and its head ``head.0`` (BatchNorm1d running
+    statistics) / ``head.1`` (Linear) to ``head_norm.*`` / ``head.*``."""
+    out: dict[str, torch.Tensor] = {}
+    for key, value in state_dict.items():
+        if key.startswith(RELEASED_HEAD_NORM):
+            key = "head_norm." + key[len(RELEASED_HEAD_NORM):]
+        elif key.startswith(RELEASED_HEAD):
+            key = "head." + key[len(RELEASED_HEAD):]
+        else:
+            key = ".".join("adapter" if part == RELEASED_ADAPTER else part for part in key.split("."))
+        out[key] = value
+    return out
+
+
+def checkpoint_args(obj: Any) -> dict[str, Any]:
+    """The training arguments saved next to the weights (``args``: an ``argparse.Namespace`` read with
+    an allow-list, or a dict), as a dict of plain values; ``{}`` when there are none."""
+    args = obj.get("args") if isinstance(obj, Mapping) else None
+    if args is None:
+        return {}
+    items = vars(args).items() if hasattr(args, "__dict__") and not isinstance(args, Mapping) else \
+        (args.items() if isinstance(args, Mapping) else ())
+    plain = (list, tuple)
+    return {str(k): (list(v) if isinstance(v, plain) else v) for k, v in items
+            if isinstance(v, _PLAIN_ARG_TYPES) or (isinstance(v, plain) and all(isinstance(e, _PLAIN_ARG_TYPES)
+                                                                                 for e in v))}
+
+
 def convert_torch(obj: Any, path: str = "<checkpoint>") -> tuple[dict[str, torch.Tensor], str]:
-    """Normalise a timm or VideoMAE ``torch.save`` / safetensors object to timm names.
+    """Normalise a timm, VideoMAE or Sparse-Tuning ``torch.save`` / safetensors object to timm names.
 
     Returns:
-        ``(state_dict, format)`` with format ``"videomae"`` or ``"timm"``.
+        ``(state_dict, format)`` with format ``"videomae"``, ``"sparse-tuning"`` or ``"timm"``.
     """
     state_dict = strip_prefixes(unwrap_state_dict(obj, path), path)
     if is_videomae(state_dict):
         return merge_qv_bias(state_dict, path), "videomae"
+    if is_sparse_tuning_release(state_dict):
+        return convert_sparse_tuning(state_dict), "sparse-tuning"
     return state_dict, "timm"

@@ -11,24 +11,36 @@
   into ``fc_norm`` when the model pools first and normalises after (``norm`` absent, ``fc_norm``
   present) and the file has no ``fc_norm``. The pre-trained scale and shift are a better start for a
   frozen ``fc_norm`` than the identity, and strict loading of pre-training encoders stays possible;
+* a BatchNorm head (``head_norm.*``, the Sparse-Tuning release's ``head.0``) is loaded into the
+  model's ``head_norm`` when it has one (``head_norm="batchnorm"``), else folded into the linear head
+  (``W' = W / sqrt(var + eps)``, ``b' = b - W' mean``), which gives the same logits in inference;
 * any other shape mismatch raises, naming the key and both shapes; nothing is loaded then.
 
-Keys the model expects but the file lacks are split into *expected missing* (adapters, head,
-sparsifier: see :func:`.report.is_add_on_key`) and truly *missing* (backbone) keys; the latter
-raise with ``strict=True``. File keys with no place in the model (a pre-training decoder, a
-``pre_logits`` layer) are logged once and listed in the report.
+Nothing is dropped silently. Keys the model expects but the file lacks are split into *expected
+missing* (adapters, head, sparsifier: see :func:`.report.is_add_on_key`) and truly *missing*
+(backbone) keys; the latter raise. File keys with no place in the model raise too, naming them
+(LayerScale gammas loaded into a model without LayerScale, a learned position table into a model
+with a fixed one, biases, norms ...), except those that are not part of the network the file
+describes: a masked-autoencoder decoder (:data:`.convert.PRETRAINING_ONLY`) and, when the head
+itself is not loaded, a ``pre_logits`` layer. ``allow_dropped`` (glob patterns) drops more on
+purpose; ``strict=False`` accepts every missing and unexpected key with a warning. A file's fixed
+sin-cos position table (the same values the model builds) is dropped; any other table in the file
+for a model with a fixed table is an error.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import logging
 import math
 import os
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
-from .convert import convert_npz, convert_torch
+from .convert import checkpoint_args, convert_npz, convert_torch, is_pretraining_only
 from .pos_embed import infer_source_grid, resize_pos_embed_2d, resize_pos_embed_3d
 from .readers import read_checkpoint
 from .report import HEAD_PREFIX, CheckpointError, LoadReport, format_keys, is_add_on_key
@@ -36,10 +48,16 @@ from .report import HEAD_PREFIX, CheckpointError, LoadReport, format_keys, is_ad
 logger = logging.getLogger(__name__)
 
 POS_KEY = "pos_embed"
+HEAD_NORM_PREFIX = "head_norm."
+#: BatchNorm epsilon of the Sparse-Tuning release's head (``BatchNorm1d(..., eps=1e-6)``; not saved in the file).
+HEAD_NORM_EPS = 1e-6
+#: Tolerance under which a file's position table counts as the fixed sin-cos table the model builds.
+SINCOS_ATOL = 1e-4
 
 
 def _is_head(key: str) -> bool:
-    return key.split(".", 1)[0] == HEAD_PREFIX
+    """The linear head or its BatchNorm (dropped together when the class count differs)."""
+    return key.split(".", 1)[0] in (HEAD_PREFIX, HEAD_NORM_PREFIX[:-1])
 
 
 def model_patch_grid(model: nn.Module, num_table_tokens: int) -> tuple[tuple[int, ...], int]:
@@ -74,9 +92,14 @@ def _fit_pos_embed(
     if POS_KEY not in state_dict:
         return
     if POS_KEY not in target:
+        fixed = getattr(model, POS_KEY, None)
+        src = state_dict[POS_KEY]
+        if not (isinstance(fixed, torch.Tensor) and fixed.shape == src.shape
+                and torch.allclose(src.float(), fixed.float(), atol=SINCOS_ATOL)):
+            return  # a learned table: reported as unexpected (it changes the network)
         del state_dict[POS_KEY]
         report.dropped.append(POS_KEY)
-        logger.info("%s: %s not loaded: the model builds its own (fixed) position table",
+        logger.info("%s: %s not loaded: it is the fixed sin-cos table the model builds itself",
                     report.path, POS_KEY)
         return
     src, dst = state_dict[POS_KEY], target[POS_KEY]
@@ -110,17 +133,68 @@ def _map_final_norm(state_dict: dict[str, torch.Tensor], target: dict[str, torch
         logger.info("%s: the file's final 'norm' is loaded into the model's 'fc_norm'", path)
 
 
-def _convert_file(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], str]:
+def _fold_head_norm(state_dict: dict[str, torch.Tensor], target: dict[str, torch.Tensor],
+                    report: LoadReport) -> None:
+    """Fold a file's BatchNorm head (running statistics, no affine) into its linear head when the
+    model has no ``head_norm``: ``W' = W / sqrt(var + eps)``, ``b' = b - W' mean`` (exact in inference)."""
+    norm_keys = [k for k in state_dict if k.startswith(HEAD_NORM_PREFIX)]
+    if not norm_keys or any(k.startswith(HEAD_NORM_PREFIX) for k in target):
+        return
+    mean, var = state_dict.get(HEAD_NORM_PREFIX + "running_mean"), state_dict.get(HEAD_NORM_PREFIX + "running_var")
+    weight, bias = state_dict.get("head.weight"), state_dict.get("head.bias")
+    if mean is None or var is None or weight is None or weight.shape[-1] != mean.shape[0]:
+        return  # nothing consistent to fold: the keys are reported as unexpected
+    inv_std = (var.double() + HEAD_NORM_EPS).rsqrt()
+    folded = weight.double() * inv_std
+    state_dict["head.weight"] = folded.to(weight.dtype)
+    b = bias.double() if bias is not None else torch.zeros(weight.shape[0], dtype=torch.float64)
+    state_dict["head.bias"] = (b - folded @ mean.double()).to(weight.dtype)
+    for key in norm_keys:
+        del state_dict[key]
+    report.folded.extend(norm_keys)
+    logger.info("%s: BatchNorm head (%s) folded into the linear head (eps %g)", report.path,
+                ", ".join(norm_keys), HEAD_NORM_EPS)
+
+
+def read_converted(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], str, dict[str, Any]]:
+    """Read a checkpoint file and convert it to timm names.
+
+    Returns:
+        ``(state_dict, format, args)``: tensors in the model's names, the detected layout
+        (``npz``, ``dinov2-onnx``, ``videomae``, ``sparse-tuning``, ``timm``) and the training
+        arguments saved in the file (plain values of its ``args`` entry; ``{}`` when absent).
+    """
     content, container = read_checkpoint(path)
     if container == "npz":
-        return convert_npz(content, str(path)), "npz"
+        return convert_npz(content, str(path)), "npz", {}
     if container == "onnx":
-        return content, "dinov2-onnx"
-    return convert_torch(content, str(path))
+        return content, "dinov2-onnx", {}
+    state_dict, fmt = convert_torch(content, str(path))
+    return state_dict, fmt, checkpoint_args(content)
+
+
+def _allowed_unexpected(key: str, head_loaded: bool, allow_dropped: Sequence[str]) -> bool:
+    if is_pretraining_only(key) or any(fnmatch.fnmatchcase(key, pattern) for pattern in allow_dropped):
+        return True
+    # without a head of the file's, its head and pre-logits layer compute nothing in this network
+    return not head_loaded and (_is_head(key) or key.replace("/", ".").split(".", 1)[0] == "pre_logits")
+
+
+def _unexpected_hint(keys: Sequence[str]) -> str:
+    hints = []
+    if any(".ls1." in k or ".ls2." in k for k in keys):
+        hints.append("the file has LayerScale: build the model with init_values")
+    if POS_KEY in keys:
+        hints.append("the file has a learned position table: build the model with pos_embed='learn'")
+    if any(k.endswith("qkv.bias") for k in keys):
+        hints.append("the file has q/k/v biases: build the model with qkv_bias=True")
+    hints.append("or build it from the file (video_sparse.checkpoint.create_model_from_checkpoint), "
+                 "or name the keys in allow_dropped to drop them on purpose")
+    return "; ".join(hints)
 
 
 def load_pretrained(model: nn.Module, path: str | os.PathLike, *, strict: bool = True,
-                    pos_embed_antialias: bool = False) -> LoadReport:
+                    pos_embed_antialias: bool = False, allow_dropped: Sequence[str] = ()) -> LoadReport:
     """Load a pre-trained backbone into ``model``, detecting the checkpoint format.
 
     Formats: Google ViT ``.npz`` (original ViT-B/16 ImageNet-21k, AugReg, big_vision), timm state
@@ -131,9 +205,12 @@ def load_pretrained(model: nn.Module, path: str | os.PathLike, *, strict: bool =
     Args:
         model: a ViT with timm parameter names (``SparseViT`` or timm ``VisionTransformer``).
         path: checkpoint file.
-        strict: raise when backbone keys are missing from the file.
+        strict: raise when backbone keys are missing from the file or file keys have no place in
+            the model; ``False`` loads what fits and warns about the rest.
         pos_embed_antialias: low-pass filter an image position table that is shrunk (timm's
             choice); off by default, which reproduces DINOv2's own resizing.
+        allow_dropped: glob patterns (``fnmatch``) of file keys that may be left out on purpose
+            (e.g. ``["blocks.*.ls?.gamma"]``); they are listed in ``report.unexpected``.
 
     Returns:
         a :class:`LoadReport`.
@@ -141,13 +218,26 @@ def load_pretrained(model: nn.Module, path: str | os.PathLike, *, strict: bool =
     Raises:
         FileNotFoundError: ``path`` does not exist.
         CheckpointError: unsupported extension, unreadable file, a shape mismatch (other than the
-            head), or (``strict``) missing backbone keys. The model is unchanged when it raises.
+            head), or (``strict``) missing backbone keys or file keys with no place in the model.
+            The model is unchanged when it raises.
     """
-    state_dict, fmt = _convert_file(path)
-    report = LoadReport(path=str(path), format=fmt)
+    state_dict, fmt, args = read_converted(path)
+    report = LoadReport(path=str(path), format=fmt, args=args)
+    return load_converted(model, state_dict, report, strict=strict, pos_embed_antialias=pos_embed_antialias,
+                          allow_dropped=allow_dropped)
+
+
+def load_converted(model: nn.Module, state_dict: dict[str, torch.Tensor], report: LoadReport, *,
+                   strict: bool = True, pos_embed_antialias: bool = False,
+                   allow_dropped: Sequence[str] = ()) -> LoadReport:
+    """The second half of :func:`load_pretrained`: fit an already converted state dict to ``model``
+    and load it (same rules and errors); fills and returns ``report``."""
+    fmt = report.format
+    state_dict = dict(state_dict)
     target = model.state_dict()
     _map_final_norm(state_dict, target, report.path)
     _fit_pos_embed(model, state_dict, target, report, pos_embed_antialias)
+    _fold_head_norm(state_dict, target, report)
 
     head_mismatch = any(
         _is_head(k) and k in target and v.shape != target[k].shape for k, v in state_dict.items()
@@ -169,26 +259,32 @@ def load_pretrained(model: nn.Module, path: str | os.PathLike, *, strict: bool =
         )
     if head_mismatch:
         shapes = {k: tuple(state_dict[k].shape) for k in state_dict if _is_head(k)}
-        logger.info("%s: head not loaded, its shape differs from the model's: %s", report.path, shapes)
+        logger.warning("%s: head not loaded, its shape differs from the model's: %s", report.path, shapes)
 
     absent = [k for k in target if k not in to_load]
     report.expected_missing = [k for k in absent if is_add_on_key(k)]
     report.missing = [k for k in absent if not is_add_on_key(k)]
-    if report.missing and strict:
-        unexpected = ""
-        if report.unexpected:
-            unexpected = (f"\n{len(report.unexpected)} checkpoint key(s) have no place in the model:\n"
-                          f"{format_keys(report.unexpected)}")
-        raise CheckpointError(
-            f"{report.path} ({fmt}): {len(report.missing)} backbone key(s) of the model are missing "
-            f"from the checkpoint:\n{format_keys(report.missing)}{unexpected}"
-        )
+    head_loaded = any(_is_head(k) for k in to_load)
+    refused = [k for k in report.unexpected if not _allowed_unexpected(k, head_loaded, allow_dropped)]
+    if strict and (report.missing or refused):
+        parts = []
+        if report.missing:
+            parts.append(f"{len(report.missing)} backbone key(s) of the model are missing from the "
+                         f"checkpoint:\n{format_keys(report.missing)}")
+        if refused:
+            parts.append(f"{len(refused)} checkpoint key(s) have no place in the model, and leaving them "
+                         f"out would change the network ({_unexpected_hint(refused)}):\n{format_keys(refused)}")
+        raise CheckpointError(f"{report.path} ({fmt}): " + "\n".join(parts))
     if report.missing:
         logger.warning("%s: %d backbone key(s) missing (strict=False):\n%s",
                        report.path, len(report.missing), format_keys(report.missing))
-    if report.unexpected:
-        logger.info("%s: %d checkpoint key(s) ignored, the model has no place for them:\n%s",
-                    report.path, len(report.unexpected), format_keys(report.unexpected))
+    if refused:
+        logger.warning("%s: %d checkpoint key(s) dropped (strict=False), the network differs from the file's:\n%s",
+                       report.path, len(refused), format_keys(refused))
+    allowed = [k for k in report.unexpected if k not in refused]
+    if allowed:
+        logger.info("%s: %d checkpoint key(s) not part of this network left out (decoder, pre-logits, "
+                    "allow_dropped):\n%s", report.path, len(allowed), format_keys(allowed))
 
     model.load_state_dict(to_load, strict=False)
     report.loaded = len(to_load)

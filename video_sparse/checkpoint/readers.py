@@ -5,7 +5,9 @@ Supported containers (by file extension):
 * ``.npz``: NumPy archive (Google ViT / AugReg / big_vision JAX releases), read with
   ``allow_pickle=False``;
 * ``.pth``, ``.pt``, ``.bin``, ``.ckpt``: ``torch.save`` files, read with
-  ``torch.load(map_location="cpu", weights_only=True)``;
+  ``torch.load(map_location="cpu", weights_only=True)``; the one class allowed besides tensors and
+  plain containers is ``argparse.Namespace`` (the ``args`` that training scripts save next to the
+  weights), whose values go through the same restricted unpickler;
 * ``.safetensors``;
 * ``.onnx``: a DINOv2 ViT exported to ONNX, its weights read out of the graph into timm names by
   :func:`.onnx_vit.dinov2_state_dict_from_onnx` (needs the ``onnx`` package).
@@ -13,6 +15,7 @@ Supported containers (by file extension):
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import pickle
@@ -33,6 +36,8 @@ TORCH_SUFFIXES: tuple[str, ...] = (".pth", ".pt", ".bin", ".ckpt")
 SAFETENSORS_SUFFIXES: tuple[str, ...] = (".safetensors",)
 ONNX_SUFFIXES: tuple[str, ...] = (".onnx",)
 SUPPORTED_SUFFIXES: tuple[str, ...] = NPZ_SUFFIXES + TORCH_SUFFIXES + SAFETENSORS_SUFFIXES + ONNX_SUFFIXES
+#: Classes the restricted unpickler may rebuild besides tensors and plain containers.
+SAFE_CLASSES: list[type] = [argparse.Namespace]
 
 
 def check_path(path: str | os.PathLike) -> Path:
@@ -71,9 +76,14 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
 
 
 def read_torch(path: Path) -> Any:
-    """Read a ``torch.save`` file with ``weights_only=True``; never runs code from the file."""
+    """Read a ``torch.save`` file with ``weights_only=True``; never runs code from the file.
+
+    ``argparse.Namespace`` is allowed (rebuilt as an attribute bag, nothing called); every value
+    inside it is still restricted to tensors and plain types.
+    """
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals(SAFE_CLASSES):
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         raise CheckpointError(
             f"refusing to load {path}: it holds objects other than tensors and plain containers, "

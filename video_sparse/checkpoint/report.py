@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 #: Substrings that mark a parameter as a trainable add-on (not part of the frozen backbone).
 ADD_ON_SUBSTRINGS: tuple[str, ...] = ("adapter", "sparsifier")
 #: First name component of the classifier head.
 HEAD_PREFIX = "head"
+#: First name components of the trainable/trained classifier (the head and its optional BatchNorm).
+HEAD_MODULES: tuple[str, ...] = (HEAD_PREFIX, "head_norm")
 #: How many keys an error or log message lists before summarising the rest as a count.
 MAX_KEYS_SHOWN = 20
 
@@ -20,11 +23,11 @@ class CheckpointError(RuntimeError):
 def is_add_on_key(name: str) -> bool:
     """Whether a state-dict key belongs to the trainable add-ons (adapters, head, sparsifier).
 
-    The rule: the first dotted component is ``head``, or the name contains ``adapter`` or
-    ``sparsifier``. These keys are not expected in a pre-trained backbone checkpoint and are
-    exactly what an adapter-only checkpoint stores.
+    The rule: the first dotted component is ``head`` or ``head_norm`` (the head's BatchNorm running
+    statistics), or the name contains ``adapter`` or ``sparsifier``. These keys are not expected in a
+    pre-trained backbone checkpoint and are exactly what an adapter-only checkpoint stores.
     """
-    return name.split(".", 1)[0] == HEAD_PREFIX or any(s in name for s in ADD_ON_SUBSTRINGS)
+    return name.split(".", 1)[0] in HEAD_MODULES or any(s in name for s in ADD_ON_SUBSTRINGS)
 
 
 def format_keys(keys: Sequence[str], limit: int = MAX_KEYS_SHOWN) -> str:
@@ -42,16 +45,21 @@ class LoadReport:
     Attributes:
         path: the checkpoint file.
         format: detected layout: ``"npz"`` (Google big_vision / AugReg), ``"timm"``,
-            ``"videomae"``, ``"dinov2-onnx"`` (weights read out of an ONNX graph) or ``"adapter"``
-            (an adapter-only checkpoint).
+            ``"videomae"``, ``"sparse-tuning"`` (a fine-tuned checkpoint of the paper's release),
+            ``"dinov2-onnx"`` (weights read out of an ONNX graph) or ``"adapter"`` (an adapter-only
+            checkpoint).
         loaded: number of model state-dict entries that received a tensor from the file.
         expected_missing: model keys the file is not supposed to hold (adapters, head and
             sparsifier for a backbone checkpoint; the frozen backbone for an adapter checkpoint).
         missing: model keys that should have been in the file but were not.
-        unexpected: file keys (after name conversion) with no place in the model.
+        unexpected: file keys (after name conversion) with no place in the model, left out because
+            they are not part of the network (a pre-training decoder), were allowed to be dropped
+            (``allow_dropped``) or the load was not strict.
         resized: keys whose position table was interpolated to the model's grid.
         dropped: file keys deliberately not loaded (a head of another class count, a fixed
             sin-cos position table the model rebuilds itself).
+        folded: file keys merged into another tensor (a BatchNorm head folded into the linear head).
+        args: the training arguments saved in the file (plain values), ``{}`` when absent.
     """
 
     path: str
@@ -62,6 +70,8 @@ class LoadReport:
     unexpected: list[str] = field(default_factory=list)
     resized: list[str] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)
+    folded: list[str] = field(default_factory=list)
+    args: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> str:
         """One line for logs."""
@@ -69,4 +79,5 @@ class LoadReport:
             f"{self.path} ({self.format}): loaded {self.loaded} tensors, "
             f"{len(self.expected_missing)} expected missing, {len(self.missing)} missing, "
             f"{len(self.unexpected)} unexpected, {len(self.resized)} resized, {len(self.dropped)} dropped"
+            + (f", {len(self.folded)} folded" if self.folded else "")
         )
