@@ -42,9 +42,11 @@ class VideoClassificationDataset(Dataset):
         list_file: list file (``path LABEL`` or ``folder NUM_FRAMES LABEL``; see ``lists.py``).
         mode: ``"train"`` (random clip and augmentation), ``"val"`` (one centred clip and crop)
             or ``"test"`` (``num_clips x num_crops`` views per video, one item per view).
-        layout: ``"video"``, ``"frames"`` or ``"auto"`` (from the list's line shape).
+        layout: ``"video"``, ``"frames"``, ``"frames_start"`` or ``"auto"`` (from the list's line shape).
         backend: video decoder, ``"auto"`` (decord if it imports, else PyAV), ``"decord"``, ``"pyav"``.
         label_map: class names to resolve non-integer labels (file path, see ``load_label_map``).
+        num_classes: class count of the head; every label of the list is checked against it when
+            the list is parsed (error naming ``file:line`` and ``data.num_classes``).
         sampling: ``"dense"`` (K400: ``num_frames`` frames ``frame_interval`` apart) or
             ``"segment"`` (SSv2: one frame in each of ``num_frames`` segments).
         num_frames: frames per clip ``T``.
@@ -62,7 +64,8 @@ class VideoClassificationDataset(Dataset):
         min_frames: videos with fewer frames count as too short (treated as unreadable);
             shorter clips than the sampling span are otherwise padded with repeated frames.
         max_retries: consecutive unreadable videos tolerated in training before giving up.
-        filename_tmpl, start_index: frame file names in frame folders (``img_00001.jpg``...).
+        filename_tmpl, start_index: frame file names in frame folders (``img_00001.jpg``...);
+            a ``frames_start`` list gives each folder's own start index.
         num_threads: decoder threads per reader.
 
     Item (a dict): ``"input"`` float32 ``(C, T, H, W)``; ``"label"``, ``"sample_index"`` (row of
@@ -82,7 +85,7 @@ class VideoClassificationDataset(Dataset):
                  randaugment_ops: int = 2, randaugment_magnitude: int = 9, min_scale: float = 0.08,
                  max_scale: float = 1.0, min_ratio: float = 3 / 4, max_ratio: float = 4 / 3,
                  min_frames: int = 1, max_retries: int = 10, filename_tmpl: str = DEFAULT_FRAME_TMPL,
-                 start_index: int = 1, num_threads: int = 1):
+                 start_index: int = 1, num_threads: int = 1, num_classes: int | None = None):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         if sampling not in SAMPLINGS:
@@ -95,7 +98,7 @@ class VideoClassificationDataset(Dataset):
         self.list_file = str(list_file)
         self.mode = mode
         self.classes = load_label_map(label_map)
-        self.records, self.layout = parse_list_file(list_file, layout, self.classes)
+        self.records, self.layout = parse_list_file(list_file, layout, self.classes, num_classes)
         self.backend = resolve_backend(backend) if self.layout == "video" else "frames"
         self.sampling = sampling
         self.num_frames = int(num_frames)
@@ -123,7 +126,8 @@ class VideoClassificationDataset(Dataset):
         self.video_paths = [r.path for r in self.records]
         self.labels = [r.label for r in self.records]
         self.num_videos = len(self.records)
-        self.num_classes = len(self.classes) if self.classes is not None else max(self.labels) + 1
+        self.num_classes = int(num_classes) if num_classes is not None else (
+            len(self.classes) if self.classes is not None else max(self.labels) + 1)
         logger.info("%s: %d videos (%s layout, %s), mode=%s, %d view(s) per video", self.list_file,
                     self.num_videos, self.layout, self.backend, mode, self.num_views)
 
@@ -134,8 +138,9 @@ class VideoClassificationDataset(Dataset):
         """Open the reader of video ``video_index`` (raises :class:`VideoReadError`)."""
         rec = self.records[video_index]
         path = self.root / rec.path
-        if self.layout == "frames":
-            return FrameFolderReader(path, rec.num_frames, self.filename_tmpl, self.start_index)
+        if self.layout != "video":
+            start = self.start_index if rec.start_index is None else rec.start_index
+            return FrameFolderReader(path, rec.num_frames, self.filename_tmpl, start)
         return open_video(path, self.backend, num_threads=self.num_threads)
 
     def frame_indices(self, num_total: int, clip_index: int = 0) -> Any:

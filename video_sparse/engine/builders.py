@@ -19,9 +19,17 @@ import video_sparse  # noqa: F401  (registers the models)
 log = logging.getLogger(__name__)
 
 VIDEO_KEYS = ("layout", "backend", "label_map", "sampling", "num_frames", "frame_interval", "input_size",
-              "short_side_size", "mean", "std", "hflip", "randaugment", "min_scale", "max_scale")
+              "short_side_size", "mean", "std", "hflip", "randaugment", "min_scale", "max_scale",
+              "filename_tmpl", "start_index", "num_classes")
 IMAGE_KINDS = ("vtab", "cifar100", "svhn", "food101")
 DATA_KINDS = ("video", "demo") + IMAGE_KINDS
+_READ_BY_ALL = ("kind", "root", "num_classes", "input_size", "mean", "std", "batch_size", "num_workers")
+_VIDEO_DATA_KEYS = _READ_BY_ALL + VIDEO_KEYS + ("train_list", "val_list", "test_list", "test_num_clips",
+                                                "test_num_crops")
+DATA_KEYS = {"video": _VIDEO_DATA_KEYS, "demo": _VIDEO_DATA_KEYS + ("demo",),
+             "vtab": _READ_BY_ALL + ("task", "train_split", "val_split"),
+             "cifar100": _READ_BY_ALL, "svhn": _READ_BY_ALL, "food101": _READ_BY_ALL}
+"""The ``data`` keys something reads, per ``data.kind``; any other key is a configuration error."""
 SPLITS = ("train", "val", "test")
 
 
@@ -59,11 +67,47 @@ def _require(data_cfg: dict[str, Any], key: str) -> Any:
     return value
 
 
+def check_data_keys(data_cfg: dict[str, Any]) -> None:
+    """Refuse a ``data`` key that nothing reads (e.g. ``+data.strat_index=0``), naming it.
+
+    Raises:
+        ConfigError: unknown ``data.kind``, or keys outside :data:`DATA_KEYS` for that kind.
+    """
+    kind = data_cfg.get("kind")
+    if kind not in DATA_KEYS:
+        raise ConfigError(f"data.kind={kind!r} is not one of {list(DATA_KEYS)}")
+    unknown = sorted(set(data_cfg) - set(DATA_KEYS[kind]))
+    if unknown:
+        raise ConfigError(f"data.{unknown[0]} is not read by anything for data.kind={kind!r} "
+                          f"(unknown: {', '.join('data.' + k for k in unknown)}); known keys: "
+                          f"{', '.join(sorted(DATA_KEYS[kind]))}")
+
+
+def check_lists(data_cfg: dict[str, Any]) -> None:
+    """Parse every split's list file up front (video data), so that a malformed line or a label
+    ``>= data.num_classes`` stops the run before any model is built or any pass runs.
+
+    Raises:
+        ConfigError: naming ``list_file:line`` (and ``data.num_classes`` for a label out of range).
+    """
+    if data_cfg.get("kind") != "video":
+        return
+    from ..data.lists import load_label_map, parse_list_file
+
+    names = load_label_map(data_cfg.get("label_map"))
+    for split in SPLITS:
+        list_file = data_cfg.get(f"{split}_list")
+        if list_file and Path(list_file).is_file():
+            try:
+                parse_list_file(list_file, data_cfg.get("layout") or "auto", names, data_cfg.get("num_classes"))
+            except ValueError as err:
+                raise ConfigError(f"data.{split}_list: {err}") from err
+
+
 def build_dataset(data_cfg: dict[str, Any], split: str) -> Dataset:
     """Dataset for ``split`` ("train", "val" or "test") as ``data_cfg`` describes it."""
-    kind = data_cfg.get("kind")
-    if kind not in DATA_KINDS:
-        raise ConfigError(f"data.kind={kind!r} is not one of {list(DATA_KINDS)}")
+    check_data_keys(data_cfg)
+    kind = data_cfg["kind"]
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}")
     if kind in ("video", "demo"):
@@ -72,14 +116,17 @@ def build_dataset(data_cfg: dict[str, Any], split: str) -> Dataset:
 
 
 def prepare_data(data_cfg: dict[str, Any], is_main: bool) -> None:
-    """Write generated data (the demo set) once, on rank 0, before any rank reads it."""
+    """Check the data keys, write generated data (the demo set) once, on rank 0, before any rank
+    reads it, then check every list on every rank (:func:`check_lists`)."""
     from .distributed import barrier
 
+    check_data_keys(data_cfg)
     if is_main and data_cfg.get("kind") == "demo":
         from ..data.demo import make_demo_dataset
         make_demo_dataset(Path(_require(data_cfg, "root")), num_frames=data_cfg.get("num_frames", 16),
                           **(data_cfg.get("demo") or {}))
     barrier()
+    check_lists(data_cfg)
 
 
 def _video_dataset(data_cfg: dict[str, Any], split: str) -> Dataset:
