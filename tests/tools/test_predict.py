@@ -1,0 +1,142 @@
+"""Prediction on user inputs with an adapter trained on the demo task: API and tools/predict.py agree,
+good clips get their class, a corrupt file and a missing path are reported, the exit status says so."""
+import csv
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader
+
+from video_sparse.checkpoint import save_adapter_checkpoint
+from video_sparse.data import (
+    DEMO_CLASSES,
+    PyAVReader,
+    VideoClassificationDataset,
+    collate_samples,
+    make_demo_dataset,
+)
+from video_sparse.engine.builders import build_model
+from video_sparse.inference import (
+    VideoClassifier,
+    discover_inputs,
+    load_experiment_config,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+BACKBONE = ROOT / "assets" / "demo_backbone_nano.safetensors"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """An adapter trained for a few epochs on 96 demo clips (about 30 s on two cores)."""
+    from omegaconf import OmegaConf
+
+    tmp = tmp_path_factory.mktemp("predict")
+    data = make_demo_dataset(tmp / "demo", num_train=96, num_val=4, num_test=12, seed=5)
+    cfg = load_experiment_config("demo", [f"data.root={tmp / 'demo'}"])
+    torch.manual_seed(0)
+    model = build_model(OmegaConf.to_container(cfg.model, resolve=True),
+                        OmegaConf.to_container(cfg.sparsity, resolve=True), str(BACKBONE))
+    train = VideoClassificationDataset(data["root"], data["train"], "train", backend="pyav", num_frames=16,
+                                       frame_interval=1, input_size=64, hflip=False, min_scale=0.64,
+                                       mean=(0.5,) * 3, std=(0.5,) * 3)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3, weight_decay=0.01)
+    generator = torch.Generator().manual_seed(0)
+    model.train()
+    for _ in range(3):
+        for batch in DataLoader(train, 16, shuffle=True, collate_fn=collate_samples, generator=generator):
+            loss = torch.nn.functional.cross_entropy(model(batch["input"]), batch["label"])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    adapter = save_adapter_checkpoint(model, tmp / "adapter.pth")
+
+    # user inputs: 4 good clips (one per class, in a sub-folder), a corrupt .mp4, a frame folder
+    inputs = tmp / "my videos"
+    expected = {}
+    for i in range(4):
+        rel = f"videos/test/test_{i:05d}.mp4"
+        target = inputs / "clips" / f"clip {i}.mp4"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(Path(data["root"]) / rel, target)
+        expected[str(target)] = DEMO_CLASSES[i % 4]
+    (inputs / "broken.mp4").write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    frames_dir = inputs / "frames_clip"
+    frames_dir.mkdir()
+    with PyAVReader(Path(data["root"]) / "videos/test/test_00005.mp4") as reader:
+        for t, frame in enumerate(reader.get_frames(range(reader.num_frames))):
+            Image.fromarray(frame).save(frames_dir / f"img_{t + 1:05d}.jpg", quality=95)
+    expected[str(frames_dir)] = DEMO_CLASSES[5 % 4]
+    return {"tmp": tmp, "adapter": adapter, "inputs": inputs, "expected": expected,
+            "overrides": [f"data.root={tmp / 'demo'}"]}
+
+
+def test_discover_inputs_finds_clips_frame_folders_and_list_entries(trained, tmp_path):
+    items = discover_inputs([trained["inputs"]])
+    kinds = {Path(i.path).name: i.kind for i in items}
+    assert kinds == {"broken.mp4": "video", "frames_clip": "frames", **{f"clip {i}.mp4": "video" for i in range(4)}}
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"{trained['inputs'] / 'clips' / 'clip 0.mp4'} 3\n{trained['inputs'] / 'frames_clip'} 16 1\n"
+                       "nowhere/missing.mp4 0\n")
+    listed = discover_inputs([listing])
+    assert [Path(i.path).name for i in listed] == ["clip 0.mp4", "frames_clip", "missing.mp4 0"]
+    assert [i.kind for i in listed] == ["video", "frames", "missing"]
+
+
+def test_api_classifies_good_inputs_and_reports_bad_ones(trained):
+    clf = VideoClassifier.from_experiment("demo", trained["adapter"], BACKBONE, trained["overrides"], device="cpu")
+    missing = trained["tmp"] / "does_not_exist.mp4"
+    preds = clf.predict([trained["inputs"], missing], topk=2, progress=False)
+    by_path = {p.path: p for p in preds}
+    assert len(preds) == 7
+    for path, label in trained["expected"].items():
+        p = by_path[path]
+        assert p.ok and p.num_views == 6, p  # demo test protocol: 2 clips x 3 crops
+        assert p.topk[0][0] == label, (path, p.topk)
+        assert p.topk[0][1] >= p.topk[1][1] and 0 < sum(prob for _, prob in p.topk) <= 1 + 1e-6
+    broken = by_path[str(trained["inputs"] / "broken.mp4")]
+    assert not broken.ok and "broken.mp4" in broken.error and broken.topk == []
+    assert not by_path[str(missing)].ok and "no such file" in by_path[str(missing)].error
+    # single view: one centred view each, same classes on this easy task
+    single = {p.path: p for p in clf.predict([trained["inputs"]], single_view=True, progress=False)}
+    assert all(single[path].num_views == 1 and single[path].topk[0][0] == label
+               for path, label in trained["expected"].items())
+
+
+def test_tool_matches_api_writes_json_csv_and_exits_nonzero(trained, tmp_path):
+    out = tmp_path / "out"
+    cmd = [sys.executable, str(ROOT / "tools" / "predict.py"), str(trained["inputs"]), "--experiment", "demo",
+           "--checkpoint", str(trained["adapter"]), "--pretrained", str(BACKBONE), "--out", str(out), "--topk", "4",
+           "--device", "cpu", "--quiet", "--kept-tokens", "--", *trained["overrides"]]
+    result = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-3000:]
+    assert "broken.mp4: FAILED" in result.stdout and "5/6 inputs classified, 1 failed" in result.stdout
+    records = {r["path"]: r for r in json.loads((out / "predictions.json").read_text())}
+    clf = VideoClassifier.from_experiment("demo", trained["adapter"], BACKBONE, trained["overrides"], device="cpu")
+    api = {p.path: p for p in clf.predict([trained["inputs"]], topk=4, progress=False)}
+    assert set(records) == set(api)
+    for path, p in api.items():
+        assert records[path]["ok"] == p.ok
+        if p.ok:
+            assert [t["class"] for t in records[path]["topk"]] == [c for c, _ in p.topk]
+            np.testing.assert_allclose([t["prob"] for t in records[path]["topk"]], [q for _, q in p.topk], atol=1e-5)
+    with open(out / "predictions.csv", newline="") as f:
+        rows = {r["path"]: r for r in csv.DictReader(f)}
+    for path, label in trained["expected"].items():
+        assert rows[path]["status"] == "ok" and rows[path]["class_1"] == label
+    assert rows[str(trained["inputs"] / "broken.mp4")]["status"] == "failed"
+    gifs = sorted((out / "kept_tokens").glob("*.gif"))
+    assert len(gifs) == 5 and Image.open(gifs[0]).n_frames == 16
+
+
+def test_tool_exits_2_on_a_missing_checkpoint(tmp_path):
+    from tools.predict import main
+
+    assert main([str(tmp_path), "--checkpoint", str(tmp_path / "nope.pth"), "--pretrained", str(BACKBONE),
+                 "--out", str(tmp_path / "o"), "--", f"data.root={tmp_path / 'demo'}"]) == 2
