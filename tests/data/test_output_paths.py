@@ -100,3 +100,21 @@ def test_build_lists_refuses_split_names_leaving_out(tmp_path, split, capsys):
                                  "--videos", str(tmp_path / "videos"), "--out", str(out)])
     assert code == 2 and "the output root" in capsys.readouterr().err
     assert not out.exists() and not (tmp_path / "evil.txt").exists() and not os.path.exists("/tmp/evil.txt")
+
+
+def test_score_dumps_take_no_path_from_the_list(tmp_path):
+    """Video ids (list paths) are dump content only: hostile ones create no file and read back intact."""
+    import numpy as np
+
+    from video_sparse.evaluation import ViewScores, save_view_scores
+    from video_sparse.evaluation.multiview import load_video_scores, merge_views, save_video_scores
+
+    ids = ["../../evil.mp4", str(tmp_path / "abs.mp4"), "a,b\n c.mp4"]
+    scores = ViewScores(np.array([0, 1, 2]), np.zeros(3, int), np.array([0, 1, 0]), np.eye(3, 2, dtype=np.float32))
+    out = tmp_path / "run" / "test"
+    save_view_scores(out / "view_scores.npz", scores)
+    for suffix in ("csv", "npz"):
+        save_video_scores(out / f"video_scores.{suffix}", merge_views(scores, 1), video_ids=ids)
+        assert load_video_scores(out / f"video_scores.{suffix}")[1] == ids
+    assert _tree(tmp_path) == {"run", "run/test", "run/test/view_scores.npz", "run/test/video_scores.csv",
+                               "run/test/video_scores.npz"}
