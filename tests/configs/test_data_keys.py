@@ -105,7 +105,7 @@ def test_label_out_of_range_names_file_line_and_key(tmp_path):
 
 def _tool(name, *overrides):
     return subprocess.run([sys.executable, str(ROOT / "tools" / f"{name}.py"), *overrides], capture_output=True,
-                          text=True, timeout=300, cwd=ROOT)
+                          text=True, timeout=300, cwd=ROOT, check=False)
 
 
 def test_train_and_test_fail_on_a_bad_label_before_any_model_is_built(tmp_path):

@@ -5,8 +5,13 @@ from pathlib import Path
 
 import pytest
 
-from video_sparse.data.lists import (detect_line_layout, load_label_map, parse_list_file, write_label_map,
-                                     write_list_file)
+from video_sparse.data.lists import (
+    detect_line_layout,
+    load_label_map,
+    parse_list_file,
+    write_label_map,
+    write_list_file,
+)
 
 DATA_LISTS = Path(__file__).resolve().parents[2] / "data_lists"
 
@@ -148,7 +153,7 @@ def test_shipped_ssv2_labels():
 
 
 @pytest.mark.parametrize("name, layout, n", [
-    ("video_list.txt", "video", 2), ("frames_list.txt", "frames", 2),
+    ("video_list.txt", "video", 2), ("frames_list.txt", "frames", 2), ("frames_start_list.txt", "frames_start", 2),
     ("video_list_header.csv", "video", 2), ("video_list_videomae.csv", "video", 2)])
 def test_documented_examples_parse(name, layout, n):
     label_map = DATA_LISTS / "kinetics400_labels.txt"
@@ -158,8 +163,8 @@ def test_documented_examples_parse(name, layout, n):
         assert [r.label for r in records] == [0, 1]
         assert records[1].path == "air drumming/--nQbRBEz2s_000104_000114.mp4"
     readme = (DATA_LISTS / "README.md").read_text()
-    first = [line for line in (DATA_LISTS / "examples" / name).read_text().splitlines()
-             if line and not line.startswith("#")][0]
+    first = next(line for line in (DATA_LISTS / "examples" / name).read_text().splitlines()
+                 if line and not line.startswith("#"))
     assert first in readme
 
 

@@ -107,7 +107,11 @@ def test_score_dumps_take_no_path_from_the_list(tmp_path):
     import numpy as np
 
     from video_sparse.evaluation import ViewScores, save_view_scores
-    from video_sparse.evaluation.multiview import load_video_scores, merge_views, save_video_scores
+    from video_sparse.evaluation.multiview import (
+        load_video_scores,
+        merge_views,
+        save_video_scores,
+    )
 
     ids = ["../../evil.mp4", str(tmp_path / "abs.mp4"), "a,b\n c.mp4"]
     scores = ViewScores(np.array([0, 1, 2]), np.zeros(3, int), np.array([0, 1, 0]), np.eye(3, 2, dtype=np.float32))
