@@ -81,15 +81,17 @@ def test_unknown_data_key_is_refused_with_its_name(tmp_path, key):
             call()
 
 
-def test_every_data_group_passes_the_key_check():
+def test_every_data_group_and_experiment_passes_the_key_check():
     from video_sparse.engine.builders import check_data_keys
     from video_sparse.engine.config import group_options
 
-    for option in group_options("data"):
+    choices = [[f"data={o}"] for o in group_options("data")]
+    choices += [[f"experiment={o}", "+data.task=cifar" if o == "vtab" else "data.root=/x"]
+                for o in group_options("experiment")]
+    for overrides in choices:
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
-            cfg = compose(config_name="train", overrides=[f"data={option}", "data.root=/x"])
-        data = OmegaConf.to_container(cfg.data, resolve=False)
-        check_data_keys(data)
+            cfg = compose(config_name="train", overrides=[*overrides, "data.root=/x"])
+        check_data_keys(OmegaConf.to_container(cfg.data, resolve=False))
 
 
 def test_label_out_of_range_names_file_line_and_key(tmp_path):
