@@ -2,6 +2,11 @@
 
     python tools/flops.py                                   # ViT-B/16 image and VideoMAE ViT-B video
     python tools/flops.py --model sparse_videomae_base_patch16_224 --keep-rate 0.5 --arg num_frames=8
+    python tools/flops.py --large --device cuda                # ViT-L/H image, VideoMAE ViT-L/H, V2 ViT-g
+
+Every figure is counted from a real forward pass (tokens really dropped). ``--device meta`` runs the
+same forward on shape-only tensors: the same counts without computing (or allocating) anything,
+for when a full-size forward does not fit the machine.
 """
 from __future__ import annotations
 
@@ -18,7 +23,8 @@ import torch  # noqa: E402
 
 import video_sparse  # noqa: E402,F401
 from video_sparse.adapters import count_parameters  # noqa: E402
-from video_sparse.analysis.flops import count_gmacs, dense_vs_sparse, input_shape_of  # noqa: E402
+from video_sparse.analysis.flops import count_gmacs, input_shape_of  # noqa: E402
+from video_sparse.models.vit import LARGE_VARIANTS  # noqa: E402
 
 DEFAULT_MODELS = ("sparse_vit_base_patch16_224", "sparse_videomae_base_patch16_224")
 
@@ -39,20 +45,29 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--keep-rate", type=float, default=None, help="override the keep rate")
     parser.add_argument("--arg", action="append", type=_parse_arg, default=[],
                         help="extra constructor argument KEY=VALUE (repeatable)")
+    parser.add_argument("--large", action="store_true", help="count the large variants (ViT-L/H/g)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or meta (shape-only forward, same counts)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
+    device = torch.device(args.device)
     rows = []
-    for name in args.model or DEFAULT_MODELS:
+    for name in (args.model or []) + (list(LARGE_VARIANTS) if args.large else []) or list(DEFAULT_MODELS):
         kwargs = dict(args.arg)
         if args.keep_rate is not None:
             kwargs["keep_rate"] = args.keep_rate
-        model = timm.create_model(name, **kwargs)
-        result = dense_vs_sparse(model)
-        plain = timm.create_model(name, **{**kwargs, "adapter": "none"})
-        backbone = count_gmacs(plain, torch.zeros(input_shape_of(plain)), keep_rate=1.0).gmacs
-        trainable, total = count_parameters(model)
-        rows.append((name, model.keep_rate, tuple(model.sparse_layers), backbone, result["dense_gmacs"],
-                     result["sparse_gmacs"], result["ratio"], trainable / 1e6))
+        with device:
+            model = timm.create_model(name, **kwargs).eval()
+            inputs = torch.zeros(input_shape_of(model))
+            dense = count_gmacs(model, inputs, keep_rate=1.0).gmacs
+            sparse = count_gmacs(model, inputs).gmacs
+            trainable, _ = count_parameters(model)
+            for block in model.blocks:  # the backbone alone: the same weights without adapters
+                block.adapter = None
+            model.dense_connections = False
+            backbone = count_gmacs(model, inputs, keep_rate=1.0).gmacs
+        rows.append((name, model.keep_rate, tuple(model.sparse_layers), backbone, dense, sparse, sparse / dense,
+                     trainable / 1e6))
+        del model, inputs
     header = ("model", "keep", "layers", "backbone GMACs", "dense+adapter GMACs", "sparse GMACs", "sparse/dense",
               "trainable M")
     print("| " + " | ".join(header) + " |")

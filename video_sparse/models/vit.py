@@ -243,7 +243,7 @@ class SparseViT(nn.Module):
         self.pos_drop = nn.Identity()
 
         norm_layer = _layer_norm(norm_eps)
-        drop_path = [float(r) for r in torch.linspace(0, drop_path_rate, depth)]
+        drop_path = [float(r) for r in torch.linspace(0, drop_path_rate, depth, device="cpu")]
         self.blocks = nn.ModuleList([
             Block(embed_dim, num_heads, mlp_ratio, qkv_bias, proj_drop_rate, drop_path[i], init_values, norm_layer,
                   attn_impl, sparsify=i in sparse_layers, score=score, fuse_token=fuse_token,
@@ -456,12 +456,19 @@ _VIDEO = {"class_token": False, "pos_embed": "sincos", "global_pool": "avg", "nu
 
 
 def _create(variant_args: dict[str, Any], pretrained: bool = False, checkpoint: str | None = None,
-            **kwargs: Any) -> SparseViT:
+            arch_from_checkpoint: bool = False, **kwargs: Any) -> SparseViT:
+    """Build a variant. With ``arch_from_checkpoint=True`` what the checkpoint shows (LayerScale,
+    position table, pooling, sizes ...) wins over the variant's arguments, explicit ones over both."""
     for key in ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir"):
         kwargs.pop(key, None)
     if pretrained and checkpoint is None:
         raise ValueError("video_sparse never downloads weights: pass checkpoint='/path/to/weights' "
                          "(.npz, .pth, .safetensors) instead of pretrained=True")
+    if arch_from_checkpoint:
+        if checkpoint is None:
+            raise ValueError("arch_from_checkpoint=True needs checkpoint='/path/to/weights'")
+        from ..checkpoint import create_model_from_checkpoint
+        return create_model_from_checkpoint(checkpoint, defaults=variant_args, **kwargs)[0]
     model = SparseViT(**{**variant_args, **kwargs})
     if checkpoint is not None:
         from ..checkpoint import load_pretrained
