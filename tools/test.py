@@ -19,9 +19,15 @@ from video_sparse.engine.config import CONFIG_DIR, exit_on_user_error  # noqa: E
 @hydra.main(version_base=None, config_path=str(CONFIG_DIR), config_name="test")
 @exit_on_user_error
 def main(cfg: DictConfig) -> None:
-    from video_sparse.engine.testing import run_test
+    from video_sparse.engine.preflight import prepare_run
+    from video_sparse.engine.testing import NothingScoredError, run_test
 
-    run_test(cfg)
+    prepare_run(cfg, "test")  # paths, checkpoint fit and lists checked before any expensive step
+    try:
+        run_test(cfg)
+    except NothingScoredError as err:  # the summary is written; say so and fail the command
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

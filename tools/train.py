@@ -21,11 +21,19 @@ from video_sparse.engine.config import CONFIG_DIR, exit_on_user_error  # noqa: E
 @exit_on_user_error
 def main(cfg: DictConfig) -> None:
     from video_sparse.engine.finetune import FinetuneRecipe
+    from video_sparse.engine.preflight import prepare_run
+    from video_sparse.engine.run_lock import RunLockedError
 
+    prepare_run(cfg, "train")  # paths, defaults and cheap checks before any expensive step
     recipe = FinetuneRecipe(cfg)
-    recipe.setup()
+    try:
+        recipe.setup()
+    except RunLockedError as err:  # another live run writes to output_dir
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
     recipe.train()
-    if recipe.finished:
+    tested_before = recipe.already_complete and (recipe.output_dir / "results.json").is_file()
+    if recipe.finished and not tested_before:
         recipe.test()
         recipe.export_adapters()
     recipe.cleanup()

@@ -33,7 +33,7 @@ def trained(tmp_path_factory):
     elsewhere = tmp / "elsewhere"
     elsewhere.mkdir()
     env = _no_compiler_env(tmp)
-    result = _tool("train", *TINY, f"data.root={tmp / 'data'}", f"output_dir={tmp / 'run'}", cwd=REPO,
+    result = _tool("train", *TINY, f"data.root={tmp / 'data'}", f"output_dir={tmp / 'run'}", cwd=elsewhere,
                    env=env)
     return tmp, elsewhere, env, result
 
@@ -49,9 +49,9 @@ def test_cpu_training_builds_no_extension(trained):
 
 
 def test_cpu_test_tool_builds_no_extension(trained):
-    tmp, _, env, _ = trained
+    tmp, elsewhere, env, _ = trained
     result = _tool("test", *TINY, f"data.root={tmp / 'data'}", f"checkpoint={tmp / 'run' / 'adapter.pth'}",
-                   f"output_dir={tmp / 'test'}", cwd=REPO, env=env)
+                   f"output_dir={tmp / 'test'}", cwd=elsewhere, env=env)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
     assert (tmp / "test" / "results.json").is_file()

@@ -6,7 +6,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+REPO_DIR = Path(__file__).resolve().parents[2]
+CONFIG_DIR = REPO_DIR / "configs"
 
 log = logging.getLogger(__name__)
 
@@ -21,11 +22,17 @@ def vtab_classes(task: str) -> int:
     return int(VTAB_TASKS[task][0])
 
 
+def repo_path(relative: str = "") -> str:
+    """Absolute path of ``relative`` inside the repository (the ``${repo:...}`` config resolver)."""
+    return str(REPO_DIR / relative)
+
+
 def register_resolvers() -> None:
-    """Make ``${vtab_classes:task}`` available to configs (idempotent)."""
+    """Make ``${vtab_classes:task}`` and ``${repo:path}`` available to configs (idempotent)."""
     from omegaconf import OmegaConf
 
     OmegaConf.register_new_resolver("vtab_classes", vtab_classes, replace=True)
+    OmegaConf.register_new_resolver("repo", repo_path, replace=True)
 
 
 register_resolvers()
@@ -45,11 +52,21 @@ def exit_on_user_error(task: Callable[..., None]) -> Callable[..., None]:
 
     @functools.wraps(task)
     def wrapper(*args, **kwargs):
+        from omegaconf.errors import (
+            InterpolationToMissingValueError,
+            MissingMandatoryValue,
+        )
+
         from ..checkpoint import CheckpointError
         from .builders import ConfigError
 
         try:
             return task(*args, **kwargs)
+        except (MissingMandatoryValue, InterpolationToMissingValueError) as err:
+            key = getattr(err, "full_key", "") or str(err).splitlines()[0]
+            logging.getLogger("video_sparse").error("%s must be set", key)
+            print(f"error: {key} must be set (add {key}=... to the command)", file=sys.stderr)
+            sys.exit(2)
         except (ConfigError, CheckpointError, FileNotFoundError) as err:
             logging.getLogger("video_sparse").error("%s", err)
             print(f"error: {err}", file=sys.stderr)

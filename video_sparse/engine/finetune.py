@@ -28,6 +28,7 @@ from .distributed import all_reduce_sum, barrier, init_distributed
 from .evaluate import evaluate
 from .logging_utils import MetricWriter, setup_logging
 from .mixup import MixupCutmix
+from .run_lock import RunLock, lock_run_folder
 from .sampling import ResumableSampler, SeededDataset
 from .schedules import keep_rate_at, warmup_cosine
 
@@ -47,12 +48,16 @@ class FinetuneRecipe:
         self.step_in_epoch = 0
         self.global_step = 0
         self.finished = False
+        self.already_complete = False  # set by train() when output_dir already holds a finished run
         self.history: list[dict[str, Any]] = []
+        self.epoch_sums: dict[str, float] = {"loss_sum": 0.0, "loss_count": 0, "skipped": 0}  # this rank's
+        self.lock: RunLock | None = None
 
     # ------------------------------------------------------------------------------------------ setup
     def setup(self) -> None:
         cfg = self.cfg
         self.dist = init_distributed(cfg.device)
+        self.lock = lock_run_folder(self.output_dir, self.dist.is_main)  # refuses a second live run
         setup_logging(self.output_dir, self.dist.is_main)
         if self.dist.is_main:
             self.output_dir.mkdir(parents=True, exist_ok=True)
@@ -106,22 +111,31 @@ class FinetuneRecipe:
                  cfg.deepspeed.stage, self.precision, world, batch, micro, world, accumulate, lr)
         self.mixup = MixupCutmix(cfg.model.num_classes, cfg.optim.mixup, cfg.optim.cutmix, cfg.optim.mixup_prob,
                                  cfg.optim.mixup_switch_prob, cfg.optim.label_smoothing)
-        self.writer = MetricWriter(self.output_dir / "tensorboard", enabled=self.dist.is_main)
         checkpointing.clean_stale(self.ckpt_dir, self.dist.is_main)
         self._maybe_resume()
+        self.writer = MetricWriter(self.output_dir / "tensorboard", enabled=self.dist.is_main,
+                                   purge_step=self.global_step + 1)  # drops points logged after the checkpoint
 
     def _maybe_resume(self) -> None:
         resume = self.cfg.resume
-        if not resume:
-            return
-        folder = checkpointing.find_latest(self.ckpt_dir) if resume == "auto" else Path(resume)
+        folder = None
+        if resume:
+            folder = checkpointing.find_latest(self.ckpt_dir) if resume == "auto" else Path(resume)
         if folder is None:
-            log.info("resume=auto: no checkpoint in %s, starting fresh", self.ckpt_dir)
+            if self.dist.is_main:  # later saves must not meet another run's checkpoints
+                checkpointing.abandon_after(self.ckpt_dir, -1)
+            barrier()
+            if resume:
+                log.info("resume=auto: no checkpoint in %s, starting fresh", self.ckpt_dir)
             return
         state = checkpointing.load_checkpoint(self.engine, folder, self.dist.rank)
         self.epoch, self.step_in_epoch = int(state["epoch"]), int(state["step_in_epoch"])
         self.global_step = int(state["global_step"])
         self.history = list(state.get("history", []))
+        self.epoch_sums.update(state["rank_state"].get("epoch_sums", {}))
+        if self.dist.is_main:
+            checkpointing.abandon_after(self.ckpt_dir, self.global_step, keep=folder)
+        barrier()
         log.info("resumed from %s: epoch %d, step %d of the epoch, %d optimizer steps done", folder, self.epoch,
                  self.step_in_epoch, self.global_step)
 
@@ -148,7 +162,8 @@ class FinetuneRecipe:
     def _save(self) -> None:
         checkpointing.save_checkpoint(self.engine, self.ckpt_dir, self.global_step, self._client_state(),
                                       self.dist.rank, keep_last=int(self.cfg.train.keep_last),
-                                      exclude_frozen=bool(self.cfg.train.exclude_frozen))
+                                      exclude_frozen=bool(self.cfg.train.exclude_frozen),
+                                      rank_state={"epoch_sums": dict(self.epoch_sums)})
 
     def train(self) -> None:
         cfg = self.cfg
@@ -156,12 +171,20 @@ class FinetuneRecipe:
         save_every = int(cfg.train.save_every_steps or 0)
         accumulate = int(cfg.optim.accumulate_steps)
         start_time = time.time()
+        if self.epoch >= int(cfg.epochs):
+            self.already_complete = True
+            log.info("training in %s is already complete (%d of epochs=%d done); to train again from the start "
+                     "use another output_dir=... or resume=null (overwrites its checkpoints); to train longer "
+                     "raise epochs=; its results: %s", self.output_dir, self.epoch, cfg.epochs,
+                     self.output_dir / "results.json")
         while self.epoch < int(cfg.epochs):
             self.engine.train()
             self.sampler.set_epoch(self.epoch, start=self.step_in_epoch * int(cfg.data.batch_size))
             bar = tqdm(total=self.micro_steps_per_epoch, initial=self.step_in_epoch, disable=not self.dist.is_main,
                        desc=f"epoch {self.epoch + 1}/{cfg.epochs}", mininterval=1.0, dynamic_ncols=True)
-            skipped, loss_sum, loss_count, tick = 0, 0.0, 0, time.time()
+            if self.step_in_epoch == 0:
+                self.epoch_sums = {"loss_sum": 0.0, "loss_count": 0, "skipped": 0}
+            tick = time.time()
             for batch in self._loader():
                 if self.step_in_epoch >= self.micro_steps_per_epoch:
                     break
@@ -174,12 +197,13 @@ class FinetuneRecipe:
                 loss = torch.sum(-target * F.log_softmax(logits.float(), dim=-1), dim=-1).mean()
                 self.engine.backward(loss)
                 self.engine.step()
-                skipped += int(batch["skipped"].sum())
+                self.epoch_sums["skipped"] += int(batch["skipped"].sum())
                 self.step_in_epoch += 1
                 loss_value = float(loss.detach())
                 if not math.isfinite(loss_value):
                     raise FloatingPointError(f"loss is {loss_value} at epoch {self.epoch}, step {self.step_in_epoch}")
-                loss_sum, loss_count = loss_sum + loss_value, loss_count + 1
+                self.epoch_sums["loss_sum"] += loss_value
+                self.epoch_sums["loss_count"] += 1
                 if self.step_in_epoch % accumulate:
                     continue
                 self.global_step += 1
@@ -193,16 +217,18 @@ class FinetuneRecipe:
                 if self.global_step % int(cfg.train.log_every) == 0:
                     self.writer.scalars({"train/loss": loss_value, "train/lr": lr, "train/keep_rate": keep_rate,
                                          "train/clips_per_s": clips_per_s}, self.global_step)
-                if save_every and self.global_step % save_every == 0:
+                if save_every and self.global_step % save_every == 0 and \
+                        self.step_in_epoch < self.micro_steps_per_epoch:  # the epoch end saves its last step
                     self._save()
                 if max_steps and self.global_step >= int(max_steps):
                     bar.close()
                     log.info("stopping after train.max_steps=%d optimizer steps (resume with resume=auto)", max_steps)
                     return
             bar.close()
-            self._end_epoch(loss_sum, loss_count, skipped)
+            self._end_epoch(**self.epoch_sums)
         self.finished = True
-        log.info("training done in %.1f s", time.time() - start_time)
+        if not self.already_complete:
+            log.info("training done in %.1f s", time.time() - start_time)
 
     def _end_epoch(self, loss_sum: float, loss_count: int, skipped: int) -> None:
         cfg = self.cfg
@@ -216,7 +242,7 @@ class FinetuneRecipe:
             result = self.validate()
             record.update({f"val_{k}": v for k, v in result.items() if isinstance(v, (int, float))})
         self.history.append(record)
-        self.writer.scalars({f"epoch/{k}": v for k, v in record.items() if k != "epoch"}, self.epoch + 1)
+        self.writer.scalars({f"epoch/{k}": v for k, v in record.items() if k != "epoch"}, self.global_step)
         log.info("epoch %d: %s", self.epoch + 1, ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                                                            for k, v in record.items() if k != "epoch"))
         self.epoch += 1
@@ -254,7 +280,9 @@ class FinetuneRecipe:
         trainable = [p for p in module.parameters() if p.requires_grad]
         with _gathered(trainable):
             if self.dist.is_main:
-                extra = {"pretrained": self.cfg.pretrained, "global_step": self.global_step}
+                data = OmegaConf.to_container(self.cfg.data, resolve=True)
+                extra = {"pretrained": self.cfg.pretrained, "global_step": self.global_step,
+                         "data": {k: data.get(k) for k in ("input_size", "num_frames", "mean", "std")}}
                 save_adapter_checkpoint(module, path, extra=extra)
                 log.info("exported adapter-only weights to %s", path)
         if self.cfg.train.export_full:
@@ -269,6 +297,8 @@ class FinetuneRecipe:
     def cleanup(self) -> None:
         self.writer.close()
         barrier()
+        if self.lock is not None:
+            self.lock.release()
 
 
 def _gathered(params: list[torch.nn.Parameter]):

@@ -1,0 +1,214 @@
+"""Before a run starts: resolve paths, fill defaults, fit the workers to the CPUs, check what is cheap.
+
+``tools/train.py`` and ``tools/test.py`` call :func:`prepare_run` on the composed config before any
+process group, data generation or model construction, so a wrong class count, a missing list or a
+checkpoint that does not fit the model ends the run in seconds with one line naming the setting.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from .builders import ConfigError
+from .config import REPO_DIR
+from .logging_utils import setup_logging
+
+log = logging.getLogger(__name__)
+
+IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+HALF = [0.5, 0.5, 0.5]
+# Input settings a registered model was pre-trained with, by name prefix (longest prefix wins).
+MODEL_INPUTS: dict[str, dict[str, Any]] = {
+    "sparse_videomae_nano": {"input_size": 64, "num_frames": 16, "mean": HALF, "std": HALF},  # the demo backbone
+    "sparse_videomae": {"input_size": 224, "num_frames": 16, "mean": IMAGENET_MEAN, "std": IMAGENET_STD},
+    "sparse_vit_small_patch14_dinov2": {"input_size": 224, "mean": IMAGENET_MEAN, "std": IMAGENET_STD},
+    "sparse_vit_nano": {"input_size": 64, "mean": HALF, "std": HALF},
+    "sparse_vit": {"input_size": 224, "mean": HALF, "std": HALF},  # ViT-B/16 ImageNet-21k
+}
+INPUT_KEYS = ("input_size", "num_frames", "mean", "std")
+_DATA_PATH_KEYS = ("root", "train_list", "val_list", "test_list", "label_map")
+# checkpoint model_args key -> data key it comes from
+_ARG_TO_DATA = {"img_size": "input_size", "num_frames": "num_frames", "num_classes": "num_classes"}
+
+
+def resolve_user_path(value: str) -> str:
+    """An absolute path for a path given in a config or on the command line.
+
+    ``~`` is expanded; a relative path is taken from the current folder when it exists there, else
+    from the repository (``assets/...``, ``data_lists/...``), else from the current folder (to be created).
+    """
+    path = Path(os.path.expanduser(str(value)))
+    if path.is_absolute():
+        return str(path)
+    if path.exists():
+        return str(path.resolve())
+    if (REPO_DIR / path).exists():
+        return str(REPO_DIR / path)
+    return str(path.absolute())
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask, as the scheduler sees it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def cap_workers(requested: int, processes_per_node: int = 1, cpus: int | None = None) -> int:
+    """Data-loader workers per process that fit the CPUs: one core per process stays for the model."""
+    per_process = max(1, (cpus or available_cpus()) // max(1, processes_per_node))
+    return max(0, min(int(requested), per_process - 1))
+
+
+def model_inputs(model_name: str) -> dict[str, Any]:
+    """The pre-training input settings of ``model_name`` (``MODEL_INPUTS``, longest prefix), or ``{}``."""
+    matches = [prefix for prefix in MODEL_INPUTS if model_name.startswith(prefix)]
+    return dict(MODEL_INPUTS[max(matches, key=len)]) if matches else {}
+
+
+def read_checkpoint_settings(path: str) -> dict[str, Any]:
+    """Model arguments, saved data settings and head size of a trained-weights file (cheap: one load).
+
+    Returns:
+        ``{"model_args": dict | None, "data": dict, "head_classes": int | None}``.
+    """
+    from ..checkpoint.readers import check_path, read_torch
+
+    payload = read_torch(check_path(path))
+    if not isinstance(payload, dict):
+        return {"model_args": None, "data": {}, "head_classes": None}
+    state = payload.get("state_dict", payload.get("module", payload.get("model", payload)))
+    head = state.get("head.weight") if isinstance(state, dict) else None
+    extra = payload.get("extra") or {}
+    return {"model_args": payload.get("model_args"), "data": dict(extra.get("data") or {}),
+            "head_classes": int(head.shape[0]) if head is not None and head.ndim == 2 else None}
+
+
+def prepare_run(cfg: DictConfig, mode: str) -> None:
+    """Complete and check ``cfg`` in place for ``mode`` ("train" or "test").
+
+    Raises:
+        ConfigError: a setting that cannot work, with the key to change.
+        FileNotFoundError: a file the config names is missing.
+    """
+    if mode not in ("train", "test"):
+        raise ValueError(f"mode must be train or test, got {mode!r}")
+    setup_logging(cfg.output_dir, int(os.environ.get("RANK", "0")) == 0)
+    with open_dict(cfg):
+        _resolve_paths(cfg, mode)
+        saved = read_checkpoint_settings(cfg.checkpoint) if mode == "test" else None
+        _fill_data_defaults(cfg, saved)
+        _cap_loader_workers(cfg)
+    if saved is not None:
+        _check_checkpoint_fits(cfg, saved)
+    _check_lists(cfg, mode)
+
+
+def _resolve_paths(cfg: DictConfig, mode: str) -> None:
+    for key in ("pretrained", "checkpoint") if mode == "test" else ("pretrained",):
+        value = cfg.get(key)
+        if value not in (None, "", "???"):
+            cfg[key] = resolve_user_path(value)
+            if not Path(cfg[key]).exists():
+                raise FileNotFoundError(f"{key}={value}: file not found ({cfg[key]})")
+    if "root" in cfg.data and OmegaConf.is_missing(cfg.data, "root"):
+        raise ConfigError(f"data.root must be set for data.kind={cfg.data.get('kind')} (the data folder)")
+    for key in _DATA_PATH_KEYS:
+        if key not in cfg.data or OmegaConf.is_missing(cfg.data, key):
+            continue
+        value = cfg.data[key]
+        if isinstance(value, str) and value and resolve_user_path(value) != value:
+            cfg.data[key] = resolve_user_path(value)
+
+
+def _fill_data_defaults(cfg: DictConfig, saved: dict[str, Any] | None) -> None:
+    """Null data settings <- the checkpoint under test <- the model's pre-training inputs."""
+    data = cfg.data
+    sources = []
+    if saved is not None:
+        from_args = {_ARG_TO_DATA[k]: v for k, v in (saved["model_args"] or {}).items() if k in _ARG_TO_DATA}
+        if saved["head_classes"] is not None:
+            from_args["num_classes"] = saved["head_classes"]
+        sources.append(("checkpoint", {**from_args, **saved["data"]}))
+    sources.append((f"model {cfg.model.name}", model_inputs(str(cfg.model.name))))
+    for key in (*INPUT_KEYS, "num_classes"):
+        if key not in data or data.get(key) is not None:
+            continue
+        for origin, values in sources:
+            if values.get(key) is not None:
+                data[key] = values[key]
+                log.info("data.%s=%s (from the %s)", key, values[key], origin)
+                break
+    if "num_classes" in data and data.get("num_classes") is None:
+        if data.get("label_map") is None:
+            raise ConfigError("data.num_classes is not set and there is no data.label_map to count classes from")
+        from ..data.lists import load_label_map
+
+        data.num_classes = len(load_label_map(data.label_map))
+        log.info("data.num_classes=%d (names in %s)", data.num_classes, data.label_map)
+    if "short_side_size" in data and data.get("short_side_size") is None:
+        data.short_side_size = data.input_size
+    missing = [key for key in INPUT_KEYS if key in data and data.get(key) is None]
+    if missing:
+        raise ConfigError(f"set {', '.join('data.' + k for k in missing)}: model {cfg.model.name} has no known "
+                          f"input settings (video_sparse.engine.preflight.MODEL_INPUTS)")
+
+
+def _cap_loader_workers(cfg: DictConfig) -> None:
+    requested = int(cfg.data.get("num_workers") or 0)
+    per_node = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    capped = cap_workers(requested, per_node)
+    if capped < requested:
+        log.info("data.num_workers=%d lowered to %d: %d CPU(s) for %d process(es) on this machine", requested,
+                 capped, available_cpus(), per_node)
+        cfg.data.num_workers = capped
+
+
+def _check_checkpoint_fits(cfg: DictConfig, saved: dict[str, Any]) -> None:
+    classes = int(cfg.model.num_classes)
+    if saved["head_classes"] is not None and saved["head_classes"] != classes:
+        raise ConfigError(f"checkpoint={cfg.checkpoint} has a {saved['head_classes']}-class head but "
+                          f"model.num_classes={classes} (from data.num_classes); test with the data settings "
+                          f"it was trained with, or set data.num_classes={saved['head_classes']}")
+    model = OmegaConf.to_container(cfg.model, resolve=True)
+    differing = {}
+    for key, value in (saved["model_args"] or {}).items():
+        if key in model and model[key] is not None and key != "num_classes" and model[key] != value:
+            differing[f"model.{key}"] = (value, model[key])
+    for key, value in saved["data"].items():
+        if key in cfg.data and cfg.data[key] is not None and _plain(cfg.data[key]) != value:
+            differing[f"data.{key}"] = (value, _plain(cfg.data[key]))
+    if differing:
+        log.warning("%s was trained with different settings: %s", cfg.checkpoint,
+                    "; ".join(f"{k}: trained {a}, now {b}" for k, (a, b) in differing.items()))
+
+
+def _plain(value: Any) -> Any:
+    return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+
+
+def _check_lists(cfg: DictConfig, mode: str) -> None:
+    """Every list the run will read exists and its labels fit ``data.num_classes`` (video data)."""
+    data = cfg.data
+    if data.get("kind") != "video":
+        return
+    if not Path(data.root).is_dir():
+        raise FileNotFoundError(f"data.root={data.root}: folder not found")
+    splits = ["test"] if mode == "test" else ["train", "val"] + (["test"] if cfg.test.enabled else [])
+    from ..data.lists import parse_list_file
+
+    for split in splits:
+        key = f"{split}_list"
+        path = data.get(key)
+        if path is None or not Path(path).is_file():
+            raise FileNotFoundError(f"data.{key}={path}: list file not found (make lists with tools/build_lists.py)")
+        try:
+            parse_list_file(path, data.get("layout", "auto") or "auto", data.get("label_map"),
+                            int(data.num_classes))
+        except ValueError as err:
+            raise ConfigError(f"data.{key}: {err}") from err
