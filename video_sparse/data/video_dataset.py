@@ -3,10 +3,12 @@
 Items are dicts (see :class:`VideoClassificationDataset`); batch them with
 :func:`video_sparse.data.collate.collate_samples`.
 
-Robustness: in ``train`` mode an unreadable or too-short video is logged, replaced by another
-random video and counted in the item's ``"skipped"`` field; after ``max_retries`` consecutive
-failures a :class:`RuntimeError` stops the run. In ``val``/``test`` mode nothing is substituted:
-the item comes back as ``{"failed": True, ...}`` so evaluation can exclude and count it.
+Robustness: whatever one sample raises while opening, decoding, sampling or transforming becomes
+a :class:`VideoReadError` whose message starts with ``list_file:line: path:``. In ``train`` mode
+the video is logged, replaced by another random video and counted in the item's ``"skipped"``
+field; after ``max_retries`` consecutive failures a :class:`RuntimeError` stops the run. In
+``val``/``test`` mode nothing is substituted: the item comes back as ``{"failed": True, ...}``
+so evaluation can exclude, count and report it.
 
 With ``backend`` resolving to decord, build DataLoaders with ``multiprocessing_context="spawn"``
 (decord may hang in forked workers); :func:`default_multiprocessing_context` returns the value.
@@ -16,18 +18,28 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from torch.utils.data import Dataset
 
 from video_sparse.data.lists import LabelMapLike, load_label_map, parse_list_file
-from video_sparse.data.readers import (DEFAULT_FRAME_TMPL, FrameFolderReader, VideoReadError, open_video,
-                                       resolve_backend)
+from video_sparse.data.readers import (
+    DEFAULT_FRAME_TMPL,
+    FrameFolderReader,
+    VideoReadError,
+    open_video,
+    resolve_backend,
+)
 from video_sparse.data.sampling import MODES, SAMPLINGS, sample_indices
-from video_sparse.data.video_transforms import (IMAGENET_MEAN, IMAGENET_STD, VideoEvalTransform,
-                                                VideoTrainTransform)
+from video_sparse.data.video_transforms import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    VideoEvalTransform,
+    VideoTrainTransform,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +55,8 @@ class VideoClassificationDataset(Dataset):
         mode: ``"train"`` (random clip and augmentation), ``"val"`` (one centred clip and crop)
             or ``"test"`` (``num_clips x num_crops`` views per video, one item per view).
         layout: ``"video"``, ``"frames"``, ``"frames_start"`` or ``"auto"`` (from the list's line shape).
-        backend: video decoder, ``"auto"`` (decord if it imports, else PyAV), ``"decord"``, ``"pyav"``.
+        backend: video decoder, ``"auto"`` (per file: decord when it imports and reads that file
+            exactly, else PyAV; see ``readers.py``), ``"decord"``, ``"pyav"``.
         label_map: class names to resolve non-integer labels (file path, see ``load_label_map``).
         num_classes: class count of the head; every label of the list is checked against it when
             the list is parsed (error naming ``file:line`` and ``data.num_classes``).
@@ -99,7 +112,9 @@ class VideoClassificationDataset(Dataset):
         self.mode = mode
         self.classes = load_label_map(label_map)
         self.records, self.layout = parse_list_file(list_file, layout, self.classes, num_classes)
-        self.backend = resolve_backend(backend) if self.layout == "video" else "frames"
+        if self.layout == "video":
+            resolve_backend(backend)  # validates the name; "auto" is resolved per file
+        self.backend = backend if self.layout == "video" else "frames"
         self.sampling = sampling
         self.num_frames = int(num_frames)
         self.frame_interval = int(frame_interval)
@@ -152,8 +167,17 @@ class VideoClassificationDataset(Dataset):
         """Decode, sample and transform one view: float32 ``(C, T, H, W)``.
 
         Raises:
-            VideoReadError: unreadable or too-short video.
+            VideoReadError: anything that fails for this sample (unreadable or too-short video, a
+                decoder, conversion or transform error), as ``list_file:line: path: error``.
         """
+        try:
+            return self._load_clip(video_index, clip_index, crop_index)
+        except Exception as e:  # one bad sample must never end the run: name it, let the caller decide
+            rec = self.records[video_index]
+            detail = str(e) if isinstance(e, VideoReadError) else f"{type(e).__name__}: {e}"
+            raise VideoReadError(f"{self.list_file}:{rec.lineno}: {rec.path}: {detail}") from e
+
+    def _load_clip(self, video_index: int, clip_index: int, crop_index: int) -> torch.Tensor:
         with self.open(video_index) as reader:
             total = reader.num_frames
             if total < self.min_frames:

@@ -20,6 +20,10 @@ from .logging_utils import setup_logging
 log = logging.getLogger(__name__)
 
 
+class NothingScoredError(RuntimeError):
+    """A test in which no video could be scored (its summary is written first)."""
+
+
 def load_trained_weights(model: nn.Module, path: str | Path) -> str:
     """Load an adapter-only checkpoint or a full state dict of this model; returns which it was."""
     from ..checkpoint import CheckpointError, load_adapter_checkpoint
@@ -47,7 +51,11 @@ def run_multiview_test(forward: Callable[[torch.Tensor], torch.Tensor], model: n
     """Test every view of the test split, merge per video and write ``results.json`` (rank 0).
 
     Returns:
-        The results dictionary on rank 0 (metrics under ``"test"``, GFLOPs x views), ``{}`` elsewhere.
+        The results dictionary on rank 0 (metrics under ``"test"``, with ``failed_videos``; GFLOPs x
+        views), ``{}`` elsewhere.
+
+    Raises:
+        NothingScoredError: on rank 0, after writing ``results.json``, when no video was scored.
     """
     results: dict[str, Any] = {"name": cfg.name, **(extra or {})}
     num_clips = num_crops = 1
@@ -60,9 +68,11 @@ def run_multiview_test(forward: Callable[[torch.Tensor], torch.Tensor], model: n
                           num_workers=int(cfg.data.num_workers), how=cfg.test.merge, dtype=dtype, desc="test",
                           out_dir=output_dir if dist_info.is_main else None, video_ids=ids)
         results["test"], merged = result.summary, result.merged
+        if dist_info.is_main:
+            results["test"]["failed_videos"] = [str(ids[i]) if ids else str(i) for i in sorted(result.failed)]
     if not dist_info.is_main:
         return {}
-    if merged is not None and cfg.test.confusion_matrix:
+    if merged is not None and len(merged) and cfg.test.confusion_matrix:
         plot_confusion_matrix(output_dir / "confusion_matrix.png", merged.scores, merged.labels)
     reference = model.__class__(**model.model_args)  # FLOPs depend on shapes only, not on weights
     gmacs = count_gmacs(reference, torch.zeros(input_shape_of(reference))).gmacs
@@ -75,6 +85,12 @@ def run_multiview_test(forward: Callable[[torch.Tensor], torch.Tensor], model: n
              "GFLOPs x views %s", test.get("top1", float("nan")), test.get("top5", float("nan")),
              test.get("mean_class_acc", float("nan")), test.get("num_videos"), test.get("views_per_video"),
              test.get("num_failed"), results["flops_x_views"])
+    if cfg.test.enabled and not test.get("num_videos"):
+        failed = test.get("failed_videos", [])
+        raise NothingScoredError(
+            f"no test video could be scored: 0 scored, {len(failed)} failed to decode "
+            f"({', '.join(failed[:5])}{', ...' if len(failed) > 5 else ''}); summary written to "
+            f"{output_dir / 'results.json'}")
     return results
 
 

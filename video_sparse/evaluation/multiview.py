@@ -108,6 +108,8 @@ def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
         axis: the class axis.
     """
     z = np.asarray(logits, dtype=np.float64)
+    if z.size == 0:  # nothing scored (e.g. every test video failed to decode)
+        return z.astype(np.float32)
     z = z - z.max(axis=axis, keepdims=True)
     e = np.exp(z)
     return (e / e.sum(axis=axis, keepdims=True)).astype(np.float32)
