@@ -57,3 +57,30 @@ def test_cpu_test_tool_builds_no_extension(trained):
     assert (tmp / "test" / "results.json").is_file()
     assert not (tmp / "extensions").exists(), "a C++ extension was built"
     assert "shm_comm" not in output
+
+
+def test_rerun_of_a_finished_training_says_it_is_complete(trained):
+    tmp, elsewhere, env, _ = trained
+    result = _tool("train", *TINY, f"data.root={tmp / 'data'}", f"output_dir={tmp / 'run'}", cwd=elsewhere,
+                   env=env)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+    assert "is already complete" in output and "resume=null" in output and "output_dir=" in output
+    assert "training done" not in output and "test: top1" not in output  # nothing trained or tested again
+
+
+def test_checkpoint_head_mismatch_is_one_line_before_any_work(trained):
+    tmp, elsewhere, env, _ = trained
+    result = _tool("test", *TINY, f"data.root={tmp / 'nodata'}", "data.num_classes=400",
+                   f"checkpoint={tmp / 'run' / 'adapter.pth'}", f"output_dir={tmp / 'test_bad'}", cwd=elsewhere,
+                   env=env)
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "Traceback" not in result.stderr, result.stderr
+    assert "4-class head" in result.stderr and "model.num_classes=400" in result.stderr
+    assert not (tmp / "nodata").exists(), "demo clips were written before the check"
+
+
+def test_missing_root_is_one_line(tmp_path):
+    result = _tool("train", "data=custom", cwd=tmp_path, env=_no_compiler_env(tmp_path))
+    assert result.returncode == 2 and result.stderr.strip().count("\n") == 0, result.stderr
+    assert "data.root must be set" in result.stderr

@@ -62,10 +62,15 @@ def exit_on_user_error(task: Callable[..., None]) -> Callable[..., None]:
 
         try:
             return task(*args, **kwargs)
-        except (MissingMandatoryValue, InterpolationToMissingValueError) as err:
+        except MissingMandatoryValue as err:
             key = getattr(err, "full_key", "") or str(err).splitlines()[0]
             logging.getLogger("video_sparse").error("%s must be set", key)
             print(f"error: {key} must be set (add {key}=... to the command)", file=sys.stderr)
+            sys.exit(2)
+        except InterpolationToMissingValueError as err:
+            reason = str(err).splitlines()[0]
+            logging.getLogger("video_sparse").error("%s: %s", err.full_key, reason)
+            print(f"error: {err.full_key}: {reason}", file=sys.stderr)
             sys.exit(2)
         except (ConfigError, CheckpointError, FileNotFoundError) as err:
             logging.getLogger("video_sparse").error("%s", err)

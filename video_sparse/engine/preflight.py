@@ -116,10 +116,10 @@ def _resolve_paths(cfg: DictConfig, mode: str) -> None:
             cfg[key] = resolve_user_path(value)
             if not Path(cfg[key]).exists():
                 raise FileNotFoundError(f"{key}={value}: file not found ({cfg[key]})")
-    if "root" in cfg.data and OmegaConf.is_missing(cfg.data, "root"):
+    if "root" in cfg.data.keys() and OmegaConf.is_missing(cfg.data, "root"):
         raise ConfigError(f"data.root must be set for data.kind={cfg.data.get('kind')} (the data folder)")
     for key in _DATA_PATH_KEYS:
-        if key not in cfg.data or OmegaConf.is_missing(cfg.data, key):
+        if key not in cfg.data.keys() or OmegaConf.is_missing(cfg.data, key):
             continue
         value = cfg.data[key]
         if isinstance(value, str) and value and resolve_user_path(value) != value:
