@@ -111,16 +111,21 @@ def _tool(name, *overrides):
 
 
 def test_train_and_test_fail_on_a_bad_label_before_any_model_is_built(tmp_path):
-    """``pretrained`` names a missing file: had a model been built first, that error would show instead."""
+    """``pretrained`` is an unreadable file: had a model been built and loaded first, that error would show."""
+    import torch
+
     _frame_set(tmp_path / "data", "img_{:05d}.jpg", first=1)
     (tmp_path / "data" / "test.txt").write_text(f"a {NUM_FRAMES} 0\nb {NUM_FRAMES} 400\n")
+    (tmp_path / "junk_backbone.pth").write_bytes(b"not a checkpoint")
+    torch.save({}, tmp_path / "weights.pth")
     common = ["experiment=k400_videomae_base", *_small(tmp_path / "data"), "device=cpu",
-              f"pretrained={tmp_path}/missing.pth"]
+              f"pretrained={tmp_path}/junk_backbone.pth"]
     for tool, extra in (("train", [f"output_dir={tmp_path}/train"]),
-                        ("test", [f"output_dir={tmp_path}/test", f"checkpoint={tmp_path}/missing.pth"])):
+                        ("test", [f"output_dir={tmp_path}/test", f"checkpoint={tmp_path}/weights.pth"])):
         result = _tool(tool, *common, *extra)
         assert result.returncode == 2, result.stderr[-2000:]
         assert "test.txt:2: label 400 out of range for data.num_classes=400" in result.stderr
-        assert "missing.pth" not in result.stderr
+        assert "junk_backbone" not in result.stderr
+    (tmp_path / "data" / "test.txt").write_text(f"a {NUM_FRAMES} 0\nb {NUM_FRAMES} 399\n")
     result = _tool("train", *common, "+data.foo=1", f"output_dir={tmp_path}/foo")
     assert result.returncode == 2 and "data.foo is not read by anything" in result.stderr, result.stderr[-2000:]
