@@ -30,9 +30,17 @@ def setup_logging(output_dir: str | Path, is_main: bool, level: int = logging.IN
 
 
 class MetricWriter:
-    """TensorBoard scalars on rank 0 (off, with one warning, when tensorboard is not installed)."""
+    """TensorBoard scalars on rank 0 (off, with one warning, when tensorboard is not installed).
 
-    def __init__(self, log_dir: str | Path, enabled: bool = True) -> None:
+    Args:
+        log_dir: event-file folder.
+        enabled: False on the other ranks.
+        purge_step: on a resume, the first step the resumed run logs: points at or after it that an
+            interrupted run wrote after its last checkpoint are discarded by TensorBoard's readers, so
+            the curves equal an uninterrupted run's (every scalar must use the same step axis).
+    """
+
+    def __init__(self, log_dir: str | Path, enabled: bool = True, purge_step: int | None = None) -> None:
         self._writer = None
         if enabled:
             try:
@@ -40,7 +48,7 @@ class MetricWriter:
             except ImportError:
                 logging.getLogger(__name__).warning("tensorboard is not installed; no TensorBoard scalars")
             else:
-                self._writer = SummaryWriter(str(log_dir))
+                self._writer = SummaryWriter(str(log_dir), purge_step=purge_step)
 
     def scalars(self, values: dict[str, float], step: int) -> None:
         if self._writer is not None:

@@ -1,0 +1,83 @@
+"""A kill at any step of a checkpoint save leaves a run that resumes to the uninterrupted run's weights,
+train-loss history, TensorBoard curves and results.json (one process, real DeepSpeed ZeRO-2, nano ViT)."""
+import pytest
+import torch
+from recipe_helpers import results, run, scalars, tiny_cfg, trained_weights
+
+from video_sparse.engine import checkpointing
+
+# Saves of the reference run: steps 4 (mid-epoch), 6 (epoch end), 8 (mid-epoch), 12 (epoch and run end);
+# the step-12 mid-epoch save is left to the epoch end (never the same step twice). keep_last=1 prunes.
+SAVED_STEPS = [4, 6, 8, 12]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, digits_root, single_process_group):
+    out = tmp_path_factory.mktemp("straight")
+    saved = []
+    real_save = checkpointing.save_checkpoint
+
+    def recording_save(engine, ckpt_dir, global_step, *args, **kwargs):
+        saved.append(global_step)
+        return real_save(engine, ckpt_dir, global_step, *args, **kwargs)
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(checkpointing, "save_checkpoint", recording_save)
+    try:
+        recipe = run(tiny_cfg(digits_root, out))
+    finally:
+        mp.undo()
+    return {"out": out, "saved": saved, "weights": trained_weights(recipe), "history": recipe.history}
+
+
+def test_each_step_is_saved_once(reference):
+    assert reference["saved"] == SAVED_STEPS
+    assert [p.name for p in checkpointing.complete_checkpoints(reference["out"] / "checkpoints")] == ["step_00000012"]
+    assert len(reference["history"]) == 2
+
+
+def _assert_same_run(out, reference, recipe):
+    weights = trained_weights(recipe)
+    assert weights.keys() == reference["weights"].keys()
+    for name, value in weights.items():
+        assert torch.equal(value, reference["weights"][name]), name
+    assert recipe.history == reference["history"]
+    assert scalars(out) == scalars(reference["out"])
+    assert results(out) == results(reference["out"])
+
+
+# (point, occurrence): each step of the save sequence in the epoch-end save of step 6 (the 2nd save, the
+# first that prunes: `old_renamed` is reached once per pruned folder), and the commit of a mid-epoch save.
+KILLS = [(point, 1 if point == "old_renamed" else 2) for point in checkpointing.SAVE_POINTS] + [("committed", 3)]
+
+
+@pytest.mark.parametrize("point,n", KILLS, ids=[f"{p}-{n}" for p, n in KILLS])
+def test_kill_at_each_save_step_resumes_to_the_same_run(tmp_path, monkeypatch, digits_root, reference, point, n):
+    out = tmp_path / "run"
+    killed = run(tiny_cfg(digits_root, out), kill_at=(point, n), monkeypatch=monkeypatch)
+    assert not killed.finished
+    ckpt = out / "checkpoints"
+    assert checkpointing.find_latest(ckpt) is not None, sorted(p.name for p in ckpt.iterdir())
+    resumed = run(tiny_cfg(digits_root, out))
+    assert resumed.finished
+    _assert_same_run(out, reference, resumed)
+    assert not list(ckpt.glob("*.tmp"))
+
+
+def test_kill_during_resume_save_of_a_kill(tmp_path, monkeypatch, digits_root, reference):
+    """Two kills in a row (the second one in the first save after resuming) still end in the same run."""
+    out = tmp_path / "run"
+    run(tiny_cfg(digits_root, out), kill_at=("committed", 2), monkeypatch=monkeypatch)
+    run(tiny_cfg(digits_root, out), kill_at=("pointer_written", 1), monkeypatch=monkeypatch)
+    _assert_same_run(out, reference, run(tiny_cfg(digits_root, out)))
+
+
+def test_explicit_resume_from_an_older_checkpoint_moves_the_later_ones_aside(tmp_path, digits_root, reference):
+    out = tmp_path / "run"
+    run(tiny_cfg(digits_root, out, "train.keep_last=0", "train.max_steps=9"))
+    ckpt = out / "checkpoints"
+    assert [p.name for p in checkpointing.complete_checkpoints(ckpt)] == [
+        "step_00000004", "step_00000006", "step_00000008"]
+    resumed = run(tiny_cfg(digits_root, out, "train.keep_last=0", f"resume={ckpt / 'step_00000004'}"))
+    assert sorted(p.name for p in (ckpt / checkpointing.ABANDONED).iterdir()) == ["step_00000006", "step_00000008"]
+    _assert_same_run(out, reference, resumed)
