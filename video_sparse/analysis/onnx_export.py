@@ -1,0 +1,167 @@
+"""Export a ``SparseViT`` to ONNX with its token selection, check it against PyTorch, time it in onnxruntime.
+
+The graph is made by ``torch.onnx.export(dynamo=True)`` (``torch.export`` + onnxscript): the top-k
+selection, the gathers and the fused token are ordinary ONNX ops (``TopK``, ``GatherElements``,
+``ScatterElements``, ``MatMul``), and the number of kept tokens is a constant fixed by the input size
+and the keep rate, as in PyTorch. The batch axis is dynamic. The graph returns the logits and, per
+dropping layer, the original patch index of each kept token (``-1``: the fused token), so a check
+compares the selection itself, not only the logits. (The TorchScript exporter cannot trace the
+selection: token counts become tensors there, and Python arithmetic on them fails.)
+"""
+from __future__ import annotations
+
+import logging
+import os
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+logger = logging.getLogger(__name__)
+
+LOGITS = "logits"
+INPUT = "input"
+
+
+class WithKeptTokens(nn.Module):
+    """``model(x)`` as a tuple ``(logits, kept_0, ..., kept_{L-1})`` for export; ``kept_l``: (B, K_l) int64."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        out = self.model(x, return_kept=True)
+        return (out.logits, *out.kept)
+
+
+def kept_output_names(model: nn.Module) -> list[str]:
+    """Output names of the kept-token indices, one per dropping layer: ``kept_block{i}``."""
+    from video_sparse.analysis.token_maps import dropping_layers
+
+    return [f"kept_block{i}" for i in dropping_layers(model)]
+
+
+def export_onnx(model: nn.Module, path: str | os.PathLike, example: torch.Tensor, with_kept: bool = True,
+                max_batch: int = 4096) -> Path:
+    """Write ``model`` (in eval mode, fp32) as an ONNX file with a dynamic batch axis.
+
+    Args:
+        model: a ``SparseViT``.
+        path: output ``.onnx`` file (weights inside; parent folders are created).
+        example: an input batch ``(B, C, H, W)`` or ``(B, C, T, H, W)``; B >= 2 keeps the batch symbolic.
+        with_kept: also output the kept-token indices of every dropping layer.
+        max_batch: the largest batch the graph accepts.
+
+    Returns:
+        The written path.
+
+    Raises:
+        ValueError: ``example`` has a batch of 1 (the exporter would fix the batch to 1).
+    """
+    if example.shape[0] < 2:
+        raise ValueError(f"export needs an example batch of at least 2 to keep the batch axis dynamic, "
+                         f"got {tuple(example.shape)}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model = model.eval().float()
+    module = (WithKeptTokens(model) if with_kept else model).eval()
+    outputs = [LOGITS] + (kept_output_names(model) if with_kept else [])
+    batch = torch.export.Dim("batch", min=1, max=max_batch)
+    with torch.no_grad():
+        program = torch.onnx.export(module, (example.float(),), dynamo=True, input_names=[INPUT],
+                                    output_names=outputs, dynamic_shapes=({0: batch},), verbose=False)
+    program.save(str(path))
+    logger.info("exported %s (%.1f MB), outputs %s", path, path.stat().st_size / 1e6, outputs)
+    return path
+
+
+def ort_session(path: str | os.PathLike, threads: int | None = None) -> Any:
+    """An onnxruntime CPU session with full graph optimisation; ``threads``: intra-op threads (None: all)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads:
+        options.intra_op_num_threads = int(threads)
+        options.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+@dataclass
+class OnnxCheck:
+    """How the ONNX graph compares with PyTorch on the same inputs.
+
+    Attributes:
+        max_abs_diff: largest absolute logit difference over all checked batches.
+        kept_equal: every kept-token index tensor is identical.
+        kept_mismatches: number of differing kept indices (0 when equal).
+        batch_sizes: the batch sizes checked.
+        input_batch_axis: the ONNX input's batch dimension (a name when dynamic).
+    """
+
+    max_abs_diff: float
+    kept_equal: bool
+    kept_mismatches: int
+    batch_sizes: list[int]
+    input_batch_axis: Any
+
+    def passed(self, atol: float = 1e-4) -> bool:
+        return self.max_abs_diff <= atol and self.kept_equal
+
+
+@torch.no_grad()
+def check_onnx(path: str | os.PathLike, model: nn.Module, batches: Sequence[torch.Tensor],
+               session: Any = None) -> OnnxCheck:
+    """Run each batch through onnxruntime and through ``model``; compare logits and kept indices.
+
+    Args:
+        path: the exported file.
+        model: the PyTorch model it was exported from.
+        batches: inputs of any batch size (the graph's batch axis is dynamic).
+    """
+    session = session or ort_session(path)
+    model = model.eval().float()
+    names = [o.name for o in session.get_outputs()]
+    max_diff, mismatches = 0.0, 0
+    for x in batches:
+        outs = dict(zip(names, session.run(None, {INPUT: x.float().numpy()})))
+        ref = model(x.float(), return_kept=True)
+        max_diff = max(max_diff, float(np.abs(outs[LOGITS] - ref.logits.numpy()).max()))
+        kept_names = [n for n in names if n != LOGITS]
+        if len(kept_names) != len(ref.kept):
+            mismatches += 1
+            continue
+        for name, kept in zip(kept_names, ref.kept):
+            mine = outs[name]
+            mismatches += int(kept.numel()) if mine.shape != tuple(kept.shape) else int((mine != kept.numpy()).sum())
+    axis = session.get_inputs()[0].shape[0]
+    return OnnxCheck(max_diff, mismatches == 0, mismatches, [int(x.shape[0]) for x in batches], axis)
+
+
+def time_interleaved(runners: dict[str, Callable[[], Any]], repeats: int = 5, warmup: int = 1
+                     ) -> dict[str, dict[str, float]]:
+    """Time several callables in rounds (each round runs every callable once, in turn).
+
+    Interleaving spreads the load of a shared machine over all of them alike.
+
+    Returns:
+        ``{name: {"median_s", "min_s", "max_s", "repeats"}}`` seconds per call.
+    """
+    for _ in range(warmup):
+        for run in runners.values():
+            run()
+    times: dict[str, list[float]] = {name: [] for name in runners}
+    for _ in range(repeats):
+        for name, run in runners.items():
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+    return {name: {"median_s": statistics.median(t), "min_s": min(t), "max_s": max(t), "repeats": len(t)}
+            for name, t in times.items()}
