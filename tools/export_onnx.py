@@ -110,7 +110,12 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     import torch
 
-    from video_sparse.analysis.onnx_export import check_onnx, export_onnx, ort_session, time_interleaved
+    from video_sparse.analysis.onnx_export import (
+        check_onnx,
+        export_onnx,
+        ort_session,
+        time_interleaved,
+    )
 
     if args.threads:
         torch.set_num_threads(args.threads)
