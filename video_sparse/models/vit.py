@@ -113,8 +113,9 @@ class Block(nn.Module):
         x = x + self.drop_path1(self.ls1(attn_out))
         selection = None
         if scores is not None:
-            selection = select_tokens(scores, keep_rate, fuse=self.fuse_token) if kept is None \
-                else _forced_selection(scores, kept, self.fuse_token)
+            if kept is None:  # ranked on detached scores: no tensor saved, so a recomputation may skip it
+                kept = select_tokens(scores.detach(), keep_rate, fuse=False).kept
+            selection = _forced_selection(scores, kept, self.fuse_token)
             x = apply_selection(x, selection, self.num_prefix_tokens)
             if history:
                 history[:] = [apply_selection(h, selection, self.num_prefix_tokens) for h in history]
@@ -421,7 +422,8 @@ class SparseViT(nn.Module):
 
 
 def _forced_selection(scores: torch.Tensor, kept: torch.Tensor, fuse: bool) -> TokenSelection:
-    """The selection :func:`select_tokens` would return had it picked ``kept`` (B, K) from ``scores`` (B, N)."""
+    """:func:`select_tokens`'s selection with the kept indices ``kept`` (B, K) given; ``scores`` (B, N)
+    still weight the fused token (and carry its gradient)."""
     fuse_weights = scores.float().scatter(1, kept, 0.0) if fuse and kept.shape[1] < scores.shape[1] else None
     return TokenSelection(kept, scores, fuse_weights)
 
