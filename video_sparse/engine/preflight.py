@@ -116,10 +116,11 @@ def _resolve_paths(cfg: DictConfig, mode: str) -> None:
             cfg[key] = resolve_user_path(value)
             if not Path(cfg[key]).exists():
                 raise FileNotFoundError(f"{key}={value}: file not found ({cfg[key]})")
-    if "root" in cfg.data.keys() and OmegaConf.is_missing(cfg.data, "root"):
+    # keys(): a DictConfig answers `"root" in cfg.data` with False while the value is ???
+    if "root" in cfg.data.keys() and OmegaConf.is_missing(cfg.data, "root"):  # noqa: SIM118
         raise ConfigError(f"data.root must be set for data.kind={cfg.data.get('kind')} (the data folder)")
     for key in _DATA_PATH_KEYS:
-        if key not in cfg.data.keys() or OmegaConf.is_missing(cfg.data, key):
+        if key not in cfg.data.keys() or OmegaConf.is_missing(cfg.data, key):  # noqa: SIM118
             continue
         value = cfg.data[key]
         if isinstance(value, str) and value and resolve_user_path(value) != value:
@@ -208,7 +209,23 @@ def _check_lists(cfg: DictConfig, mode: str) -> None:
         if path is None or not Path(path).is_file():
             raise FileNotFoundError(f"data.{key}={path}: list file not found (make lists with tools/build_lists.py)")
         try:
-            parse_list_file(path, data.get("layout", "auto") or "auto", data.get("label_map"),
-                            int(data.num_classes))
+            records, _ = parse_list_file(path, data.get("layout", "auto") or "auto", data.get("label_map"),
+                                         int(data.num_classes))
         except ValueError as err:
             raise ConfigError(f"data.{key}: {err}") from err
+        if split == "train":
+            _fit_batch(cfg, len(records))
+
+
+def _fit_batch(cfg: DictConfig, num_train: int) -> None:
+    """A training list shorter than one batch on every process lowers the batch (small own data)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    batch = int(cfg.data.batch_size)
+    if num_train >= batch * world:
+        return
+    if num_train < world:
+        raise ConfigError(f"data.train_list has {num_train} video(s), fewer than the {world} processes")
+    with open_dict(cfg):
+        cfg.data.batch_size = num_train // world
+    log.info("data.batch_size=%d lowered to %d: the training list has %d videos for %d process(es)", batch,
+             cfg.data.batch_size, num_train, world)
