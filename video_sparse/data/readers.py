@@ -1,4 +1,4 @@
-"""Video readers behind one interface: PyAV, decord and JPEG frame folders.
+"""Video readers behind one interface: PyAV, decord, torchcodec and JPEG frame folders.
 
 Every reader exposes ``num_frames`` and ``get_frames(indices) -> uint8 (T, H, W, 3)``. Frame ``i``
 is the ``i``-th displayed frame of a sequential decode of the video stream, whatever the
@@ -17,10 +17,10 @@ Indexing per container (PyAV):
 - Every other container (AVI, MPEG-TS, raw elementary streams, ...) is decoded sequentially from
   the start; its frame count comes from one counting decode at open (cached per file).
 
-decord indexes frames by container timestamps and mis-reads AVI files with B-frames, and it fails
-on rotated videos, so a :class:`DecordReader` refuses those at open (:meth:`Probe.decord_problem`)
-and ``backend="auto"`` picks, per file, decord when it imports and can read the file exactly,
-PyAV otherwise.
+decord and torchcodec index frames by container timestamps and mis-read AVI/MPEG-TS files with
+B-frames; decord also mis-reads HEVC and MPEG-4 Part 2 and fails on rotated videos. Each refuses
+at open what it cannot read exactly (:meth:`Probe.problem`), and ``backend="auto"`` takes, per
+file, the first backend of :data:`AUTO_ORDER` that imports and can read it (PyAV reads all).
 decord readers use ``num_threads=1``; decord may hang in forked DataLoader workers: use
 ``multiprocessing_context="spawn"`` (see :func:`default_multiprocessing_context`).
 """
@@ -44,7 +44,9 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-BACKENDS = ("auto", "decord", "pyav")
+BACKENDS = ("auto", "decord", "pyav", "torchcodec")
+#: ``backend="auto"``: the first of these that imports and can read the file exactly
+AUTO_ORDER = ("decord", "torchcodec", "pyav")
 MIN_VIDEO_BYTES = 1024
 DEFAULT_FRAME_TMPL = "img_{:05d}.jpg"
 #: FFmpeg demuxer names whose packet timestamps index frames (seekable, B-frame safe)
@@ -163,15 +165,29 @@ def decord_available() -> bool:
     return True
 
 
+def torchcodec_available() -> bool:
+    """Whether torchcodec imports with this torch and the FFmpeg libraries found at run time."""
+    try:
+        importlib.import_module("torchcodec.decoders")
+    except Exception:  # ImportError, or FFmpeg/torch ABI mismatch raised as another error
+        return False
+    return True
+
+
+def backend_available(name: str) -> bool:
+    """Whether backend ``name`` (``"pyav"``, ``"decord"``, ``"torchcodec"``) imports here."""
+    return {"pyav": lambda: True, "decord": decord_available, "torchcodec": torchcodec_available}[name]()
+
+
 def resolve_backend(backend: str = "auto") -> str:
-    """Validate a backend name; ``"auto"`` resolves to the backend used for MP4/MKV/WebM files
-    (decord when it imports, else PyAV). Per file, :func:`open_video` may still pick PyAV."""
+    """Validate a backend name; ``"auto"`` resolves to the first of :data:`AUTO_ORDER` that
+    imports (the choice for MP4/MKV/WebM files; per file, :func:`open_video` may fall back further)."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if backend == "auto":
-        return "decord" if decord_available() else "pyav"
-    if backend == "decord" and not decord_available():
-        raise ImportError("backend='decord' requested but decord does not import; use 'pyav'")
+        return next(name for name in AUTO_ORDER if backend_available(name))
+    if not backend_available(backend):
+        raise ImportError(f"backend={backend!r} requested but {backend} does not import; use 'pyav'")
     return backend
 
 
@@ -287,6 +303,15 @@ class Probe(NamedTuple):
             return f"decord does not read {self.codec!r} video exactly"
         if _orientation_ops(self.display.matrix):
             return "decord cannot read videos with a rotation/flip display matrix"
+        return None
+
+    def problem(self, backend: str) -> str | None:
+        """Why ``backend`` cannot return this file's frames exactly (``None`` when it can)."""
+        if backend == "decord":
+            return self.decord_problem()
+        if backend == "torchcodec" and not self.indexed:
+            return (f"torchcodec cannot index frames of a {','.join(sorted(self.formats))!r} file exactly "
+                    "(it trusts container timestamps)")
         return None
 
 
@@ -663,8 +688,8 @@ def open_video(path: str | os.PathLike, backend: str = "auto", num_frames: int |
 
     Args:
         path: a video file, or a folder of frames.
-        backend: ``"auto"`` (per file: decord for MP4/MOV and Matroska/WebM when it imports, PyAV
-            otherwise), ``"decord"`` or ``"pyav"`` (ignored for frame folders).
+        backend: ``"auto"`` (per file: the first of :data:`AUTO_ORDER` that imports and reads the
+            file exactly), ``"decord"``, ``"pyav"`` or ``"torchcodec"`` (ignored for frame folders).
         num_frames: frame count of a frame folder (from its list file).
         filename_tmpl: frame file name template for folders.
         start_index: number of the first frame file.
@@ -677,14 +702,69 @@ def open_video(path: str | os.PathLike, backend: str = "auto", num_frames: int |
     if path.is_dir():
         return FrameFolderReader(path, num_frames, filename_tmpl, start_index)
     name = resolve_backend(backend)
-    if backend == "auto" and name == "decord":
+    if backend == "auto" and name != "pyav":
         probe = probe_video(path)
-        if probe.decord_problem() is None:
-            return DecordReader(path, num_threads=num_threads, probe=probe)
+        for name in AUTO_ORDER:
+            if name != "pyav" and backend_available(name) and probe.problem(name) is None:
+                return _READERS[name](path, num_threads=num_threads, probe=probe)
         name = "pyav"
-    if name == "decord":
-        return DecordReader(path, num_threads=num_threads)
-    return PyAVReader(path, num_threads=num_threads)
+    if name == "pyav":
+        return PyAVReader(path, num_threads=num_threads)
+    return _READERS[name](path, num_threads=num_threads)
+
+
+class TorchCodecReader(VideoReader):
+    """torchcodec reader (``seek_mode="exact"``), for MP4/MOV and Matroska/WebM only.
+
+    torchcodec 0.17 maps indices to container timestamps (wrong frames for AVI or MPEG-TS with
+    B-frames; raw streams do not open), so other containers are refused at open. It rotates frames
+    by the display matrix but ignores its flips: the reader undoes that rotation and applies
+    :func:`to_display` like every reader. A mid-stream size change fails to decode
+    (:class:`VideoReadError` at read time).
+    """
+
+    def __init__(self, path: str | os.PathLike, num_threads: int = 1, probe: Probe | None = None):
+        self.path = str(path)
+        probe = probe_video(self.path) if probe is None else probe
+        problem = probe.problem("torchcodec")
+        if problem:
+            raise VideoReadError(f"{self.path}: {problem}; use backend='pyav' or 'auto'")
+        self.display = probe.display
+        decoders = importlib.import_module("torchcodec.decoders")
+        try:
+            self._dec = decoders.VideoDecoder(self.path, seek_mode="exact", dimension_order="NHWC",
+                                              num_ffmpeg_threads=max(1, int(num_threads)))
+            self._len = len(self._dec)
+            rotation = self._dec.metadata.rotation or 0
+            self._fps = self._dec.metadata.average_fps
+        except Exception as e:
+            raise VideoReadError(f"{self.path}: torchcodec cannot open the video ({_short(e)})") from None
+        self._undo = -int(round(rotation / 90)) % 4  # quarter turns that give back the coded frame
+        if self._len <= 0:
+            raise VideoReadError(f"{self.path}: no video frames")
+
+    @property
+    def num_frames(self) -> int:
+        return self._len
+
+    @property
+    def fps(self) -> float | None:
+        return self._fps
+
+    def _read(self, indices: list[int]) -> dict[int, np.ndarray]:
+        if self._dec is None:
+            raise VideoReadError(f"{self.path}: reader is closed")
+        try:
+            arr = self._dec.get_frames_at(indices).data.numpy()
+        except Exception as e:
+            raise VideoReadError(f"{self.path}: torchcodec failed to decode frames ({_short(e)})") from None
+        return {i: to_display(np.rot90(arr[k], self._undo), self.display) for k, i in enumerate(indices)}
+
+    def close(self) -> None:
+        self._dec = None
+
+
+_READERS = {"decord": DecordReader, "torchcodec": TorchCodecReader}
 
 
 def _short(exc: BaseException, limit: int = 200) -> str:
