@@ -15,12 +15,14 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 from video_sparse.data.frames import prepare_frames
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--videos", required=True, help="folder of the videos")
     parser.add_argument("--out", required=True, help="output folder of the frame folders")
     parser.add_argument("--out-list", required=True, help="frame list to write (folder NUM_FRAMES LABEL)")
@@ -29,7 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--short-side", type=int, default=256, help="resize the short side (0: keep size)")
     parser.add_argument("--quality", type=int, default=90, help="JPEG quality")
     parser.add_argument("--workers", type=int, default=4, help="worker processes (0: none)")
-    parser.add_argument("--backend", default="pyav", choices=("pyav", "decord", "auto"), help="decoder")
+    parser.add_argument("--backend", default="auto", choices=("pyav", "decord", "auto"),
+                        help="decoder; auto: decord if installed, else PyAV (as data.backend in training)")
     parser.add_argument("--failures", help="failures file (default <out-list>.failures.txt)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     args = parser.parse_args(argv)
@@ -42,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as err:  # bad list lines, paths leaving --out
         print(f"error: {err}", file=sys.stderr)
         return 2
+    stale = Path(args.failures or f"{args.out_list}.failures.txt")
+    if not report.failures and stale.is_file():  # a clean re-run leaves no old failures behind
+        stale.unlink()
     print(f"{report.num_extracted} extracted, {report.num_skipped} already complete, "
           f"{len(report.failures)} failed; frame list: {report.out_list}")
     for path, error in report.failures[:5]:

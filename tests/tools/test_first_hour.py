@@ -84,3 +84,40 @@ def test_missing_root_is_one_line(tmp_path):
     result = _tool("train", "data=custom", cwd=tmp_path, env=_no_compiler_env(tmp_path))
     assert result.returncode == 2 and result.stderr.strip().count("\n") == 0, result.stderr
     assert "data.root must be set" in result.stderr
+
+
+def test_prepare_frames_clean_rerun_removes_the_old_failures_file(tmp_path):
+    import importlib.util
+
+    import av
+    import numpy as np
+
+    spec = importlib.util.spec_from_file_location("tool_prepare_frames", REPO / "tools" / "prepare_frames.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    videos = tmp_path / "videos" / "a"
+    videos.mkdir(parents=True)
+    with av.open(str(videos / "ok.mp4"), "w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width = stream.height = 32
+        for t in range(6):
+            frame = np.full((32, 32, 3), 20 * t, np.uint8)
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
+    (videos / "bad.mp4").write_bytes(np.random.default_rng(0).integers(0, 256, 4000, np.uint8).tobytes())
+    (tmp_path / "labels.txt").write_text("a\n")
+    args = ["--videos", str(tmp_path / "videos"), "--out", str(tmp_path / "frames"), "--out-list",
+            str(tmp_path / "frames.txt"), "--label-map", str(tmp_path / "labels.txt"), "--workers", "0",
+            "--no-progress"]
+    assert tool.main(args) == 0
+    assert (tmp_path / "frames.txt.failures.txt").is_file()
+    (videos / "bad.mp4").unlink()
+    assert tool.main(args) == 0
+    assert not (tmp_path / "frames.txt.failures.txt").exists()
+
+
+def test_prepare_frames_help_shows_defaults_and_the_training_decoder():
+    result = subprocess.run([sys.executable, str(REPO / "tools" / "prepare_frames.py"), "--help"], check=False,
+                            capture_output=True, text=True, timeout=120)
+    text = " ".join(result.stdout.split())
+    assert result.returncode == 0 and "(default: 256)" in text and "(default: auto)" in text
