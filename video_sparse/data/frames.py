@@ -34,7 +34,9 @@ def extract_frames(video_path: str | os.PathLike, out_dir: str | os.PathLike, sh
         out_dir: the frame folder to create (skipped when it already exists: complete by construction).
         short_side: resize so the short side has this length (``None`` or 0 keeps the size).
         quality: JPEG quality (1-95).
-        backend: decoder (``"pyav"`` streams sequentially; ``"decord"``/``"auto"`` also work).
+        backend: decoder (``"pyav"``, ``"decord"``, ``"torchcodec"`` or ``"auto"``); every reader
+            returns frames as a player shows them (first frame's size, aspect ratio, rotation; see
+            ``video_sparse.data.display``), so the folder gives the same clip as the video.
         filename_tmpl, start_index: frame file naming.
 
     Returns:

@@ -70,9 +70,27 @@ def benchmark_loader(dataset: Dataset, num_workers: int = 0, batch_size: int = 4
     return LoaderTiming(clips=clips, seconds=seconds, first_batch_s=first or 0.0)
 
 
+def link_videos(sources: list[str | os.PathLike], out_root: str | os.PathLike) -> str:
+    """Link real videos, as they are, into ``out_root`` and write their list (``name 0`` lines).
+
+    Returns:
+        Path of the list file.
+    """
+    out_root = Path(out_root)
+    out_root.mkdir(parents=True, exist_ok=True)
+    for src in sources:
+        link = out_root / Path(src).name
+        if not link.exists():
+            link.symlink_to(Path(src).resolve())
+    list_file = out_root / "videos.txt"
+    write_list_file(list_file, [(Path(s).name, 0) for s in sources])
+    return str(list_file)
+
+
 def make_benchmark_clips(sources: list[str | os.PathLike], out_root: str | os.PathLike, num_clips: int = 32,
-                         num_frames: int = 64, short_side: int = 256) -> str:
-    """Cut real videos into ``num_clips`` H.264 clips of ``num_frames`` frames (short side resized).
+                         num_frames: int = 64, short_side: int = 256, size: tuple[int, int] | None = None) -> str:
+    """Cut real videos into ``num_clips`` H.264 clips of ``num_frames`` frames (short side resized,
+    or every frame resized to ``size = (width, height)``, e.g. Kinetics' 340x256).
 
     Segments are taken in turn from the sources (consecutive, non-overlapping) and reused
     cyclically when there are fewer segments than clips. Existing clips are kept.
@@ -92,8 +110,8 @@ def make_benchmark_clips(sources: list[str | os.PathLike], out_root: str | os.Pa
                 for frame in reader.iter_frames():
                     img = Image.fromarray(frame)
                     scale = short_side / min(img.size)
-                    size = (2 * round(img.size[0] * scale / 2), 2 * round(img.size[1] * scale / 2))
-                    buffer.append(np.asarray(img.resize(size, Image.Resampling.BILINEAR)))
+                    out_size = size or (2 * round(img.size[0] * scale / 2), 2 * round(img.size[1] * scale / 2))
+                    buffer.append(np.asarray(img.resize(out_size, Image.Resampling.BILINEAR)))
                     if len(buffer) == num_frames:
                         segments.append(np.stack(buffer))
                         buffer = []

@@ -37,10 +37,12 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
-import av  # imported before decord on purpose: decord bundles its own FFmpeg/libvpx, and loading
-
+# av is imported before decord on purpose: decord bundles its own FFmpeg/libvpx, and loading
 # those first breaks PyAV's libvpx encoder (VP9/.webm writing) in the same process
+import av
 import numpy as np
+
+from video_sparse.data.display import Display, display_of, orientation_ops, to_display
 
 logger = logging.getLogger(__name__)
 
@@ -62,98 +64,9 @@ class VideoReadError(RuntimeError):
     """A video (or frame folder) cannot be opened or decoded; the message names the path."""
 
 
-class Display(NamedTuple):
-    """How a player shows the stream: first frame's coded size, sample aspect ratio, display matrix.
-
-    Attributes:
-        width, height: coded size of the first frame (pixels).
-        sar: sample (pixel) aspect ratio; 1.0 when unknown.
-        matrix: the 3x3 display matrix (9 ints, FFmpeg's layout) or ``None``.
-    """
-
-    width: int
-    height: int
-    sar: float = 1.0
-    matrix: tuple[int, ...] | None = None
-
-    @property
-    def size(self) -> tuple[int, int]:
-        """``(height, width)`` of the frames after :func:`to_display`."""
-        w = max(1, round(self.width * self.sar))
-        ops = _orientation_ops(self.matrix)
-        return (w, self.height) if "transpose" in ops or "rot90" in ops or "rot270" in ops \
-            else (self.height, w)
-
-
 class _StreamInfo(NamedTuple):
     num_frames: int
     display: Display
-
-
-def _orientation_ops(matrix: tuple[int, ...] | None) -> tuple[str, ...]:
-    """Operations that show a frame as FFmpeg's command line does (fftools' autorotate rules)."""
-    if not matrix:
-        return ()
-    a, b, c, d = (float(v) for v in (matrix[0], matrix[1], matrix[3], matrix[4]))
-    scale0, scale1 = np.hypot(a, c), np.hypot(b, d)
-    if scale0 == 0 or scale1 == 0:
-        return ()
-    theta = float(np.degrees(np.arctan2(b / scale1, a / scale0)))  # -av_display_rotation_get
-    theta -= 360 * np.floor(theta / 360 + 0.9 / 360)
-    if abs(theta - 90) < 1:
-        return ("transpose",) if matrix[3] > 0 else ("rot270",)  # cclock_flip / clock
-    if abs(theta - 180) < 1:
-        return tuple(op for op, flag in (("hflip", matrix[0] < 0), ("vflip", matrix[4] < 0)) if flag)
-    if abs(theta - 270) < 1:
-        return ("antitranspose",) if matrix[3] < 0 else ("rot90",)  # clock_flip / cclock
-    if abs(theta) < 1 and matrix[4] < 0:
-        return ("vflip",)
-    return ()
-
-
-def to_display(frame: np.ndarray, display: Display) -> np.ndarray:
-    """Show a decoded RGB frame as a player does.
-
-    Args:
-        frame: uint8 ``(h, w, 3)`` as decoded (any size: a size change mid-stream is resized).
-        display: the stream's :class:`Display` (from its first frame).
-
-    Returns:
-        uint8 ``display.size + (3,)``: resized (bilinear) to the first frame's size with the
-        width scaled by the sample aspect ratio, then rotated/flipped by the display matrix.
-    """
-    target = (display.height, max(1, round(display.width * display.sar)))
-    if frame.shape[:2] != target:
-        from PIL import Image
-
-        frame = np.asarray(Image.fromarray(frame).resize(target[::-1], Image.Resampling.BILINEAR))
-    for op in _orientation_ops(display.matrix):
-        if op == "transpose":
-            frame = frame.transpose(1, 0, 2)
-        elif op == "antitranspose":
-            frame = np.rot90(frame, 2).transpose(1, 0, 2)
-        elif op == "rot90":  # counterclockwise
-            frame = np.rot90(frame, 1)
-        elif op == "rot270":  # clockwise
-            frame = np.rot90(frame, -1)
-        elif op == "hflip":
-            frame = frame[:, ::-1]
-        elif op == "vflip":
-            frame = frame[::-1]
-    return np.ascontiguousarray(frame)
-
-
-def _display_of(frame: av.VideoFrame, stream) -> Display:
-    matrix = None
-    try:
-        side = frame.side_data.get(av.sidedata.sidedata.Type.DISPLAYMATRIX)
-        if side is not None:
-            matrix = tuple(int(v) for v in np.frombuffer(bytes(side), dtype="<i4")[:9])
-    except Exception:  # no side data API or malformed entry: show the frame as coded
-        matrix = None
-    sar = stream.sample_aspect_ratio or stream.codec_context.sample_aspect_ratio
-    sar_value = float(sar) if sar and float(sar) > 0 else 1.0
-    return Display(frame.width, frame.height, sar_value, matrix)
 
 
 def decord_available() -> bool:
@@ -301,7 +214,7 @@ class Probe(NamedTuple):
                     "(it trusts container timestamps)")
         if self.codec not in DECORD_CODECS:
             return f"decord does not read {self.codec!r} video exactly"
-        if _orientation_ops(self.display.matrix):
+        if orientation_ops(self.display.matrix):
             return "decord cannot read videos with a rotation/flip display matrix"
         return None
 
@@ -328,7 +241,7 @@ def probe_video(path: str | os.PathLike) -> Probe:
             if not container.streams.video:
                 raise VideoReadError(f"{path}: no video stream")
             stream = container.streams.video[0]
-            display = next((_display_of(f, stream) for f in container.decode(stream)), None)
+            display = next((display_of(f, stream) for f in container.decode(stream)), None)
             formats = frozenset(_format_names(container))
             codec = stream.codec_context.name
     except VideoReadError:
@@ -435,7 +348,7 @@ class PyAVReader(VideoReader):
         stream = self._container.streams.video[0]
         self._container.seek(self._pts[0], stream=stream, backward=True, any_frame=False)
         for frame in self._container.decode(stream):
-            return _display_of(frame, stream)
+            return display_of(frame, stream)
         raise VideoReadError(f"{self.path}: no video frame decodes")
 
     def _count(self) -> _StreamInfo:
@@ -447,7 +360,7 @@ class PyAVReader(VideoReader):
             n, display = 0, None
             for frame in self._sequential():
                 if display is None:
-                    display = _display_of(frame, self._container.streams.video[0])
+                    display = display_of(frame, self._container.streams.video[0])
                 n += 1
             if display is None:
                 raise VideoReadError(f"{self.path}: no video frame decodes")
@@ -739,7 +652,7 @@ class TorchCodecReader(VideoReader):
             self._fps = self._dec.metadata.average_fps
         except Exception as e:
             raise VideoReadError(f"{self.path}: torchcodec cannot open the video ({_short(e)})") from None
-        self._undo = -int(round(rotation / 90)) % 4  # quarter turns that give back the coded frame
+        self._undo = -round(rotation / 90) % 4  # quarter turns that give back the coded frame
         if self._len <= 0:
             raise VideoReadError(f"{self.path}: no video frames")
 
