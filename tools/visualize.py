@@ -33,7 +33,7 @@ from video_sparse.analysis.token_maps import (  # noqa: E402
     center_crop, compute_kept_tokens, contact_sheet, render_image, render_video, save_animation,
     to_model_input)
 from video_sparse.checkpoint import load_adapter_checkpoint, load_pretrained, read_checkpoint  # noqa: E402
-from video_sparse.data.readers import PyAVReader  # noqa: E402
+from video_sparse.data.readers import open_video  # noqa: E402
 from video_sparse.models.vit import SparseViT  # noqa: E402
 
 logger = logging.getLogger("visualize")
@@ -64,7 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--arg", action="append", type=_parse_arg, default=[],
                    help="extra model constructor argument KEY=VALUE (repeatable)")
     p.add_argument("--norm", choices=("auto", *NORMS), default="auto",
-                   help="input normalisation; auto = in21k (0.5) for 16-px image models, else ImageNet")
+                   help="input normalisation; auto = the one saved in --checkpoint (training's data.mean/std), "
+                        "else in21k (0.5) for 16-px image models, else ImageNet")
+    p.add_argument("--backend", choices=("pyav", "decord", "auto"), default="pyav",
+                   help="video decoder (default pyav: a sequential decode; auto: as data.backend=auto)")
     p.add_argument("--frame", type=int, help="frame of a video fed to an image model (default: middle)")
     p.add_argument("--stride", type=int, default=0,
                    help="video: take every STRIDE-th frame from --start (default 0: spread over the video)")
@@ -107,12 +110,16 @@ def build_model(args: argparse.Namespace) -> nn.Module:
 def _norm(args: argparse.Namespace, model: nn.Module) -> tuple[tuple[float, ...], tuple[float, ...]]:
     if args.norm != "auto":
         return NORMS[args.norm]
+    saved = read_checkpoint(args.checkpoint)[0] if args.checkpoint else None
+    data = ((saved.get("extra") or {}).get("data") or {}) if _is_adapter_checkpoint(saved) else {}
+    if data.get("mean") and data.get("std"):
+        return tuple(data["mean"]), tuple(data["std"])
     in21k = not model.is_video and tuple(model.patch_embed.patch_size) == (16, 16)
     return NORMS["in21k" if in21k else "imagenet"]
 
 
-def _read_frames(path: str, indices_for) -> np.ndarray:
-    with PyAVReader(path) as reader:
+def _read_frames(path: str, indices_for, backend: str = "auto") -> np.ndarray:
+    with open_video(path, backend) as reader:
         return reader.get_frames(indices_for(reader.num_frames))
 
 
@@ -132,7 +139,7 @@ def load_pixels(args: argparse.Namespace, model: nn.Module) -> np.ndarray:
             if args.stride > 0:
                 return [min(total - 1, args.start + i * args.stride) for i in range(num)]
             return np.linspace(0, total - 1, num).round().astype(int).tolist()
-        frames = _read_frames(str(path), indices)
+        frames = _read_frames(str(path), indices, args.backend)
         return np.stack([center_crop(Image.fromarray(f), size) for f in frames])
     if is_image_file:
         try:
@@ -140,7 +147,8 @@ def load_pixels(args: argparse.Namespace, model: nn.Module) -> np.ndarray:
                 return center_crop(image, size)
         except UnidentifiedImageError as err:
             raise SystemExit(f"{path}: not a readable image ({err})") from err
-    frame = _read_frames(str(path), lambda total: [total // 2 if args.frame is None else args.frame])[0]
+    frame = _read_frames(str(path), lambda total: [total // 2 if args.frame is None else args.frame],
+                         args.backend)[0]
     return center_crop(Image.fromarray(frame), size)
 
 
