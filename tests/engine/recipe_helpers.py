@@ -17,19 +17,30 @@ class Killed(BaseException):
     """Stands for SIGKILL: nothing of the save sequence after the kill point runs."""
 
 
-def tiny_cfg(data_root: Path, out: Path, *overrides: str):
-    """The composed train config of a 2-epoch, 12-step run checkpointing every 4 steps (keep 1)."""
-    from hydra import compose, initialize_config_dir
-
-    from video_sparse.engine.config import CONFIG_DIR
-
-    base = ["experiment=vtab", "model=vit_nano", "sparsity=nano", f"data.root={data_root}", "data.task=cifar",
+def tiny_overrides(data_root: Path, out: Path) -> list[str]:
+    """A 2-epoch, 12-step run checkpointing every 4 steps (keep 1), validating every epoch."""
+    return ["experiment=vtab", "model=vit_nano", "sparsity=nano", f"data.root={data_root}", "data.task=cifar",
             "data.num_classes=10", "data.input_size=32", "data.batch_size=4", "data.num_workers=0", "epochs=2",
             "optim.warmup_epochs=0.5", "optim.lr=0.01", "deepspeed=zero2", "train.save_every_steps=4",
             "train.keep_last=1", "train.log_every=1", "train.eval_every=1", "device=cpu", "seed=1",
             f"output_dir={out}"]
+
+
+def subprocess_env() -> dict[str, str]:
+    """The environment of a separate run: without the one-process group variables of this process."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
+    return {**env, "OMP_NUM_THREADS": "1"}
+
+
+def tiny_cfg(data_root: Path, out: Path, *overrides: str):
+    """The composed train config of :func:`tiny_overrides` plus ``overrides``."""
+    from hydra import compose, initialize_config_dir
+
+    from video_sparse.engine.config import CONFIG_DIR
+
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
-        return compose("train", overrides=[*base, *overrides])
+        return compose("train", overrides=[*tiny_overrides(data_root, out), *overrides])
 
 
 def die(recipe) -> None:

@@ -1,8 +1,20 @@
 """A kill at any step of a checkpoint save leaves a run that resumes to the uninterrupted run's weights,
 train-loss history, TensorBoard curves and results.json (one process, real DeepSpeed ZeRO-2, nano ViT)."""
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
-from recipe_helpers import results, run, scalars, tiny_cfg, trained_weights
+from recipe_helpers import (
+    results,
+    run,
+    scalars,
+    subprocess_env,
+    tiny_cfg,
+    tiny_overrides,
+    trained_weights,
+)
 
 from video_sparse.engine import checkpointing
 
@@ -81,3 +93,39 @@ def test_explicit_resume_from_an_older_checkpoint_moves_the_later_ones_aside(tmp
     resumed = run(tiny_cfg(digits_root, out, "train.keep_last=0", f"resume={ckpt / 'step_00000004'}"))
     assert sorted(p.name for p in (ckpt / checkpointing.ABANDONED).iterdir()) == ["step_00000006", "step_00000008"]
     _assert_same_run(out, reference, resumed)
+
+
+# tools/train.py in a process that really dies (os._exit: no clean-up, no flush, lock dropped by the kernel)
+# the n-th time the save sequence reaches a point.
+_KILLING_TRAIN = """
+import os, runpy, sys
+from video_sparse.engine import checkpointing
+point, n, seen = sys.argv[1], int(sys.argv[2]), [0]
+def reached(name):
+    if name == point:
+        seen[0] += 1
+        if seen[0] == n:
+            os._exit(137)
+checkpointing._reached = reached
+sys.argv = sys.argv[3:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_real_process_kill_between_commit_and_pointer(tmp_path, digits_root, reference):
+    out = tmp_path / "run"
+    train = [str(ROOT / "tools" / "train.py"), *tiny_overrides(digits_root, out)]
+    killed = subprocess.run([sys.executable, "-c", _KILLING_TRAIN, "committed", "2", *train], cwd=ROOT,
+                            env=subprocess_env(), capture_output=True, text=True, timeout=600, check=False)
+    assert killed.returncode == 137, killed.stderr[-3000:]
+    assert (out / "run.lock").is_file() and (out / "checkpoints" / "latest").read_text() == "step_00000004"
+    resumed = subprocess.run([sys.executable, *train], cwd=ROOT, env=subprocess_env(), capture_output=True,
+                             text=True, timeout=600, check=False)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resumed from" in resumed.stdout + resumed.stderr
+    adapter = torch.load(out / "adapter.pth", weights_only=True)["state_dict"]
+    for name, value in reference["weights"].items():
+        assert torch.equal(adapter[name], value), name
+    assert scalars(out) == scalars(reference["out"])
+    assert results(out) == results(reference["out"])

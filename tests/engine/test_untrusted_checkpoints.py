@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from recipe_helpers import run, tiny_cfg
+from recipe_helpers import run, subprocess_env, tiny_cfg
 
 from video_sparse.checkpoint import CheckpointError
 from video_sparse.engine import safe_load
@@ -116,10 +116,24 @@ def test_vtab_sweep_refuses_a_payload_backbone(tmp_path, digits_root, marker):
            "--tasks", "cifar", "--", "model=vit_nano", "sparsity=nano", f"pretrained={payload}",
            "data.num_classes=10", "data.input_size=32", "data.batch_size=4", "data.num_workers=0", "epochs=1",
            "device=cpu"]
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR",
-                                                             "MASTER_PORT")}
     result = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=600, cwd=ROOT,
-                            env={**env, "OMP_NUM_THREADS": "1"})
+                            env=subprocess_env())
     assert result.returncode != 0
     assert "refusing to load" in result.stderr and "backbone.pth" in result.stderr, result.stderr[-3000:]
     assert not (out / "cifar" / "results.json").exists()
+
+
+def test_allowed_deepspeed_types_round_trip(tmp_path):
+    """The DeepSpeed objects its files hold (fp16 dynamic scaling included, which the CPU cannot run) load."""
+    from deepspeed.runtime.fp16.loss_scaler import DynamicLossScaler, LossScaler
+    from deepspeed.runtime.zero.config import ZeroStageEnum
+    from deepspeed.utils.tensor_fragment import fragment_address
+
+    dynamic = DynamicLossScaler(init_scale=2 ** 16, scale_window=1000, min_scale=1, delayed_shift=2,
+                                consecutive_hysteresis=False, dtype=torch.float16)
+    path = tmp_path / "optim_states.pt"
+    torch.save({"dynamic": dynamic, "static": LossScaler(1.0), "stage": ZeroStageEnum.weights,
+                "slices": {"w": fragment_address(numel=3, start=1)}}, path)
+    loaded = safe_load.safe_torch_load(path)
+    assert vars(loaded["dynamic"]) == vars(dynamic) and loaded["static"].cur_scale == 1.0
+    assert loaded["stage"] is ZeroStageEnum.weights and loaded["slices"]["w"] == fragment_address(numel=3, start=1)
