@@ -174,6 +174,7 @@ def test_model_built_from_the_release_file(tmp_path):
     _save(ref, path)
     model, report = create_model_from_checkpoint(path)
     model.eval()
+    assert report.format == "sparse-tuning" and (report.missing, report.unexpected) == ([], [])
     assert model.model_args["head_norm"] == "batchnorm" and model.adapter_name == "dense"
     assert model.sparse_layers == (3, 6, 9) and model.dense_include_embedding
     with torch.no_grad():

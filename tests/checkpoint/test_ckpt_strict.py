@@ -30,7 +30,7 @@ def _layerscale_file(tmp_path):
 
 
 def test_layerscale_into_a_model_without_it_is_an_error_naming_the_gammas(tmp_path):
-    src, path = _layerscale_file(tmp_path)
+    _, path = _layerscale_file(tmp_path)
     dst = SparseViT(**TINY).eval()
     before = {k: v.clone() for k, v in dst.state_dict().items()}
 

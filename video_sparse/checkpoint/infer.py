@@ -65,7 +65,7 @@ def infer_model_args(state_dict: Mapping[str, torch.Tensor], fmt: str = "timm",
     }
     fc1 = state_dict.get("blocks.0.mlp.fc1.weight")
     if fc1 is not None:
-        args["mlp_ratio"] = fc1.shape[0] / dim
+        args["mlp_ratio"] = (fc1.shape[0] + 0.5) / dim  # int(dim * ratio) == fc1 rows despite rounding
     if proj.ndim == 5:
         args["tubelet_size"] = int(proj.shape[2])
     else:
