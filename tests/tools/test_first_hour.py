@@ -33,8 +33,8 @@ def trained(tmp_path_factory):
     elsewhere = tmp / "elsewhere"
     elsewhere.mkdir()
     env = _no_compiler_env(tmp)
-    result = _tool("train", *TINY, f"data.root={tmp / 'data'}", f"output_dir={tmp / 'run'}", cwd=elsewhere,
-                   env=env)
+    result = _tool("train", *TINY, "train.log_every=1", f"data.root={tmp / 'data'}", f"output_dir={tmp / 'run'}",
+                   cwd=elsewhere, env=env)
     return tmp, elsewhere, env, result
 
 
@@ -46,6 +46,8 @@ def test_cpu_training_builds_no_extension(trained):
     assert not (tmp / "extensions").exists(), "a C++ extension was built"
     assert "shm_comm" not in output and "Error building extension" not in output
     assert "Setting accelerator to CPU" not in output and "CUDA_HOME" not in output
+    assert "epoch 1/1:" not in output, "a training progress bar was written to a file"
+    assert "epoch 1/1 step 4/4: loss" in output  # progress as log lines instead
 
 
 def test_cpu_test_tool_builds_no_extension(trained):

@@ -180,7 +180,9 @@ class FinetuneRecipe:
         while self.epoch < int(cfg.epochs):
             self.engine.train()
             self.sampler.set_epoch(self.epoch, start=self.step_in_epoch * int(cfg.data.batch_size))
-            bar = tqdm(total=self.micro_steps_per_epoch, initial=self.step_in_epoch, disable=not self.dist.is_main,
+            # disable=None: no bar (and no carriage returns) when stderr is a file; log lines report progress
+            bar = tqdm(total=self.micro_steps_per_epoch, initial=self.step_in_epoch,
+                       disable=None if self.dist.is_main else True,
                        desc=f"epoch {self.epoch + 1}/{cfg.epochs}", mininterval=1.0, dynamic_ncols=True)
             if self.step_in_epoch == 0:
                 self.epoch_sums = {"loss_sum": 0.0, "loss_count": 0, "skipped": 0}
@@ -215,6 +217,10 @@ class FinetuneRecipe:
                 bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}", keep=f"{keep_rate:.2f}",
                                 clips_s=f"{clips_per_s:.1f}")
                 if self.global_step % int(cfg.train.log_every) == 0:
+                    if bar.disable and self.dist.is_main:
+                        log.info("epoch %d/%d step %d/%d: loss %.4f, lr %.2e, keep %.2f, %.1f clips/s", self.epoch + 1,
+                                 cfg.epochs, self.step_in_epoch // accumulate, self.steps_per_epoch, loss_value, lr,
+                                 keep_rate, clips_per_s)
                     self.writer.scalars({"train/loss": loss_value, "train/lr": lr, "train/keep_rate": keep_rate,
                                          "train/clips_per_s": clips_per_s}, self.global_step)
                 if save_every and self.global_step % save_every == 0 and \
