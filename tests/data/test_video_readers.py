@@ -154,3 +154,22 @@ def test_video_without_video_stream(tmp_path, backend):
     assert Path(path).stat().st_size > 1024
     with pytest.raises(VideoReadError):
         open_video(path, backend)
+
+
+def test_pyav_seek_is_verified_against_the_decoded_stream(tmp_path, painted, caplog):
+    """An index whose timestamps disagree with what the decoder returns is not trusted: the read is
+    redone from the start and still returns the right frames."""
+    path = painted.write_video(tmp_path / "clip.mp4", 40)
+    with PyAVReader(path) as reader:
+        assert reader.indexed
+        p26, p27 = reader._pts[26], reader._pts[27]  # an index with two frames out of order
+        reader._index_of[p26], reader._index_of[p27] = 27, 26
+        frames = reader.get_frames([25, 3, 39])
+        assert [painted.read_index(f) for f in frames] == [25, 3, 39]
+        assert not reader.indexed and "disagree" in caplog.text
+    with PyAVReader(path) as reader:  # a frame count that the stream contradicts is an error
+        reader._len, reader._pts = 41, reader._pts + [reader._pts[-1] + 1]
+        reader._index_of = {p: i for i, p in enumerate(reader._pts)}
+        reader._index_of[reader._pts[12]], reader._index_of[reader._pts[13]] = 13, 12
+        with pytest.raises(VideoReadError, match="container lists 41 frames but the video stream decodes 40"):
+            reader.get_frames([12])

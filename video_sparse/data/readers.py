@@ -57,7 +57,8 @@ INDEXED_FORMATS = frozenset({"mov", "mp4", "m4a", "3gp", "3g2", "mj2", "matroska
 #: wrong frames for HEVC and MPEG-4 Part 2 with B-frames and cannot open AV1
 DECORD_CODECS = frozenset({"h264", "vp8", "vp9", "mjpeg"})
 _COUNT_CACHE: dict[tuple[str, int, int], _StreamInfo] = {}  # sequential-decode results per file
-_COUNT_CACHE_SIZE = 4096
+_PROBE_CACHE: dict[tuple[str, int, int], Probe] = {}  # probe_video results per file
+_CACHE_SIZE = 4096  # entries per cache (cleared when full); keys include size and mtime
 
 
 class VideoReadError(RuntimeError):
@@ -228,14 +229,29 @@ class Probe(NamedTuple):
         return None
 
 
+def _file_key(path: str) -> tuple[str, int, int]:
+    st = os.stat(path)
+    return os.path.abspath(path), st.st_size, st.st_mtime_ns
+
+
+def _remember(cache: dict, key: tuple, value) -> None:
+    if len(cache) >= _CACHE_SIZE:
+        cache.clear()
+    cache[key] = value
+
+
 def probe_video(path: str | os.PathLike) -> Probe:
-    """Container format and first-frame display geometry of a video file (PyAV).
+    """Container format and first-frame display geometry of a video file (PyAV; cached per
+    process by path, size and modification time, since every epoch reopens the same files).
 
     Raises:
         VideoReadError: the file cannot be opened, has no video stream or no decodable frame.
     """
     path = str(path)
     _check_file(path)
+    key = _file_key(path)
+    if key in _PROBE_CACHE:
+        return _PROBE_CACHE[key]
     try:
         with av.open(path) as container:
             if not container.streams.video:
@@ -250,7 +266,9 @@ def probe_video(path: str | os.PathLike) -> Probe:
         raise VideoReadError(f"{path}: cannot probe the video ({_short(e)})") from None
     if display is None:
         raise VideoReadError(f"{path}: no video frame decodes")
-    return Probe(formats, codec, display)
+    probe = Probe(formats, codec, display)
+    _remember(_PROBE_CACHE, key, probe)
+    return probe
 
 
 def _decode_error(path: str, exc: BaseException, done: int) -> VideoReadError:
@@ -353,8 +371,7 @@ class PyAVReader(VideoReader):
 
     def _count(self) -> _StreamInfo:
         """Count displayed frames by a full sequential decode (cached by path, size, mtime)."""
-        st = os.stat(self.path)
-        key = (os.path.abspath(self.path), st.st_size, st.st_mtime_ns)
+        key = _file_key(self.path)
         info = _COUNT_CACHE.get(key)
         if info is None:
             n, display = 0, None
@@ -365,9 +382,7 @@ class PyAVReader(VideoReader):
             if display is None:
                 raise VideoReadError(f"{self.path}: no video frame decodes")
             info = _StreamInfo(n, display)
-            if len(_COUNT_CACHE) >= _COUNT_CACHE_SIZE:
-                _COUNT_CACHE.clear()
-            _COUNT_CACHE[key] = info
+            _remember(_COUNT_CACHE, key, info)
         return info
 
     @property
