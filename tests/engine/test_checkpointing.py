@@ -48,3 +48,36 @@ def test_no_checkpoint_and_dangling_pointer(tmp_path):
     (tmp_path / "latest").write_text("step_00000099")
     with pytest.raises(FileNotFoundError, match="step_00000099"):
         checkpointing.find_latest(tmp_path)
+
+
+def test_pointer_is_a_name_inside_the_folder(tmp_path):
+    """`latest` naming a path elsewhere is not followed; the newest complete checkpoint here is used."""
+    outside = tmp_path / "elsewhere" / "step_00000050"
+    checkpointing.save_checkpoint(_FakeEngine(), tmp_path / "elsewhere", 50, {}, rank=0)
+    ckpt = tmp_path / "ckpt"
+    checkpointing.save_checkpoint(_FakeEngine(), ckpt, 10, {}, rank=0)
+    (ckpt / "latest").write_text(f"../elsewhere/{outside.name}")
+    assert checkpointing.find_latest(ckpt) == ckpt / "step_00000010"
+
+
+def test_commit_without_pointer_and_abandoned_future(tmp_path):
+    """A save killed after its commit leaves `latest` on the previous checkpoint; resuming from it moves the
+    later folder aside so the step can be saved again, never replaced in place."""
+    checkpointing.save_checkpoint(_FakeEngine(), tmp_path, 10, {}, rank=0, keep_last=0)
+    checkpointing.save_checkpoint(_FakeEngine(), tmp_path, 20, {}, rank=0, keep_last=0)
+    (tmp_path / "latest").write_text("step_00000010")
+    with pytest.raises(FileExistsError, match="never saved twice"):
+        checkpointing.save_checkpoint(_FakeEngine(), tmp_path, 20, {}, rank=0)
+    latest = checkpointing.find_latest(tmp_path)
+    assert latest.name == "step_00000010"
+    moved = checkpointing.abandon_after(tmp_path, 10, keep=latest)
+    assert [p.relative_to(tmp_path).as_posix() for p in moved] == ["abandoned/step_00000020"]
+    checkpointing.save_checkpoint(_FakeEngine(), tmp_path, 20, {}, rank=0)
+    assert checkpointing.find_latest(tmp_path).name == "step_00000020"
+
+
+def test_dangling_pointer_falls_back_to_the_newest_complete(tmp_path):
+    checkpointing.save_checkpoint(_FakeEngine(), tmp_path, 10, {}, rank=0, keep_last=0)
+    checkpointing.save_checkpoint(_FakeEngine(), tmp_path, 20, {}, rank=0, keep_last=0)
+    (tmp_path / "latest").write_text("step_00000030")
+    assert checkpointing.find_latest(tmp_path).name == "step_00000020"

@@ -240,7 +240,7 @@ def find_latest(ckpt_dir: str | os.PathLike) -> Path | None:
     ckpt_dir = Path(ckpt_dir)
     pointer = ckpt_dir / LATEST
     named = pointer.read_text().strip() if pointer.is_file() else None
-    if named and checkpoint_step(ckpt_dir / named) is not None:
+    if named and _TAG.fullmatch(named) and checkpoint_step(ckpt_dir / named) is not None:  # a name, not a path
         return ckpt_dir / named
     complete = complete_checkpoints(ckpt_dir)
     if not complete:
