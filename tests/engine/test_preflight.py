@@ -76,3 +76,12 @@ def test_missing_list_is_named(tmp_path):
     cfg = _compose(["data=custom", f"data.root={tmp_path / 'clips'}", f"output_dir={tmp_path / 'out'}"])
     with pytest.raises(FileNotFoundError, match="data.val_list=.*val.txt: list file not found"):
         prepare_run(cfg, "train")
+
+
+def test_non_numbers_are_refused_by_key(tmp_path):
+    cfg = _compose(["epochs=abc", f"output_dir={tmp_path / 'out'}"])
+    with pytest.raises(ConfigError, match="epochs='abc' must be an integer"):
+        prepare_run(cfg, "train")
+    cfg = _compose(["optim.lr=fast", f"output_dir={tmp_path / 'out'}"])
+    with pytest.raises(ConfigError, match="optim.lr='fast' must be a number"):
+        prepare_run(cfg, "train")

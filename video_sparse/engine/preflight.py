@@ -12,6 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf.errors import (
+    InterpolationResolutionError,
+    InterpolationToMissingValueError,
+)
 
 from .builders import ConfigError
 from .config import REPO_DIR
@@ -30,6 +34,12 @@ MODEL_INPUTS: dict[str, dict[str, Any]] = {
     "sparse_vit": {"input_size": 224, "mean": HALF, "std": HALF},  # ViT-B/16 ImageNet-21k
 }
 INPUT_KEYS = ("input_size", "num_frames", "mean", "std")
+# settings that must be numbers (None allowed where the config documents null)
+INT_KEYS = ("epochs", "seed", "data.batch_size", "data.num_workers", "data.num_classes", "optim.accumulate_steps",
+            "train.log_every", "train.save_every_steps", "train.keep_last", "train.eval_every", "train.max_steps",
+            "train.max_steps_per_epoch")
+FLOAT_KEYS = ("optim.lr", "optim.blr", "optim.min_lr", "optim.weight_decay", "optim.warmup_epochs",
+              "optim.clip_grad", "optim.label_smoothing", "optim.mixup", "optim.cutmix", "sparsity.keep_rate")
 _DATA_PATH_KEYS = ("root", "train_list", "val_list", "test_list", "label_map")
 # checkpoint model_args key -> data key it comes from
 _ARG_TO_DATA = {"img_size": "input_size", "num_frames": "num_frames", "num_classes": "num_classes"}
@@ -99,6 +109,7 @@ def prepare_run(cfg: DictConfig, mode: str) -> None:
     if mode not in ("train", "test"):
         raise ValueError(f"mode must be train or test, got {mode!r}")
     setup_logging(cfg.output_dir, int(os.environ.get("RANK", "0")) == 0)
+    check_numbers(cfg)
     with open_dict(cfg):
         _resolve_paths(cfg, mode)
         saved = read_checkpoint_settings(cfg.checkpoint) if mode == "test" else None
@@ -107,6 +118,25 @@ def prepare_run(cfg: DictConfig, mode: str) -> None:
     if saved is not None:
         _check_checkpoint_fits(cfg, saved)
     _check_lists(cfg, mode)
+
+
+def check_numbers(cfg: DictConfig) -> None:
+    """Refuse a non-number in a numeric setting (``epochs=abc``) before it fails deep inside a run."""
+    for keys, kind in ((INT_KEYS, int), (FLOAT_KEYS, float)):
+        for key in keys:
+            try:
+                value = OmegaConf.select(cfg, key, default=None)
+            except InterpolationToMissingValueError:
+                raise
+            except InterpolationResolutionError as err:  # e.g. ${vtab_classes:...} of an unknown task
+                raise ConfigError(f"{key}: {str(err).splitlines()[0]}") from err
+            if value is None or isinstance(value, bool):
+                if isinstance(value, bool):
+                    raise ConfigError(f"{key}={value} must be a number")
+                continue
+            ok = isinstance(value, int) if kind is int else isinstance(value, (int, float))
+            if not ok:
+                raise ConfigError(f"{key}={value!r} must be {'an integer' if kind is int else 'a number'}")
 
 
 def _resolve_paths(cfg: DictConfig, mode: str) -> None:
