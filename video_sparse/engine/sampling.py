@@ -4,15 +4,23 @@ Every sample of an epoch gets a seed derived from (run seed, epoch, position), a
 draws its augmentations from that seed alone (:class:`SeededDataset`). Data order and
 augmentations therefore do not depend on the number of loader workers, and a run resumed in the
 middle of an epoch sees exactly the samples (and crops, flips, ...) the uninterrupted run would.
+Each optimizer step takes the next ``processes x batch x accumulation`` positions of the epoch's
+order, so a resume with another number of processes and the same global batch continues the same
+order (:func:`check_layout` refuses what cannot continue exactly, :func:`resume_micro_step` maps
+the position onto the new layout).
 """
 from __future__ import annotations
 
+import logging
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
+
+log = logging.getLogger(__name__)
 
 _MIX = 0x9E3779B1
 
@@ -97,3 +105,95 @@ class SeededDataset(Dataset):
             finally:
                 random.setstate(py_state)
                 np.random.set_state(np_state)
+
+
+class ResumeLayoutError(ValueError):
+    """A checkpoint cannot continue exactly with this run's processes, batch or ZeRO stage."""
+
+
+class Layout(NamedTuple):
+    """What fixes the global sample order and the optimizer state's partitioning.
+
+    An optimizer step consumes the next ``global_batch`` positions of the epoch's order (see
+    :class:`ResumableSampler`: rank ``r`` takes positions ``r, r + world_size, ...``), whatever the
+    split into processes, micro-batches and accumulation, so any layout with the same global batch
+    continues the same order. Saved in a checkpoint's client state under these field names.
+    """
+
+    world_size: int
+    micro_batch: int
+    accumulate_steps: int
+    zero_stage: int
+
+    @property
+    def global_batch(self) -> int:
+        return self.world_size * self.micro_batch * self.accumulate_steps
+
+    def describe(self) -> str:
+        return (f"{self.global_batch} samples per optimizer step = {self.world_size} process(es) x "
+                f"data.batch_size={self.micro_batch} x optim.accumulate_steps={self.accumulate_steps}, "
+                f"ZeRO stage {self.zero_stage}")
+
+
+def check_layout(saved: Mapping[str, Any], current: Layout, source: str) -> None:
+    """Refuse a checkpoint that cannot continue exactly with this run's layout; warn when it changes.
+
+    Args:
+        saved: the checkpoint's client state (or its ``meta.json``): the :class:`Layout` fields and
+            ``epoch_samples``. A checkpoint without them is taken to have this run's layout.
+        current: this run's layout.
+        source: the checkpoint, named in messages.
+
+    Raises:
+        ResumeLayoutError: the global batch or the ZeRO stage differs, or the number of processes
+            differs under ZeRO stage >= 1 (optimizer state partitioned over the saving processes).
+    """
+    if "world_size" not in saved:
+        log.warning("%s records no process layout (an older checkpoint); assuming it was saved with %s", source,
+                    current.describe())
+        return
+    before = Layout(*(int(saved[name]) for name in Layout._fields))
+    if before == current:
+        return
+    if before.global_batch != current.global_batch:
+        raise ResumeLayoutError(
+            f"{source} was saved with {before.describe()}; this run has {current.describe()}. The sample order, "
+            f"steps per epoch and learning-rate schedule depend on the global batch: choose data.batch_size and "
+            f"optim.accumulate_steps so that processes x batch x accumulation = {before.global_batch}"
+            f"{_suggest(before.global_batch, current)}")
+    if before.zero_stage != current.zero_stage:
+        raise ResumeLayoutError(f"{source} was saved with ZeRO stage {before.zero_stage}; this run uses stage "
+                                f"{current.zero_stage}: resume with deepspeed=zero{before.zero_stage}")
+    if before.world_size != current.world_size and before.zero_stage > 0:
+        raise ResumeLayoutError(
+            f"{source} was saved by {before.world_size} processes under ZeRO stage {before.zero_stage}, which "
+            f"partitions the optimizer state over those processes; this run has {current.world_size}. Resume "
+            f"with {before.world_size} processes (checkpoints of deepspeed=zero0 resume on any number)")
+    log.warning("%s was saved with %s; continuing with %s: the same sample order and optimizer state; "
+                "Mixup/CutMix pairs and drop-path masks are drawn per process and differ from the saving run's",
+                source, before.describe(), current.describe())
+
+
+def resume_micro_step(saved: Mapping[str, Any], current: Layout) -> int:
+    """This rank's micro-steps already done in the epoch, for a checkpoint :func:`check_layout` accepted.
+
+    ``epoch_samples`` (global positions of the epoch consumed, a whole number of optimizer steps) is
+    divided by this layout's samples per micro-step; older checkpoints give their ``step_in_epoch``.
+    """
+    if "epoch_samples" not in saved:
+        return int(saved.get("step_in_epoch", 0))
+    consumed = int(saved["epoch_samples"])
+    if consumed % current.global_batch:
+        raise ResumeLayoutError(f"{consumed} samples of the epoch consumed: not a whole number of optimizer steps "
+                                f"of {current.describe()}")
+    return consumed // (current.world_size * current.micro_batch)
+
+
+def _suggest(global_batch: int, current: Layout) -> str:
+    per_step = current.world_size * current.micro_batch
+    if global_batch % per_step == 0:
+        return f" (e.g. optim.accumulate_steps={global_batch // per_step})"
+    per_rank = global_batch // current.world_size
+    if global_batch % current.world_size == 0 and per_rank % current.accumulate_steps == 0:
+        return f" (e.g. data.batch_size={per_rank // current.accumulate_steps})"
+    return ""
