@@ -6,6 +6,7 @@ Reads top to bottom: ``setup()`` builds everything from the config, ``train()`` 
 """
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -29,7 +30,7 @@ from .evaluate import evaluate
 from .logging_utils import MetricWriter, setup_logging
 from .mixup import MixupCutmix
 from .run_lock import RunLock, lock_run_folder
-from .sampling import ResumableSampler, SeededDataset
+from .sampling import Layout, ResumableSampler, SeededDataset, check_layout, resume_micro_step
 from .schedules import keep_rate_at, warmup_cosine
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,7 @@ class FinetuneRecipe:
 
         world, micro = self.dist.world_size, int(cfg.data.batch_size)
         accumulate = int(cfg.optim.accumulate_steps)
+        self.layout = Layout(world, micro, accumulate, int(cfg.deepspeed.stage))  # fixes the global sample order
         self.sampler = ResumableSampler(len(self.train_set), world, self.dist.rank, shuffle=True, seed=cfg.seed)
         self.micro_steps_per_epoch = self.sampler.per_rank // micro
         if cfg.train.max_steps_per_epoch:
@@ -128,8 +130,11 @@ class FinetuneRecipe:
             if resume:
                 log.info("resume=auto: no checkpoint in %s, starting fresh", self.ckpt_dir)
             return
+        meta = folder / checkpointing.META
+        if meta.is_file():  # refuse another layout before DeepSpeed reads anything
+            check_layout(json.loads(meta.read_text()), self.layout, str(folder))
         state = checkpointing.load_checkpoint(self.engine, folder, self.dist.rank)
-        self.epoch, self.step_in_epoch = int(state["epoch"]), int(state["step_in_epoch"])
+        self.epoch, self.step_in_epoch = int(state["epoch"]), resume_micro_step(state, self.layout)
         self.global_step = int(state["global_step"])
         self.history = list(state.get("history", []))
         self.epoch_sums.update(state["rank_state"].get("epoch_sums", {}))
@@ -152,11 +157,14 @@ class FinetuneRecipe:
 
     def _keep_rate(self, micro_step: int) -> float:
         sp = self.cfg.sparsity
-        epoch = self.epoch + micro_step / self.micro_steps_per_epoch
+        accumulate = self.layout.accumulate_steps  # one rate per optimizer step, whatever the accumulation
+        epoch = self.epoch + (micro_step // accumulate) * accumulate / self.micro_steps_per_epoch
         return keep_rate_at(epoch, sp.keep_rate, sp.get("ramp_start_epoch", 0), sp.get("ramp_epochs", 0))
 
     def _client_state(self) -> dict[str, Any]:
-        return {"epoch": self.epoch, "step_in_epoch": self.step_in_epoch, "global_step": self.global_step,
+        epoch_samples = self.step_in_epoch * self.layout.world_size * self.layout.micro_batch  # global positions
+        return {**self.layout._asdict(), "epoch_samples": epoch_samples,
+                "epoch": self.epoch, "step_in_epoch": self.step_in_epoch, "global_step": self.global_step,
                 "history": self.history}
 
     def _save(self) -> None:
