@@ -1,0 +1,140 @@
+"""The method study: idx reading, the grid, the interval, and tools/study.py --quick end to end."""
+import csv
+import gzip
+import json
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from video_sparse.analysis import study
+from video_sparse.data import fashion_mnist as fm
+
+REPO = Path(__file__).resolve().parents[2]
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _write_idx(path, array, compress=False):
+    """An idx file written field by field from the format's description (independent of read_idx)."""
+    payload = bytes([0, 0, 0x08, array.ndim]) + b"".join(struct.pack(">I", d) for d in array.shape)
+    payload += array.astype(np.uint8).tobytes()
+    (gzip.open if compress else open)(path, "wb").write(payload)
+
+
+def test_read_idx_plain_and_gzip(tmp_path):
+    images = np.arange(3 * 4 * 5, dtype=np.uint8).reshape(3, 4, 5)
+    _write_idx(tmp_path / "a", images)
+    _write_idx(tmp_path / "b.gz", np.array([7, 0, 9], dtype=np.uint8), compress=True)
+    assert np.array_equal(fm.read_idx(tmp_path / "a"), images)
+    assert fm.read_idx(tmp_path / "b.gz").tolist() == [7, 0, 9]
+    (tmp_path / "bad").write_bytes(bytes([0, 0, 0x08, 1, 0, 0, 0, 5, 1, 2]))  # declares 5 bytes, holds 2
+    with pytest.raises(ValueError, match="declares"):
+        fm.read_idx(tmp_path / "bad")
+    (tmp_path / "float").write_bytes(bytes([0, 0, 0x0D, 1, 0, 0, 0, 0]))
+    with pytest.raises(ValueError, match="not uint8"):
+        fm.read_idx(tmp_path / "float")
+
+
+def test_vtab_layout_from_idx_files(tmp_path):
+    rng = np.random.default_rng(0)
+    source = tmp_path / "src"
+    source.mkdir()
+    for split, n in (("train", 60), ("t10k", 20)):
+        _write_idx(source / f"{split}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28)), compress=True)
+        _write_idx(source / f"{split}-labels-idx1-ubyte.gz", np.arange(n) % 10, compress=True)
+    task = fm.write_fashion_mnist_vtab(tmp_path / "vtab", n_train=30, seed=1, source=source)
+    train = [ln.split() for ln in (task / "train800val200.txt").read_text().splitlines()]
+    test = [ln.split() for ln in (task / "test.txt").read_text().splitlines()]
+    assert len(train) == 30 and len(test) == 20
+    assert sorted(np.bincount([int(y) for _, y in train]).tolist()) == [3] * 10  # class-balanced
+    x, y = fm.load_fashion_mnist("test", source)
+    rel, label = test[5]
+    index = int(rel.split("_")[-1].split(".")[0])
+    assert int(label) == y[index]
+    assert np.array_equal(np.asarray(Image.open(task / rel)), x[index])  # lossless
+    assert len((task / "train800.txt").read_text().splitlines()) == 24
+    with pytest.raises(FileNotFoundError, match="dataset-fashion-mnist"):
+        fm.load_fashion_mnist("train", tmp_path / "nowhere")
+
+
+def test_grid_selection_and_interval():
+    grid = study.image_grid()
+    names = [m.name for m in grid]
+    assert names == ["linear", "full", "adaptformer", "dense_adapter", "evit_0.7", "sparse_0.5", "sparse_0.6",
+                     "sparse_0.7", "sparse_0.8", "sparse_0.9", "dense_paper_0.7", "released_0.7"]
+    assert [m.name for m in grid if m.keep_curve] == ["sparse_0.7"]
+    assert [m.name for m in study.select(grid, ["sparse_*", "linear"])] == ["linear"] + names[5:10]
+    with pytest.raises(ValueError, match="matches no member"):
+        study.select(grid, ["nope"])
+    assert "released_0.7" not in [m.name for m in study.video_grid()]
+    low, high = study.wilson_interval(50, 100)  # textbook value: 40.38 .. 59.62
+    assert abs(low - 40.38) < 0.01 and abs(high - 59.62) < 0.01
+    assert study.wilson_interval(0, 10)[0] == 0.0
+
+
+def _records(out):
+    return {p.parent.name: json.loads(p.read_text()) for p in (out / "members").glob("*/study.json")}
+
+
+def _check_study(out, members, classes, width):
+    with open(out / "study.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    records = _records(out)
+    failures = json.loads((out / "failures.json").read_text())
+    known_gap = {k for k, v in failures.items() if "head_norm" in v}  # see the xfail below
+    assert {r["method"] for r in rows} | known_gap == set(members), failures
+    assert [r["method"] for r in rows] == [m for m in members if m not in known_gap]  # grid order
+    for name, record in records.items():
+        assert record["trainable_changed"] == 1.0, name  # every trainable tensor moved
+        assert record["train_s_per_epoch"] > 0 and record["infer_img_s"] > 0 and record["gmacs"] > 0
+        assert record["test"]["num_failed"] == 0
+    if "full" in records:
+        assert records["full"]["trainable_params"] == records["full"]["total_params"]
+    assert records["linear"]["trainable_params"] == width * classes + classes  # the head alone
+    assert records["sparse_0.5"]["gmacs"] < records["dense_adapter"]["gmacs"]
+    table = (out / "study.md").read_text()
+    assert table.count("\n| ") == len(rows) + 1 + ("keep_curve" in records.get("sparse_0.7", {})) * 2
+    assert "Claim" in table and (out / "study.png").read_bytes()[:8] == PNG_SIGNATURE
+    return rows, records, known_gap
+
+
+@pytest.mark.slow
+def test_quick_image_study_end_to_end(tmp_path):
+    """The whole grid on real Fashion-MNIST images and the real DINOv2 backbone (tiny subset, 1 epoch)."""
+    if not (fm.DEFAULT_ROOT / "t10k-labels-idx1-ubyte.gz").is_file():
+        pytest.skip(f"Fashion-MNIST is not installed: {fm.INSTALL_HINT}")
+    out = tmp_path / "study"
+    cmd = [sys.executable, str(REPO / "tools" / "study.py"), "--quick", "--out", str(out), "--workers", "0"]
+    result = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert result.returncode in (0, 1), result.stdout[-3000:] + result.stderr[-3000:]
+    rows, records, known_gap = _check_study(out, [m.name for m in study.image_grid()], 10, 384)
+    assert result.returncode == (1 if known_gap else 0), result.stdout[-3000:] + result.stderr[-3000:]
+    assert all(r["test_images"] == "40" for r in rows)
+    curve = records["sparse_0.7"]["keep_curve"]
+    assert sorted(map(float, curve)) == list(study.CURVE_KEEP_RATES)
+    assert curve["0.7"] == records["sparse_0.7"]["test"]["top1"]  # the same model, the same keep rate
+    top1 = [float(r["top1"]) for r in rows]
+    assert sum(top1) / len(top1) > 10.0, top1  # above chance (10 classes) on average
+    again = subprocess.run(cmd + ["--methods", "linear", "full"], check=False, capture_output=True, text=True, timeout=300,
+                           cwd=REPO)
+    assert again.returncode == 0 and again.stdout.count(" done\n") == 2, again.stdout[-2000:]
+    if known_gap:
+        pytest.xfail("released_0.7: the backbone loader counts head_norm running statistics as missing backbone "
+                     "keys (video_sparse/checkpoint/report.py is_add_on_key)")
+
+
+@pytest.mark.slow
+def test_quick_video_study_subset(tmp_path):
+    """The video grid's plumbing on the demo backbone and demo clips (three members, 1 epoch)."""
+    out = tmp_path / "video"
+    members = ["linear", "dense_adapter", "sparse_0.5"]
+    cmd = [sys.executable, str(REPO / "tools" / "study.py"), "--task", "video", "--quick", "--out", str(out),
+           "--workers", "0", "--methods", *members]
+    result = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    _, records, _ = _check_study(out, members, 4, 96)
+    assert records["sparse_0.5"]["trainable_params"] == records["dense_adapter"]["trainable_params"]
