@@ -37,5 +37,15 @@ if ! ldconfig -p | grep -q 'libavfilter.so.8 '; then
         apt-get install -y -q --no-install-recommends libavcodec59 libavformat59 libavutil57 libswscale6 \
         libswresample4 libavdevice59 libavfilter8 >/dev/null; }
 fi
+# Fashion-MNIST (real labelled images, idx files in /usr/share/datasets/fashion-mnist) for tools/study.py;
+# needs root: without it setup goes on and the study names the missing files and this package
+if [ ! -f /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz ]; then
+    if [ "$(id -u)" = 0 ]; then
+        { apt-get update -qq >/dev/null && apt-get install -y -q dataset-fashion-mnist >/dev/null; } || \
+            echo "setup_env: could not install dataset-fashion-mnist; tools/study.py (image) will not run" >&2
+    else
+        echo "setup_env: not root, dataset-fashion-mnist not installed; tools/study.py (image) needs it" >&2
+    fi
+fi
 .venv/bin/python -c "import torch, timm, deepspeed, video_sparse; print('video_sparse', video_sparse.__version__, \
 'torch', torch.__version__, 'timm', timm.__version__, 'deepspeed', deepspeed.__version__)" 2>/dev/null
