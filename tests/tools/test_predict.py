@@ -103,6 +103,16 @@ def test_api_classifies_good_inputs_and_reports_bad_ones(trained):
     broken = by_path[str(trained["inputs"] / "broken.mp4")]
     assert not broken.ok and "broken.mp4" in broken.error and broken.topk == []
     assert not by_path[str(missing)].ok and "no such file" in by_path[str(missing)].error
+    # the views and merge of testing: VideoClassificationDataset's test views, softmax per view, mean
+    clip = next(iter(trained["expected"]))
+    (trained["tmp"] / "one.txt").write_text(f"{clip} 0\n")
+    views = VideoClassificationDataset("/", trained["tmp"] / "one.txt", "test", backend="pyav", num_frames=16,
+                                       frame_interval=1, input_size=64, short_side_size=64, num_clips=2,
+                                       num_crops=3, mean=(0.5,) * 3, std=(0.5,) * 3)
+    with torch.no_grad():
+        reference = clf.model(torch.stack([views[i]["input"] for i in range(6)])).softmax(-1).mean(0)
+    for name, prob in by_path[clip].topk:
+        assert abs(prob - float(reference[DEMO_CLASSES.index(name)])) < 1e-5
     # single view: one centred view each, same classes on this easy task
     single = {p.path: p for p in clf.predict([trained["inputs"]], single_view=True, progress=False)}
     assert all(single[path].num_views == 1 and single[path].topk[0][0] == label
@@ -140,3 +150,31 @@ def test_tool_exits_2_on_a_missing_checkpoint(tmp_path):
 
     assert main([str(tmp_path), "--checkpoint", str(tmp_path / "nope.pth"), "--pretrained", str(BACKBONE),
                  "--out", str(tmp_path / "o"), "--", f"data.root={tmp_path / 'demo'}"]) == 2
+
+
+def test_image_model_predicts_images_and_reports_a_corrupt_one(tmp_path):
+    """An image model: probabilities are the softmax of the model on the eval transform of each image."""
+    import timm
+
+    from video_sparse.data.image_transforms import eval_transform
+
+    torch.manual_seed(0)
+    model = timm.create_model("sparse_vit_nano_patch16_64", num_classes=3).eval()
+    with torch.no_grad():
+        model.head.weight.normal_(0, 1.0)
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 256, (40 + 10 * i, 80, 3), dtype=np.uint8)).save(tmp_path / f"im{i}.png")
+    (tmp_path / "bad.jpg").write_bytes(b"not a jpeg at all")
+    clf = VideoClassifier(model, {"kind": "vtab", "input_size": 64, "mean": (0.5,) * 3, "std": (0.5,) * 3,
+                                  "batch_size": 2}, ["a", "b", "c"], device="cpu")
+    preds = {Path(p.path).name: p for p in clf.predict([tmp_path], topk=3, progress=False)}
+    assert set(preds) == {"im0.png", "im1.png", "im2.png", "bad.jpg"}
+    assert not preds["bad.jpg"].ok and "bad.jpg" in preds["bad.jpg"].error
+    transform = eval_transform(64, mean=(0.5,) * 3, std=(0.5,) * 3)
+    for i in range(3):
+        with torch.no_grad():
+            probs = model(transform(Image.open(tmp_path / f"im{i}.png").convert("RGB"))[None]).softmax(-1)[0]
+        got = dict(preds[f"im{i}.png"].topk)
+        assert preds[f"im{i}.png"].num_views == 1
+        np.testing.assert_allclose([got[c] for c in "abc"], probs.numpy(), atol=1e-5)
