@@ -130,9 +130,9 @@ def check_numbers(cfg: DictConfig) -> None:
                 raise
             except InterpolationResolutionError as err:  # e.g. ${vtab_classes:...} of an unknown task
                 raise ConfigError(f"{key}: {str(err).splitlines()[0]}") from err
-            if value is None or isinstance(value, bool):
-                if isinstance(value, bool):
-                    raise ConfigError(f"{key}={value} must be a number")
+            if isinstance(value, bool):
+                raise ConfigError(f"{key}={value} must be a number")
+            if value is None:
                 continue
             ok = isinstance(value, int) if kind is int else isinstance(value, (int, float))
             if not ok:
