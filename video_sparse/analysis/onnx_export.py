@@ -7,14 +7,19 @@ and the keep rate, as in PyTorch. The batch axis is dynamic. The graph returns t
 dropping layer, the original patch index of each kept token (``-1``: the fused token), so a check
 compares the selection itself, not only the logits. (The TorchScript exporter cannot trace the
 selection: token counts become tensors there, and Python arithmetic on them fails.)
+
+The exact video score (``mean_attn``) runs in query chunks whose size PyTorch picks from the batch
+size; a graph with symbolic batch would bake the example's chunk count next to batch-dependent chunk
+sizes. During export every attention's chunk size is therefore fixed to the batch-1 choice.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,6 +53,24 @@ def kept_output_names(model: nn.Module) -> list[str]:
     return [f"kept_block{i}" for i in dropping_layers(model)]
 
 
+@contextlib.contextmanager
+def batch_independent_score_chunks(model: nn.Module) -> Iterator[None]:
+    """Fix ``score_chunk_size`` of every attention that has none to the batch-1 CPU choice, then restore it."""
+    from video_sparse.sparsify.scorers import score_chunk_rows
+
+    num_tokens = model.patch_embed.num_patches + getattr(model, "num_prefix_tokens", 0)
+    changed = []
+    for module in model.modules():
+        if hasattr(module, "score_chunk_size") and module.score_chunk_size is None:
+            module.score_chunk_size = score_chunk_rows(module.num_heads, num_tokens, torch.device("cpu"))
+            changed.append(module)
+    try:
+        yield
+    finally:
+        for module in changed:
+            module.score_chunk_size = None
+
+
 def export_onnx(model: nn.Module, path: str | os.PathLike, example: torch.Tensor, with_kept: bool = True,
                 max_batch: int = 4096) -> Path:
     """Write ``model`` (in eval mode, fp32) as an ONNX file with a dynamic batch axis.
@@ -74,7 +97,7 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, example: torch.Tensor
     module = (WithKeptTokens(model) if with_kept else model).eval()
     outputs = [LOGITS] + (kept_output_names(model) if with_kept else [])
     batch = torch.export.Dim("batch", min=1, max=max_batch)
-    with torch.no_grad():
+    with torch.no_grad(), batch_independent_score_chunks(model):
         program = torch.onnx.export(module, (example.float(),), dynamo=True, input_names=[INPUT],
                                     output_names=outputs, dynamic_shapes=({0: batch},), verbose=False)
     program.save(str(path))
