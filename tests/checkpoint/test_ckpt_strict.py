@@ -143,3 +143,14 @@ def test_unknown_module_is_an_error(tmp_path):
     torch.save(sd, path)
     with pytest.raises(CheckpointError, match="dist_token"):
         load_pretrained(timm_vit(seed=1), path)
+
+
+def test_adapter_checkpoint_with_tensors_the_model_cannot_hold_is_an_error(tmp_path, image_nano):
+    from video_sparse.checkpoint import load_adapter_checkpoint, save_adapter_checkpoint
+
+    path = tmp_path / "adapter.pth"
+    save_adapter_checkpoint(image_nano(head_norm="batchnorm", num_classes=4), path)
+    with pytest.raises(CheckpointError, match=r"head_norm\.running_mean"):
+        load_adapter_checkpoint(image_nano(num_classes=4), path)
+    report = load_adapter_checkpoint(image_nano(head_norm="batchnorm", num_classes=4), path)
+    assert report.missing == [] and report.unexpected == []

@@ -154,7 +154,8 @@ def load_adapter_checkpoint(model: nn.Module, path: str | os.PathLike) -> LoadRe
     """Load an adapter-only checkpoint written by :func:`save_adapter_checkpoint` into ``model``.
 
     Every add-on key of the model (adapters, head, sparsifier) must be in the file; the backbone keys
-    are reported as expected missing. File keys the model lacks are logged and reported as unexpected.
+    are reported as expected missing. File keys the model lacks are an error (nothing trained is
+    dropped silently).
 
     Returns:
         a :class:`LoadReport` with format ``"adapter"``.
@@ -162,7 +163,8 @@ def load_adapter_checkpoint(model: nn.Module, path: str | os.PathLike) -> LoadRe
     Raises:
         FileNotFoundError: ``path`` does not exist.
         CheckpointError: unreadable file, not an adapter checkpoint, add-on keys missing (named),
-            or a shape mismatch (named). The model is unchanged when it raises.
+            keys with no place in the model (named), or a shape mismatch (named). The model is
+            unchanged when it raises.
     """
     p = check_path(path)
     payload = read_torch(p)
@@ -192,9 +194,11 @@ def load_adapter_checkpoint(model: nn.Module, path: str | os.PathLike) -> LoadRe
             f"checkpoint:\n{format_keys(report.missing)}"
         )
     report.expected_missing = [k for k in target if not is_add_on_key(k) and k not in state_dict]
-    if report.unexpected:
-        logger.warning("%s: %d key(s) ignored, the model has no place for them:\n%s",
-                       p, len(report.unexpected), format_keys(report.unexpected))
+    if report.unexpected:  # trained tensors the model cannot hold: a different network
+        raise CheckpointError(
+            f"{p}: {len(report.unexpected)} key(s) of the adapter checkpoint have no place in the model (build it "
+            f"with the checkpoint's model_args):\n{format_keys(report.unexpected)}"
+        )
     to_load = {k: v for k, v in state_dict.items() if k in target}
     model.load_state_dict(to_load, strict=False)
     report.loaded = len(to_load)
