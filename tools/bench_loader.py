@@ -29,7 +29,12 @@ import torch
 from video_sparse.data.demo import make_demo_dataset
 from video_sparse.data.frames import prepare_frames
 from video_sparse.data.lists import VIDEO_EXTENSIONS
-from video_sparse.data.loader_bench import benchmark_loader, link_videos, make_benchmark_clips
+from video_sparse.data.loader_bench import (
+    benchmark_loader,
+    cpu_ms_per_clip,
+    link_videos,
+    make_benchmark_clips,
+)
 from video_sparse.data.readers import backend_available, default_multiprocessing_context
 from video_sparse.data.video_dataset import VideoClassificationDataset
 
@@ -50,10 +55,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--input-size", type=int, default=224)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--batches", type=int, default=8, help="batches per epoch (one warm-up, one timed)")
-    parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--workers", type=int, nargs="*", default=[0, 1, 2], help="worker counts (none: CPU table only)")
     parser.add_argument("--sources", nargs="+", default=["decord", "torchcodec", "pyav", "auto", "frames"],
                         choices=["decord", "torchcodec", "pyav", "auto", "frames"])
     parser.add_argument("--quality", type=int, default=90, help="JPEG quality of the frame folders")
+    parser.add_argument("--cpu-rounds", type=int, default=3,
+                        help="rounds of the per-clip CPU-time table (0: skip it)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(1)
@@ -106,6 +113,19 @@ def main(argv: list[str] | None = None) -> int:
             label = source if source == "frames" else f"video ({source})"
             print(f"| {label} | {workers} | {timing.clips_per_s:.1f} | {timing.first_batch_s:.1f} |",
                   flush=True)
+    backends = [s for s in kinds if s != "frames"]
+    if args.cpu_rounds and backends:
+        from video_sparse.data.lists import parse_list_file
+
+        records, _ = parse_list_file(video_list, "video")
+        paths = [str(video_root / r.path) for r in records]
+        ms = cpu_ms_per_clip(paths, backends, args.num_frames, args.frame_interval, args.cpu_rounds)
+        print(f"\nCPU ms per clip (open + read {args.num_frames}x{args.frame_interval} frames, this process; "
+              f"median over files, per round; {args.cpu_rounds} interleaved rounds)\n")
+        print("| backend | median of rounds | range |")
+        print("| --- | --- | --- |")
+        for backend, values in ms.items():
+            print(f"| {backend} | {sorted(values)[len(values) // 2]:.0f} | {min(values):.0f}-{max(values):.0f} |")
     print(f"\nload average {os.getloadavg()[0]:.1f} at the end")
     return 0
 

@@ -127,12 +127,26 @@ def test_frame_folder_reader(tmp_path, painted):
 
 def test_backend_resolution():
     assert resolve_backend("pyav") == "pyav"
-    assert resolve_backend("auto") in ("decord", "pyav")
+    assert resolve_backend("auto") == ("torchcodec" if backend_available("torchcodec") else "pyav")
     with pytest.raises(ValueError, match="backend"):
         resolve_backend("opencv")
-    expected = "spawn" if resolve_backend("auto") == "decord" else None
-    assert default_multiprocessing_context("auto") == expected
+    assert default_multiprocessing_context("auto") is None  # auto never picks decord
     assert default_multiprocessing_context("pyav") is None
+    if backend_available("decord"):
+        assert default_multiprocessing_context("decord") == "spawn"
+
+
+def test_auto_falls_back_to_pyav_when_torchcodec_fails_to_decode(tmp_path, painted, caplog):
+    from media_factory import Case, write_case
+
+    _need("torchcodec")
+    path = write_case(Case("resize", "libvpx", ".webm", bframes=None, sizes=((64, 48, 12), (48, 64, 12))), tmp_path)
+    with open_video(path, "torchcodec") as reader, pytest.raises(VideoReadError, match="torchcodec failed"):
+        reader.get_frames([0, 20])
+    with open_video(path, "auto") as reader:
+        assert type(reader).__name__ == "TorchCodecReader"
+        assert [painted.read_index(f) for f in reader.get_frames([20, 0, 7])] == [20, 0, 7]
+    assert "reading this file with PyAV" in caplog.text
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

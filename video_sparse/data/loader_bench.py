@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler
 from video_sparse.data.collate import collate_samples
 from video_sparse.data.demo import write_video
 from video_sparse.data.lists import write_list_file
-from video_sparse.data.readers import PyAVReader
+from video_sparse.data.readers import PyAVReader, open_video
 
 
 @dataclass
@@ -123,3 +123,38 @@ def make_benchmark_clips(sources: list[str | os.PathLike], out_root: str | os.Pa
     list_file = out_root / "clips.txt"
     write_list_file(list_file, [(p.name, 0) for p in wanted])
     return str(list_file)
+
+
+def cpu_ms_per_clip(paths: list[str | os.PathLike], backends: list[str], num_frames: int = 16,
+                    frame_interval: int = 4, rounds: int = 3, seed: int = 0) -> dict[str, list[float]]:
+    """CPU time (this process, so little affected by other jobs) to open a video and read one
+    training clip (dense sampling), per backend, interleaved round by round.
+
+    Args:
+        paths: video files; each round reads one random clip of every file with every backend.
+        backends: names for :func:`open_video` (``"frames"`` is not a video backend).
+        num_frames, frame_interval: the clip (dense sampling).
+        rounds: rounds; backends alternate inside a round so load changes hit them alike.
+        seed: clip start seed.
+
+    Returns:
+        ``{backend: [median ms per clip of each round]}``.
+    """
+    from video_sparse.data.sampling import dense_indices
+
+    out: dict[str, list[float]] = {b: [] for b in backends}
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(rounds):
+        per_file: dict[str, list[float]] = {b: [] for b in backends}
+        for path in paths:
+            start_seed = int(torch.randint(1 << 30, (1,), generator=gen))
+            for backend in backends:
+                t0 = time.process_time()
+                with open_video(path, backend) as reader:
+                    idx = dense_indices(reader.num_frames, num_frames, frame_interval, "train",
+                                        generator=torch.Generator().manual_seed(start_seed))
+                    reader.get_frames(idx)
+                per_file[backend].append(1000 * (time.process_time() - t0))
+        for backend in backends:
+            out[backend].append(float(np.median(per_file[backend])))
+    return out

@@ -48,7 +48,7 @@ logger = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "decord", "pyav", "torchcodec")
 #: ``backend="auto"``: the first of these that imports and can read the file exactly
-AUTO_ORDER = ("decord", "torchcodec", "pyav")
+AUTO_ORDER = ("torchcodec", "pyav")  # by CPU time per clip (BENCHMARKS_loader.md); decord: on request
 MIN_VIDEO_BYTES = 1024
 DEFAULT_FRAME_TMPL = "img_{:05d}.jpg"
 #: FFmpeg demuxer names whose packet timestamps index frames (seekable, B-frame safe)
@@ -634,7 +634,8 @@ def open_video(path: str | os.PathLike, backend: str = "auto", num_frames: int |
         probe = probe_video(path)
         for name in AUTO_ORDER:
             if name != "pyav" and backend_available(name) and probe.problem(name) is None:
-                return _READERS[name](path, num_threads=num_threads, probe=probe)
+                extra = {"fallback": True} if name == "torchcodec" else {}
+                return _READERS[name](path, num_threads=num_threads, probe=probe, **extra)
         name = "pyav"
     if name == "pyav":
         return PyAVReader(path, num_threads=num_threads)
@@ -647,12 +648,16 @@ class TorchCodecReader(VideoReader):
     torchcodec 0.17 maps indices to container timestamps (wrong frames for AVI or MPEG-TS with
     B-frames; raw streams do not open), so other containers are refused at open. It rotates frames
     by the display matrix but ignores its flips: the reader undoes that rotation and applies
-    :func:`to_display` like every reader. A mid-stream size change fails to decode
-    (:class:`VideoReadError` at read time).
+    :func:`to_display` like every reader. A mid-stream size change fails to decode: a
+    :class:`VideoReadError` at read time, or with ``fallback=True`` (``backend="auto"``) the read
+    is served by a :class:`PyAVReader` of the same file (which must count the same frames).
     """
 
-    def __init__(self, path: str | os.PathLike, num_threads: int = 1, probe: Probe | None = None):
+    def __init__(self, path: str | os.PathLike, num_threads: int = 1, probe: Probe | None = None,
+                 fallback: bool = False):
         self.path = str(path)
+        self._fallback: PyAVReader | bool = fallback
+        self._threads = num_threads
         probe = probe_video(self.path) if probe is None else probe
         problem = probe.problem("torchcodec")
         if problem:
@@ -682,14 +687,27 @@ class TorchCodecReader(VideoReader):
     def _read(self, indices: list[int]) -> dict[int, np.ndarray]:
         if self._dec is None:
             raise VideoReadError(f"{self.path}: reader is closed")
+        if isinstance(self._fallback, PyAVReader):
+            return self._fallback._read(indices)
         try:
             arr = self._dec.get_frames_at(indices).data.numpy()
         except Exception as e:
-            raise VideoReadError(f"{self.path}: torchcodec failed to decode frames ({_short(e)})") from None
+            error = VideoReadError(f"{self.path}: torchcodec failed to decode frames ({_short(e)})")
+            if not self._fallback:
+                raise error from None
+            logger.warning("%s; reading this file with PyAV", error)
+            self._fallback = PyAVReader(self.path, num_threads=self._threads)
+            if self._fallback.num_frames != self._len:
+                raise VideoReadError(f"{self.path}: torchcodec counts {self._len} frames, PyAV "
+                                     f"{self._fallback.num_frames}") from None
+            return self._fallback._read(indices)
         return {i: to_display(np.rot90(arr[k], self._undo), self.display) for k, i in enumerate(indices)}
 
     def close(self) -> None:
         self._dec = None
+        if isinstance(self._fallback, PyAVReader):
+            self._fallback.close()
+            self._fallback = True
 
 
 _READERS = {"decord": DecordReader, "torchcodec": TorchCodecReader}
