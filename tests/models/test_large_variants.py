@@ -126,3 +126,28 @@ def test_videomae_layouts_give_the_saving_networks_logits(tmp_path, name, layout
         expected = saver(x)
         torch.testing.assert_close(model(x), expected, rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(built.eval()(x), expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("config,name,layers", [
+    ("videomae_large", "sparse_videomae_large_patch16_224", [6, 12, 18]),
+    ("videomae_huge", "sparse_videomae_huge_patch16_224", [8, 16, 24]),
+    ("videomae_v2_giant", "sparse_videomae_v2_giant_patch14_224", [10, 20, 30]),
+    ("vit_large", "sparse_vit_large_patch16_224", [6, 12, 18]),
+    ("vit_huge_patch14", "sparse_vit_huge_patch14_224", [8, 16, 24]),
+])
+def test_model_configs_compose_with_the_paper_sparsity(config, name, layers):
+    from pathlib import Path
+
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from video_sparse.engine.builders import build_model
+
+    root = Path(__file__).resolve().parents[2] / "configs"
+    with initialize_config_dir(config_dir=str(root), version_base=None):
+        cfg = compose("train", overrides=[f"model={config}", "sparsity=paper", "model.grad_checkpointing=true"])
+    assert cfg.model.name == name
+    with torch.device("meta"):
+        model = build_model(OmegaConf.to_container(cfg.model, resolve=True),
+                            OmegaConf.to_container(cfg.sparsity, resolve=True))
+    assert list(model.sparse_layers) == layers and model.grad_checkpointing
