@@ -32,7 +32,9 @@ def main(cfg: DictConfig) -> None:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
     recipe.train()
-    tested_before = recipe.already_complete and (recipe.output_dir / "results.json").is_file()
+    # adapter.pth is written last (atomically): without it a kill cut the test or the export short, so redo both
+    tested_before = recipe.already_complete and all((recipe.output_dir / name).is_file()
+                                                    for name in ("results.json", "adapter.pth"))
     if recipe.finished and not tested_before:
         recipe.test()
         recipe.export_adapters()

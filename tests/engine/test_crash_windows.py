@@ -1,5 +1,6 @@
 """A kill at any step of a checkpoint save leaves a run that resumes to the uninterrupted run's weights,
 train-loss history, TensorBoard curves and results.json (one process, real DeepSpeed ZeRO-2, nano ViT)."""
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -128,4 +129,20 @@ def test_real_process_kill_between_commit_and_pointer(tmp_path, digits_root, ref
     for name, value in reference["weights"].items():
         assert torch.equal(adapter[name], value), name
     assert scalars(out) == scalars(reference["out"])
+    assert results(out) == results(reference["out"])
+
+
+def test_finished_run_without_its_adapter_redoes_test_and_export(tmp_path, digits_root, reference):
+    """A kill after training, while results.json was being written (truncated) and before adapter.pth (written
+    last): the same command again tests and exports, instead of taking the run as done."""
+    out = tmp_path / "run"
+    shutil.copytree(reference["out"], out)
+    (out / "adapter.pth").unlink()
+    (out / "results.json").write_text('{"name": "tru')
+    again = subprocess.run([sys.executable, str(ROOT / "tools" / "train.py"), *tiny_overrides(digits_root, out)],
+                           cwd=ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=600, check=False)
+    assert again.returncode == 0, again.stderr[-3000:]
+    adapter = torch.load(out / "adapter.pth", weights_only=True)["state_dict"]
+    for name, value in reference["weights"].items():
+        assert torch.equal(adapter[name], value), name
     assert results(out) == results(reference["out"])
