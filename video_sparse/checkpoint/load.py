@@ -40,6 +40,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..layers import sincos_position_table
 from .convert import checkpoint_args, convert_npz, convert_torch, is_pretraining_only
 from .pos_embed import infer_source_grid, resize_pos_embed_2d, resize_pos_embed_3d
 from .readers import read_checkpoint
@@ -92,10 +93,13 @@ def _fit_pos_embed(
     if POS_KEY not in state_dict:
         return
     if POS_KEY not in target:
-        fixed = getattr(model, POS_KEY, None)
         src = state_dict[POS_KEY]
-        if not (isinstance(fixed, torch.Tensor) and fixed.shape == src.shape
-                and torch.allclose(src.float(), fixed.float(), atol=SINCOS_ATOL)):
+        fixed = getattr(model, POS_KEY, None)
+        candidates = [fixed] if isinstance(fixed, torch.Tensor) else []
+        if src.ndim == 3:  # the fixed table at the file's own length (another frame count or size)
+            candidates.append(sincos_position_table(src.shape[1], src.shape[2]))
+        if not any(c.shape == src.shape and torch.allclose(src.float(), c.float(), atol=SINCOS_ATOL)
+                   for c in candidates):
             return  # a learned table: reported as unexpected (it changes the network)
         del state_dict[POS_KEY]
         report.dropped.append(POS_KEY)
