@@ -4,9 +4,9 @@
     python tools/vtab_sweep.py --root /data/vtab-1k --tasks cifar dtd --nproc 2 -- epochs=50
 
 Each task runs `tools/train.py experiment=vtab data.task=TASK` in its own process (or `--nproc`
-processes under torchrun) with the overrides given after `--`; a task whose results.json exists is
-skipped, so an interrupted sweep continues where it stopped. The table goes to OUT/vtab.md and
-OUT/vtab.csv, with GFLOPs and trainable parameters beside the accuracies.
+processes under torchrun) with the overrides given after `--`; a task whose results.json and adapter.pth
+exist is skipped, so an interrupted sweep continues where it stopped (a task killed mid-way resumes).
+The table goes to OUT/vtab.md and OUT/vtab.csv, with GFLOPs and trainable parameters beside the accuracies.
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from video_sparse.evaluation import summarize_vtab, write_vtab_table  # noqa: E4
 def run_task(task: str, root: str, out: Path, nproc: int, overrides: list[str]) -> Path:
     """Train and test one task unless its results already exist; returns its results.json."""
     results = out / task / "results.json"
-    if results.is_file():
+    if results.is_file() and (out / task / "adapter.pth").is_file():  # written last: the task ran to its end
         print(f"[{task}] done already: {results}")
         return results
     launcher = [sys.executable]

@@ -146,3 +146,27 @@ def test_finished_run_without_its_adapter_redoes_test_and_export(tmp_path, digit
     for name, value in reference["weights"].items():
         assert torch.equal(adapter[name], value), name
     assert results(out) == results(reference["out"])
+
+
+def test_vtab_sweep_reruns_a_task_that_has_no_adapter(tmp_path, monkeypatch):
+    """The sweep skips a task only when its adapter.pth (written last) exists, so a task killed while
+    writing results.json runs again (and resumes) instead of breaking the sweep for ever."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("vtab_sweep", ROOT / "tools" / "vtab_sweep.py")
+    sweep = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sweep)
+    launched = []
+
+    def fake_run(cmd, **kwargs):
+        launched.append(cmd)
+        (tmp_path / "cifar" / "results.json").write_text("{}")
+        (tmp_path / "cifar" / "adapter.pth").write_bytes(b"")
+
+    monkeypatch.setattr(sweep.subprocess, "run", fake_run)
+    (tmp_path / "cifar").mkdir()
+    (tmp_path / "cifar" / "results.json").write_text('{"test": {"to')
+    sweep.run_task("cifar", "root", tmp_path, 1, [])
+    assert len(launched) == 1
+    sweep.run_task("cifar", "root", tmp_path, 1, [])
+    assert len(launched) == 1
