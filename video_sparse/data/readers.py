@@ -32,8 +32,7 @@ import importlib
 import logging
 import os
 import re
-from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -42,27 +41,27 @@ from typing import NamedTuple
 import av
 import numpy as np
 
-from video_sparse.data.display import Display, display_of, orientation_ops, to_display
+from video_sparse.data.display import Display, display_of, to_display
+from video_sparse.data.reader_base import (
+    INDEXED_FORMATS,
+    Probe,
+    VideoReader,
+    VideoReadError,
+    check_file,
+    file_key,
+    format_names,
+    probe_video,
+    remember,
+    short_error,
+)
 
 logger = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "decord", "pyav", "torchcodec")
 #: ``backend="auto"``: the first of these that imports and can read the file exactly
 AUTO_ORDER = ("torchcodec", "pyav")  # by CPU time per clip (BENCHMARKS_loader.md); decord: on request
-MIN_VIDEO_BYTES = 1024
 DEFAULT_FRAME_TMPL = "img_{:05d}.jpg"
-#: FFmpeg demuxer names whose packet timestamps index frames (seekable, B-frame safe)
-INDEXED_FORMATS = frozenset({"mov", "mp4", "m4a", "3gp", "3g2", "mj2", "matroska", "webm"})
-#: codecs decord reads exactly in those containers (tests/data/test_conformance.py); it returns
-#: wrong frames for HEVC and MPEG-4 Part 2 with B-frames and cannot open AV1
-DECORD_CODECS = frozenset({"h264", "vp8", "vp9", "mjpeg"})
 _COUNT_CACHE: dict[tuple[str, int, int], _StreamInfo] = {}  # sequential-decode results per file
-_PROBE_CACHE: dict[tuple[str, int, int], Probe] = {}  # probe_video results per file
-_CACHE_SIZE = 4096  # entries per cache (cleared when full); keys include size and mtime
-
-
-class VideoReadError(RuntimeError):
-    """A video (or frame folder) cannot be opened or decoded; the message names the path."""
 
 
 class _StreamInfo(NamedTuple):
@@ -113,166 +112,8 @@ def default_multiprocessing_context(backend: str) -> str | None:
     return "spawn" if resolve_backend(backend) == "decord" else None
 
 
-class VideoReader(ABC):
-    """Random access to the displayed frames of one video.
-
-    Use as a context manager, or call :meth:`close`.
-    """
-
-    path: str
-
-    @property
-    @abstractmethod
-    def num_frames(self) -> int:
-        """Number of frames that can be requested."""
-
-    @property
-    def fps(self) -> float | None:
-        """Average frame rate, when known."""
-        return None
-
-    @abstractmethod
-    def _read(self, indices: list[int]) -> dict[int, np.ndarray]:
-        """Decode the given sorted unique indices; return index -> (H, W, 3) uint8."""
-
-    def get_frames(self, indices: Sequence[int]) -> np.ndarray:
-        """Return the frames at ``indices``.
-
-        Args:
-            indices: 0-based frame indices, any order, repeats allowed.
-
-        Returns:
-            uint8 array ``(T, H, W, 3)``, RGB, ``T = len(indices)``.
-
-        Raises:
-            VideoReadError: an index is out of range, or the frames cannot be decoded.
-        """
-        idx = [int(i) for i in indices]
-        if not idx:
-            raise ValueError("get_frames needs at least one index")
-        n = self.num_frames
-        bad = [i for i in idx if i < 0 or i >= n]
-        if bad:
-            raise VideoReadError(f"{self.path}: frame indices {bad[:5]} out of range for {n} frames")
-        frames = self._read(sorted(set(idx)))
-        shapes = {frames[i].shape for i in idx}
-        if len(shapes) > 1:
-            raise VideoReadError(f"{self.path}: frames of different sizes {sorted(shapes)}")
-        return np.stack([frames[i] for i in idx])
-
-    def iter_frames(self, chunk: int = 32) -> Iterator[np.ndarray]:
-        """Yield every frame in order, as ``(H, W, 3)`` uint8 arrays."""
-        for start in range(0, self.num_frames, chunk):
-            yield from self.get_frames(range(start, min(start + chunk, self.num_frames)))
-
-    def close(self) -> None:
-        """Release the underlying file."""
-
-    def __enter__(self) -> VideoReader:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.path!r}, num_frames={self.num_frames})"
-
-
-def _check_file(path: str) -> None:
-    if not os.path.isfile(path):
-        raise VideoReadError(f"{path}: video file not found")
-    size = os.path.getsize(path)
-    if size < MIN_VIDEO_BYTES:
-        raise VideoReadError(f"{path}: file too small to be a video ({size} bytes)")
-
-
-def _format_names(container) -> set[str]:
-    return set(container.format.name.split(","))
-
-
-class Probe(NamedTuple):
-    """What a quick look at a video file tells (header and first frame).
-
-    Attributes:
-        formats: FFmpeg demuxer names of the container (e.g. ``{"mov", "mp4", ...}``).
-        codec: FFmpeg decoder name of the video stream.
-        display: the :class:`Display` of its first video frame.
-    """
-
-    formats: frozenset[str]
-    codec: str
-    display: Display
-
-    @property
-    def indexed(self) -> bool:
-        """MP4/MOV or Matroska/WebM: timestamps can index frames."""
-        return bool(self.formats & INDEXED_FORMATS)
-
-    def decord_problem(self) -> str | None:
-        """Why decord cannot return this file's frames exactly (``None`` when it can)."""
-        if not self.indexed:
-            return (f"decord cannot index frames of a {','.join(sorted(self.formats))!r} file exactly "
-                    "(it trusts container timestamps)")
-        if self.codec not in DECORD_CODECS:
-            return f"decord does not read {self.codec!r} video exactly"
-        if orientation_ops(self.display.matrix):
-            return "decord cannot read videos with a rotation/flip display matrix"
-        return None
-
-    def problem(self, backend: str) -> str | None:
-        """Why ``backend`` cannot return this file's frames exactly (``None`` when it can)."""
-        if backend == "decord":
-            return self.decord_problem()
-        if backend == "torchcodec" and not self.indexed:
-            return (f"torchcodec cannot index frames of a {','.join(sorted(self.formats))!r} file exactly "
-                    "(it trusts container timestamps)")
-        return None
-
-
-def _file_key(path: str) -> tuple[str, int, int]:
-    st = os.stat(path)
-    return os.path.abspath(path), st.st_size, st.st_mtime_ns
-
-
-def _remember(cache: dict, key: tuple, value) -> None:
-    if len(cache) >= _CACHE_SIZE:
-        cache.clear()
-    cache[key] = value
-
-
-def probe_video(path: str | os.PathLike) -> Probe:
-    """Container format and first-frame display geometry of a video file (PyAV; cached per
-    process by path, size and modification time, since every epoch reopens the same files).
-
-    Raises:
-        VideoReadError: the file cannot be opened, has no video stream or no decodable frame.
-    """
-    path = str(path)
-    _check_file(path)
-    key = _file_key(path)
-    if key in _PROBE_CACHE:
-        return _PROBE_CACHE[key]
-    try:
-        with av.open(path) as container:
-            if not container.streams.video:
-                raise VideoReadError(f"{path}: no video stream")
-            stream = container.streams.video[0]
-            display = next((display_of(f, stream) for f in container.decode(stream)), None)
-            formats = frozenset(_format_names(container))
-            codec = stream.codec_context.name
-    except VideoReadError:
-        raise
-    except Exception as e:
-        raise VideoReadError(f"{path}: cannot probe the video ({_short(e)})") from None
-    if display is None:
-        raise VideoReadError(f"{path}: no video frame decodes")
-    probe = Probe(formats, codec, display)
-    _remember(_PROBE_CACHE, key, probe)
-    return probe
-
-
 def _decode_error(path: str, exc: BaseException, done: int) -> VideoReadError:
-    return VideoReadError(f"{path}: decoding failed after {done} frames ({_short(exc)})")
+    return VideoReadError(f"{path}: decoding failed after {done} frames ({short_error(exc)})")
 
 
 class PyAVReader(VideoReader):
@@ -292,7 +133,7 @@ class PyAVReader(VideoReader):
 
     def __init__(self, path: str | os.PathLike, num_threads: int = 1, seek: bool = True):
         self.path = str(path)
-        _check_file(self.path)
+        check_file(self.path)
         self._threads = max(1, int(num_threads))
         self._container = None
         self._indexed = False
@@ -301,7 +142,7 @@ class PyAVReader(VideoReader):
             stream = self._container.streams.video[0]
             self._fps = float(stream.average_rate) if stream.average_rate else None
             pts, key_pts = self._demux(stream)
-            self._indexed = (seek and bool(_format_names(self._container) & INDEXED_FORMATS) and bool(pts)
+            self._indexed = (seek and bool(format_names(self._container) & INDEXED_FORMATS) and bool(pts)
                              and None not in pts and len(set(pts)) == len(pts))
             if self._indexed:
                 self._pts = sorted(pts)
@@ -317,7 +158,7 @@ class PyAVReader(VideoReader):
             raise
         except Exception as e:
             self.close()
-            raise VideoReadError(f"{self.path}: PyAV cannot open the video ({_short(e)})") from None
+            raise VideoReadError(f"{self.path}: PyAV cannot open the video ({short_error(e)})") from None
         if self._len <= 0:
             self.close()
             raise VideoReadError(f"{self.path}: no video frames")
@@ -347,7 +188,7 @@ class PyAVReader(VideoReader):
             pts.append(packet.pts)
             if packet.is_keyframe and packet.pts is not None:
                 key_pts.append(packet.pts)
-        names = _format_names(self._container)
+        names = format_names(self._container)
         declared = stream.frames
         if names & {"mov", "mp4"} and declared and len(pts) < declared:
             raise VideoReadError(f"{self.path}: truncated file ({len(pts)} of {declared} frames present)")
@@ -371,7 +212,7 @@ class PyAVReader(VideoReader):
 
     def _count(self) -> _StreamInfo:
         """Count displayed frames by a full sequential decode (cached by path, size, mtime)."""
-        key = _file_key(self.path)
+        key = file_key(self.path)
         info = _COUNT_CACHE.get(key)
         if info is None:
             n, display = 0, None
@@ -382,7 +223,7 @@ class PyAVReader(VideoReader):
             if display is None:
                 raise VideoReadError(f"{self.path}: no video frame decodes")
             info = _StreamInfo(n, display)
-            _remember(_COUNT_CACHE, key, info)
+            remember(_COUNT_CACHE, key, info)
         return info
 
     @property
@@ -464,7 +305,7 @@ class PyAVReader(VideoReader):
         except VideoReadError:
             raise
         except Exception as e:
-            raise VideoReadError(f"{self.path}: PyAV failed to decode frames ({_short(e)})") from None
+            raise VideoReadError(f"{self.path}: PyAV failed to decode frames ({short_error(e)})") from None
         missing = sorted(set(indices) - set(out))
         if missing:
             raise VideoReadError(f"{self.path}: frames {missing[:5]} could not be decoded "
@@ -514,7 +355,7 @@ class DecordReader(VideoReader):
             self._vr = decord.VideoReader(self.path, num_threads=num_threads, ctx=decord.cpu(0))
             self._len = len(self._vr)
         except Exception as e:
-            raise VideoReadError(f"{self.path}: decord cannot open the video ({_short(e)})") from None
+            raise VideoReadError(f"{self.path}: decord cannot open the video ({short_error(e)})") from None
         if self._len <= 0:
             raise VideoReadError(f"{self.path}: no video frames")
 
@@ -536,7 +377,7 @@ class DecordReader(VideoReader):
             batch = self._vr.get_batch(indices)
             arr = batch.asnumpy() if hasattr(batch, "asnumpy") else np.asarray(batch)
         except Exception as e:
-            raise VideoReadError(f"{self.path}: decord failed to decode frames ({_short(e)})") from None
+            raise VideoReadError(f"{self.path}: decord failed to decode frames ({short_error(e)})") from None
         if arr.shape[0] != len(indices) or arr.ndim != 4:
             raise VideoReadError(f"{self.path}: decord returned shape {arr.shape} for {len(indices)} frames")
         return {i: to_display(arr[k], self.display) for k, i in enumerate(indices)}
@@ -589,7 +430,7 @@ class FrameFolderReader(VideoReader):
             except FileNotFoundError:
                 raise VideoReadError(f"{file}: frame file missing") from None
             except Exception as e:
-                raise VideoReadError(f"{file}: cannot read frame ({_short(e)})") from None
+                raise VideoReadError(f"{file}: cannot read frame ({short_error(e)})") from None
         return out
 
 
@@ -671,7 +512,7 @@ class TorchCodecReader(VideoReader):
             rotation = self._dec.metadata.rotation or 0
             self._fps = self._dec.metadata.average_fps
         except Exception as e:
-            raise VideoReadError(f"{self.path}: torchcodec cannot open the video ({_short(e)})") from None
+            raise VideoReadError(f"{self.path}: torchcodec cannot open the video ({short_error(e)})") from None
         self._undo = -round(rotation / 90) % 4  # quarter turns that give back the coded frame
         if self._len <= 0:
             raise VideoReadError(f"{self.path}: no video frames")
@@ -692,7 +533,7 @@ class TorchCodecReader(VideoReader):
         try:
             arr = self._dec.get_frames_at(indices).data.numpy()
         except Exception as e:
-            error = VideoReadError(f"{self.path}: torchcodec failed to decode frames ({_short(e)})")
+            error = VideoReadError(f"{self.path}: torchcodec failed to decode frames ({short_error(e)})")
             if not self._fallback:
                 raise error from None
             logger.warning("%s; reading this file with PyAV", error)
@@ -713,6 +554,3 @@ class TorchCodecReader(VideoReader):
 _READERS = {"decord": DecordReader, "torchcodec": TorchCodecReader}
 
 
-def _short(exc: BaseException, limit: int = 200) -> str:
-    text = f"{type(exc).__name__}: {exc}".replace("\n", " ")
-    return text if len(text) <= limit else text[:limit] + "..."

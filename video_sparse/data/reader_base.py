@@ -1,0 +1,192 @@
+"""The reader interface, its error and a quick probe of a video file (container, codec, display).
+
+See ``readers.py`` for the backends and the frame-indexing rules.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from typing import NamedTuple
+
+import av
+import numpy as np
+
+from video_sparse.data.display import Display, display_of, orientation_ops
+
+MIN_VIDEO_BYTES = 1024
+#: FFmpeg demuxer names whose packet timestamps index frames (seekable, B-frame safe)
+INDEXED_FORMATS = frozenset({"mov", "mp4", "m4a", "3gp", "3g2", "mj2", "matroska", "webm"})
+#: codecs decord reads exactly in those containers (tests/data/test_conformance.py); it returns
+#: wrong frames for HEVC and MPEG-4 Part 2 with B-frames and cannot open AV1
+DECORD_CODECS = frozenset({"h264", "vp8", "vp9", "mjpeg"})
+_PROBE_CACHE: dict[tuple[str, int, int], Probe] = {}  # probe_video results per file
+_CACHE_SIZE = 4096  # entries per cache (cleared when full); keys include size and mtime
+
+
+class VideoReadError(RuntimeError):
+    """A video (or frame folder) cannot be opened or decoded; the message names the path."""
+
+
+class VideoReader(ABC):
+    """Random access to the displayed frames of one video.
+
+    Use as a context manager, or call :meth:`close`.
+    """
+
+    path: str
+
+    @property
+    @abstractmethod
+    def num_frames(self) -> int:
+        """Number of frames that can be requested."""
+
+    @property
+    def fps(self) -> float | None:
+        """Average frame rate, when known."""
+        return None
+
+    @abstractmethod
+    def _read(self, indices: list[int]) -> dict[int, np.ndarray]:
+        """Decode the given sorted unique indices; return index -> (H, W, 3) uint8."""
+
+    def get_frames(self, indices: Sequence[int]) -> np.ndarray:
+        """Return the frames at ``indices``.
+
+        Args:
+            indices: 0-based frame indices, any order, repeats allowed.
+
+        Returns:
+            uint8 array ``(T, H, W, 3)``, RGB, ``T = len(indices)``.
+
+        Raises:
+            VideoReadError: an index is out of range, or the frames cannot be decoded.
+        """
+        idx = [int(i) for i in indices]
+        if not idx:
+            raise ValueError("get_frames needs at least one index")
+        n = self.num_frames
+        bad = [i for i in idx if i < 0 or i >= n]
+        if bad:
+            raise VideoReadError(f"{self.path}: frame indices {bad[:5]} out of range for {n} frames")
+        frames = self._read(sorted(set(idx)))
+        shapes = {frames[i].shape for i in idx}
+        if len(shapes) > 1:
+            raise VideoReadError(f"{self.path}: frames of different sizes {sorted(shapes)}")
+        return np.stack([frames[i] for i in idx])
+
+    def iter_frames(self, chunk: int = 32) -> Iterator[np.ndarray]:
+        """Yield every frame in order, as ``(H, W, 3)`` uint8 arrays."""
+        for start in range(0, self.num_frames, chunk):
+            yield from self.get_frames(range(start, min(start + chunk, self.num_frames)))
+
+    def close(self) -> None:
+        """Release the underlying file."""
+
+    def __enter__(self) -> VideoReader:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.path!r}, num_frames={self.num_frames})"
+
+
+def check_file(path: str) -> None:
+    if not os.path.isfile(path):
+        raise VideoReadError(f"{path}: video file not found")
+    size = os.path.getsize(path)
+    if size < MIN_VIDEO_BYTES:
+        raise VideoReadError(f"{path}: file too small to be a video ({size} bytes)")
+
+
+def format_names(container) -> set[str]:
+    return set(container.format.name.split(","))
+
+
+class Probe(NamedTuple):
+    """What a quick look at a video file tells (header and first frame).
+
+    Attributes:
+        formats: FFmpeg demuxer names of the container (e.g. ``{"mov", "mp4", ...}``).
+        codec: FFmpeg decoder name of the video stream.
+        display: the :class:`Display` of its first video frame.
+    """
+
+    formats: frozenset[str]
+    codec: str
+    display: Display
+
+    @property
+    def indexed(self) -> bool:
+        """MP4/MOV or Matroska/WebM: timestamps can index frames."""
+        return bool(self.formats & INDEXED_FORMATS)
+
+    def decord_problem(self) -> str | None:
+        """Why decord cannot return this file's frames exactly (``None`` when it can)."""
+        if not self.indexed:
+            return (f"decord cannot index frames of a {','.join(sorted(self.formats))!r} file exactly "
+                    "(it trusts container timestamps)")
+        if self.codec not in DECORD_CODECS:
+            return f"decord does not read {self.codec!r} video exactly"
+        if orientation_ops(self.display.matrix):
+            return "decord cannot read videos with a rotation/flip display matrix"
+        return None
+
+    def problem(self, backend: str) -> str | None:
+        """Why ``backend`` cannot return this file's frames exactly (``None`` when it can)."""
+        if backend == "decord":
+            return self.decord_problem()
+        if backend == "torchcodec" and not self.indexed:
+            return (f"torchcodec cannot index frames of a {','.join(sorted(self.formats))!r} file exactly "
+                    "(it trusts container timestamps)")
+        return None
+
+
+def file_key(path: str) -> tuple[str, int, int]:
+    st = os.stat(path)
+    return os.path.abspath(path), st.st_size, st.st_mtime_ns
+
+
+def remember(cache: dict, key: tuple, value) -> None:
+    if len(cache) >= _CACHE_SIZE:
+        cache.clear()
+    cache[key] = value
+
+
+def probe_video(path: str | os.PathLike) -> Probe:
+    """Container format and first-frame display geometry of a video file (PyAV; cached per
+    process by path, size and modification time, since every epoch reopens the same files).
+
+    Raises:
+        VideoReadError: the file cannot be opened, has no video stream or no decodable frame.
+    """
+    path = str(path)
+    check_file(path)
+    key = file_key(path)
+    if key in _PROBE_CACHE:
+        return _PROBE_CACHE[key]
+    try:
+        with av.open(path) as container:
+            if not container.streams.video:
+                raise VideoReadError(f"{path}: no video stream")
+            stream = container.streams.video[0]
+            display = next((display_of(f, stream) for f in container.decode(stream)), None)
+            formats = frozenset(format_names(container))
+            codec = stream.codec_context.name
+    except VideoReadError:
+        raise
+    except Exception as e:
+        raise VideoReadError(f"{path}: cannot probe the video ({short_error(e)})") from None
+    if display is None:
+        raise VideoReadError(f"{path}: no video frame decodes")
+    probe = Probe(formats, codec, display)
+    remember(_PROBE_CACHE, key, probe)
+    return probe
+
+
+def short_error(exc: BaseException, limit: int = 200) -> str:
+    text = f"{type(exc).__name__}: {exc}".replace("\n", " ")
+    return text if len(text) <= limit else text[:limit] + "..."
