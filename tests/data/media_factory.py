@@ -30,6 +30,7 @@ class Case:
         rotation, hflip: display matrix written into the stream (counter-clockwise degrees).
         sizes: ``(width, height, frames)`` runs; more than one run changes resolution mid-stream.
         audio_s: seconds of an AAC/Opus track added (longer than the video when > 1.3 s).
+        sar: sample (pixel) aspect ratio written into the stream (``None``: square pixels).
     """
 
     name: str
@@ -43,6 +44,7 @@ class Case:
     fmt: str | None = None
     pix_fmt: str = "yuv420p"
     audio_s: float = 0.0
+    sar: Fraction | None = None
     options: dict = field(default_factory=dict, hash=False)
 
     @property
@@ -76,6 +78,7 @@ CASES = (
     Case("h264_mp4_rot270", "libx264", ".mp4", bframes=2, rotation=270),
     Case("h264_mov_hflip", "libx264", ".mov", bframes=2, hflip=True),
     Case("vp8_webm_resize", "libvpx", ".webm", bframes=None, sizes=((64, 48, 12), (48, 64, 12))),
+    Case("h264_mp4_sar", "libx264", ".mp4", bframes=2, sizes=((48, 48, 24),), sar=Fraction(4, 3)),
     Case("h264_mp4_long_audio", "libx264", ".mp4", bframes=2, audio_s=4.0),
     Case("vp9_webm_long_audio", "libvpx-vp9", ".webm", bframes=None, audio_s=4.0),
 )
@@ -122,6 +125,8 @@ def write_case(case: Case, folder: Path) -> Path:
             stream.codec_context.max_b_frames = case.bframes
         if case.vfr:
             stream.codec_context.time_base = Fraction(1, 1000)
+        if case.sar:
+            stream.codec_context.sample_aspect_ratio = case.sar
         if case.rotation or case.hflip:
             stream.set_display_rotation(case.rotation, hflip=case.hflip)
         audio = None
@@ -147,12 +152,14 @@ def write_case(case: Case, folder: Path) -> Path:
     return path
 
 
-def sequential_reference(path: Path, hflip: bool = False) -> tuple[list[np.ndarray], list[int]]:
+def sequential_reference(path: Path, hflip: bool = False, sar: Fraction | None = None
+                         ) -> tuple[list[np.ndarray], list[int]]:
     """Every frame of a plain sequential PyAV decode, shown as a player shows it.
 
-    Independent of the readers: a size change is resized to the first frame's size with PIL, then
-    the frame is rotated by PyAV's ``frame.rotation`` (counter-clockwise degrees) or, for a file
-    written with ``hflip``, mirrored left-right.
+    Independent of the readers: a size change is resized to the first frame's size with PIL (its
+    width times ``sar`` for non-square pixels), then the frame is rotated by PyAV's
+    ``frame.rotation`` (counter-clockwise degrees) or, for a file written with ``hflip``, mirrored
+    left-right.
 
     Returns:
         (frames as uint8 (H, W, 3), the index painted in each frame as decoded).
@@ -166,8 +173,10 @@ def sequential_reference(path: Path, hflip: bool = False) -> tuple[list[np.ndarr
             rgb = frame.to_ndarray(format="rgb24")
             if first is None:
                 first, rotation = rgb.shape[:2], int(frame.rotation)
+                if sar:
+                    first = (first[0], round(first[1] * sar))
+            painted.append(read_index(rgb))
             if rgb.shape[:2] != first:
                 rgb = np.asarray(Image.fromarray(rgb).resize(first[::-1], Image.Resampling.BILINEAR))
-            painted.append(read_index(rgb))
             out.append(np.ascontiguousarray(rgb[:, ::-1] if hflip else np.rot90(rgb, rotation // 90)))
     return out, painted

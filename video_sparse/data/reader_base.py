@@ -133,6 +133,8 @@ class Probe(NamedTuple):
             return f"decord does not read {self.codec!r} video exactly"
         if orientation_ops(self.display.matrix):
             return "decord cannot read videos with a rotation/flip display matrix"
+        if abs(self.display.sar - 1.0) > 1e-6:  # it fails to copy some such frames (size mismatch)
+            return "decord cannot read videos with non-square pixels reliably"
         return None
 
     def problem(self, backend: str) -> str | None:

@@ -18,9 +18,10 @@ Indexing per container (PyAV):
   the start; its frame count comes from one counting decode at open (cached per file).
 
 decord and torchcodec index frames by container timestamps and mis-read AVI/MPEG-TS files with
-B-frames; decord also mis-reads HEVC and MPEG-4 Part 2 and fails on rotated videos. Each refuses
-at open what it cannot read exactly (:meth:`Probe.problem`), and ``backend="auto"`` takes, per
-file, the first backend of :data:`AUTO_ORDER` that imports and can read it (PyAV reads all).
+B-frames; decord also mis-reads HEVC and MPEG-4 Part 2 and fails on rotated videos and on
+non-square pixels. Each refuses at open what it cannot read exactly (:meth:`Probe.problem`), and
+``backend="auto"`` takes, per file, the first backend of :data:`AUTO_ORDER` that imports and can
+read it (PyAV reads all).
 decord readers use ``num_threads=1``; decord may hang in forked DataLoader workers: use
 ``multiprocessing_context="spawn"`` (see :func:`default_multiprocessing_context`).
 """
@@ -338,9 +339,10 @@ class DecordReader(VideoReader):
     """decord reader (``num_threads=1``), for MP4/MOV and Matroska/WebM only.
 
     decord maps frame indices to container timestamps; for other containers (AVI with B-frames,
-    MPEG-TS, raw streams) that returns wrong frames without error, and it fails on rotated
-    videos, so opening such a file raises :class:`VideoReadError` (``backend="auto"`` reads it
-    with PyAV). The display geometry (size changes, aspect ratio) comes from :func:`probe_video`.
+    MPEG-TS, raw streams) that returns wrong frames without error; it also mis-reads HEVC and
+    MPEG-4 Part 2 with B-frames and fails on rotated videos and non-square pixels. Opening such a
+    file raises :class:`VideoReadError` (see :meth:`Probe.decord_problem`). The display geometry
+    (size changes) comes from :func:`probe_video`.
     """
 
     def __init__(self, path: str | os.PathLike, num_threads: int = 1, probe: Probe | None = None):
