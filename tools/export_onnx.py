@@ -132,6 +132,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"sparse.onnx vs PyTorch on {origin} inputs, batches {check.batch_sizes}: max abs logit diff "
           f"{check.max_abs_diff:.2e}, kept-token indices {'identical' if check.kept_equal else 'DIFFER'} "
           f"(batch axis: {check.input_batch_axis})")
+    if not check.kept_equal:
+        print(f"  {check.kept_mismatches} kept indices differ; rows with the same kept set: {check.rows_same_set:.1%}; "
+              f"largest score gap between swapped tokens at the first dropping layer {check.first_layer_swap_gap:.2e} "
+              f"(mean score {check.first_layer_mean_score:.2e})"
+              + (": near-ties resolved differently by float rounding"
+                 if check.first_layer_swap_gap < 1e-3 * check.first_layer_mean_score else ""))
     runners = {}
     if args.dense or args.benchmark:
         dense = copy.deepcopy(model)

@@ -1,5 +1,6 @@
 """ONNX export of the sparse nano image and video models: onnxruntime equals PyTorch (logits within 1e-4,
 kept-token indices identical) at batch sizes other than the export's; the dense export; the tool's report."""
+import copy
 import json
 import subprocess
 import sys
@@ -67,6 +68,17 @@ def test_sparse_export_matches_pytorch_with_kept_indices(tmp_path, kind):
     check = check_onnx(path, model, [x[:1], x[2:5]])
     assert check.batch_sizes == [1, 3]
     assert check.max_abs_diff <= 1e-4 and check.kept_equal, check
+    assert check.rows_same_set == 1.0 and check.first_layer_swap_gap == 0 and check.first_layer_mean_score > 0
+    # the check can fail: against other adapter/head weights the selection and the logits differ
+    other = copy.deepcopy(model)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for p in other.parameters():
+            if p.requires_grad:
+                p.add_(0.3 * torch.randn_like(p))
+    wrong = check_onnx(path, other, [x[2:5]])
+    assert not wrong.passed() and wrong.kept_mismatches > 0 and wrong.rows_same_set < 1
+    assert wrong.first_layer_swap_gap > 1e-3 * wrong.first_layer_mean_score
     # the kept indices are a real selection: fewer tokens per layer, distinct patches, the new fused token last
     outs = ort_session(path).run(None, {"input": x[2:5].numpy()})
     counts = [o.shape[1] for o in outs[1:]]

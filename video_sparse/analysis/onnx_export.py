@@ -125,6 +125,12 @@ class OnnxCheck:
         max_abs_diff: largest absolute logit difference over all checked batches.
         kept_equal: every kept-token index tensor is identical.
         kept_mismatches: number of differing kept indices (0 when equal).
+        rows_same_set: fraction of (sample, layer) rows whose kept tokens are the same set.
+        first_layer_swap_gap: at the first dropping layer (identical input sequence in both runtimes),
+            the largest PyTorch score difference between the tokens the two runtimes put at the same
+            rank, where they differ (0 when none differ); compare with ``first_layer_mean_score``:
+            a gap at float precision means a near-tie, not a different selection rule.
+        first_layer_mean_score: mean token score at that layer (``1/N`` for attention scores).
         batch_sizes: the batch sizes checked.
         input_batch_axis: the ONNX input's batch dimension (a name when dynamic).
     """
@@ -132,6 +138,9 @@ class OnnxCheck:
     max_abs_diff: float
     kept_equal: bool
     kept_mismatches: int
+    rows_same_set: float
+    first_layer_swap_gap: float
+    first_layer_mean_score: float
     batch_sizes: list[int]
     input_batch_axis: Any
 
@@ -149,23 +158,47 @@ def check_onnx(path: str | os.PathLike, model: nn.Module, batches: Sequence[torc
         model: the PyTorch model it was exported from.
         batches: inputs of any batch size (the graph's batch axis is dynamic).
     """
+    from video_sparse.analysis.token_maps import dropping_layers
+
     session = session or ort_session(path)
     model = model.eval().float()
     names = [o.name for o in session.get_outputs()]
-    max_diff, mismatches = 0.0, 0
-    for x in batches:
-        outs = dict(zip(names, session.run(None, {INPUT: x.float().numpy()})))
-        ref = model(x.float(), return_kept=True)
-        max_diff = max(max_diff, float(np.abs(outs[LOGITS] - ref.logits.numpy()).max()))
-        kept_names = [n for n in names if n != LOGITS]
-        if len(kept_names) != len(ref.kept):
-            mismatches += 1
-            continue
-        for name, kept in zip(kept_names, ref.kept):
-            mine = outs[name]
-            mismatches += int(kept.numel()) if mine.shape != tuple(kept.shape) else int((mine != kept.numpy()).sum())
+    kept_names = [n for n in names if n != LOGITS]
+    layers = dropping_layers(model)
+    captured: dict[str, torch.Tensor] = {}
+    hook = model.blocks[layers[0]].register_forward_hook(
+        lambda module, args, out: captured.__setitem__("scores", out[2].scores)) if layers else None
+    max_diff, mismatches, rows, same_rows, gap, mean_score = 0.0, 0, 0, 0, 0.0, 0.0
+    try:
+        for x in batches:
+            outs = dict(zip(names, session.run(None, {INPUT: x.float().numpy()})))
+            ref = model(x.float(), return_kept=True)
+            max_diff = max(max_diff, float(np.abs(outs[LOGITS] - ref.logits.numpy()).max()))
+            if len(kept_names) != len(ref.kept):
+                mismatches += 1
+                continue
+            for layer, (name, kept) in enumerate(zip(kept_names, ref.kept)):
+                mine, theirs = outs[name], kept.numpy()
+                if mine.shape != theirs.shape:
+                    mismatches += theirs.size
+                    rows += theirs.shape[0]
+                    continue
+                mismatches += int((mine != theirs).sum())
+                rows += theirs.shape[0]
+                same_rows += sum(set(a.tolist()) == set(b.tolist()) for a, b in zip(mine, theirs))
+                if layer == 0 and "scores" in captured:
+                    scores = captured["scores"].numpy()
+                    mean_score = float(scores.mean())
+                    for b, (a_row, t_row) in enumerate(zip(mine, theirs)):
+                        differ = (a_row != t_row) & (a_row >= 0) & (t_row >= 0)
+                        if differ.any():
+                            gap = max(gap, float(np.abs(scores[b, a_row[differ]] - scores[b, t_row[differ]]).max()))
+    finally:
+        if hook is not None:
+            hook.remove()
     axis = session.get_inputs()[0].shape[0]
-    return OnnxCheck(max_diff, mismatches == 0, mismatches, [int(x.shape[0]) for x in batches], axis)
+    return OnnxCheck(max_diff, mismatches == 0, mismatches, same_rows / rows if rows else 1.0, gap, mean_score,
+                     [int(x.shape[0]) for x in batches], axis)
 
 
 def time_interleaved(runners: dict[str, Callable[[], Any]], repeats: int = 5, warmup: int = 1
