@@ -99,6 +99,21 @@ def test_genuine_checkpoint_resumes_under_weights_only(tmp_path, genuine_checkpo
     assert recipe.global_step == 5
 
 
+@pytest.mark.parametrize("stage", [0, 3])
+def test_every_zero_stage_resumes_under_weights_only(tmp_path, monkeypatch, digits_root, single_process_group,
+                                                    stage):
+    """ZeRO-0 (optimizer inside the model states) and ZeRO-3 (partitioned model and optimizer files)."""
+    from video_sparse.engine import checkpointing
+
+    out = tmp_path / "run"
+    run(tiny_cfg(digits_root, out, f"deepspeed=zero{stage}", "train.max_steps=4"), test=False)
+    assert len(list((out / "checkpoints" / "step_00000004").glob("*optim_states.pt"))) == (0 if stage == 0 else 1)
+    loaded, real_load = [], checkpointing.load_checkpoint
+    monkeypatch.setattr(checkpointing, "load_checkpoint", lambda *a, **k: loaded.append(a[1]) or real_load(*a, **k))
+    recipe = run(tiny_cfg(digits_root, out, f"deepspeed=zero{stage}", "train.max_steps=5"), test=False)
+    assert loaded == [out / "checkpoints" / "step_00000004"] and recipe.global_step == 5
+
+
 @pytest.mark.parametrize("file", ["zero_pp_rank_0_mp_rank_00_optim_states.pt", "rng_rank0.pt"])
 def test_each_deepspeed_file_is_read_weights_only(tmp_path, genuine_checkpoint, digits_root, marker, file):
     folder = tmp_path / "ckpt" / "step_00000004"
