@@ -23,6 +23,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from video_sparse.data import default_multiprocessing_context, resolve_backend
 from video_sparse.data.collate import collate_samples
 from video_sparse.evaluation import ViewScoreCollector, merge_views, softmax
 from video_sparse.inference.dataset import PredictionDataset
@@ -182,7 +183,11 @@ class VideoClassifier:
               progress: bool = True) -> tuple[dict[int, np.ndarray], dict[int, str]]:
         """Merged class probabilities per readable input ``{index: (K,)}`` and reasons per failed one."""
         batch_size = int(batch_size or self.data_cfg.get("batch_size") or 8)
-        loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_samples)
+        context = None
+        if num_workers > 0 and dataset.is_video:  # decord may hang in forked workers
+            context = default_multiprocessing_context(resolve_backend(dataset.backend))
+        loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_samples,
+                            multiprocessing_context=context)
         collector, errors = ViewScoreCollector(), {}
         for batch in tqdm(loader, desc="predict", unit="batch", disable=not progress, leave=False):
             for item in batch["failed"]:
