@@ -146,9 +146,12 @@ def test_tool_matches_api_writes_json_csv_and_exits_nonzero(trained, tmp_path):
 
 
 def test_tool_exits_2_on_a_missing_checkpoint(tmp_path):
-    from tools.predict import main
+    import importlib.util
 
-    assert main([str(tmp_path), "--checkpoint", str(tmp_path / "nope.pth"), "--pretrained", str(BACKBONE),
+    spec = importlib.util.spec_from_file_location("predict_tool", ROOT / "tools" / "predict.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    assert tool.main([str(tmp_path), "--checkpoint", str(tmp_path / "nope.pth"), "--pretrained", str(BACKBONE),
                  "--out", str(tmp_path / "o"), "--", f"data.root={tmp_path / 'demo'}"]) == 2
 
 
