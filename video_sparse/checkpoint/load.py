@@ -203,7 +203,9 @@ def load_pretrained(model: nn.Module, path: str | os.PathLike, *, strict: bool =
 
     Formats: Google ViT ``.npz`` (original ViT-B/16 ImageNet-21k, AugReg, big_vision), timm state
     dicts (``.pth``/``.pt``/``.bin``/``.safetensors``), VideoMAE pre-train or fine-tune ``.pth``
-    (``model``/``module`` wrapper, ``encoder.`` prefix, ``q_bias``/``v_bias``, decoder keys),
+    (``model``/``module`` wrapper, ``encoder.`` prefix, ``q_bias``/``v_bias``, decoder keys; VideoMAE
+    V2 alike), fine-tuned checkpoints of the Sparse-Tuning release (``adaptmlp`` adapters, BatchNorm
+    head, ``args`` namespace), any of them saved from a ``torch.compile``d model (``_orig_mod.``),
     DINOv2 exported to ``.onnx`` (weights read out of the graph; needs the ``onnx`` package).
 
     Args:
