@@ -176,8 +176,12 @@ def load_adapter_checkpoint(model: nn.Module, path: str | os.PathLike) -> LoadRe
     report = LoadReport(path=str(p), format="adapter")
 
     stored_args, model_args = payload.get("model_args"), getattr(model, "model_args", None)
-    if stored_args is not None and model_args is not None and stored_args != model_args:
-        logger.warning("%s: saved with model_args %s, the model has %s", p, stored_args, model_args)
+    if isinstance(stored_args, Mapping) and isinstance(model_args, Mapping) and stored_args != model_args:
+        keys = sorted(set(stored_args) | set(model_args), key=str)
+        diff = {k: (stored_args.get(k, "<unset>"), model_args.get(k, "<unset>")) for k in keys
+                if stored_args.get(k, "<unset>") != model_args.get(k, "<unset>")}
+        logger.warning("%s: saved with other model settings (saved -> this model): %s", p,
+                       ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items()))
 
     target = model.state_dict()
     report.unexpected = [k for k in state_dict if k not in target]

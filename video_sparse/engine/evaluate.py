@@ -57,8 +57,14 @@ def evaluate(forward: Callable[[torch.Tensor], torch.Tensor], dataset: Dataset, 
     """
     collector = ViewScoreCollector()
     loader = eval_loader(dataset, batch_size, num_workers, dist_info)
-    for batch in tqdm(loader, desc=desc, disable=not dist_info.is_main, mininterval=2.0, leave=False):
+    warned: set[int] = set()  # one line per unreadable video, not one per view
+    # disable=None: no bar when stderr is not a terminal (log files get no carriage returns)
+    for batch in tqdm(loader, desc=desc, disable=None if dist_info.is_main else True, mininterval=2.0,
+                      leave=False):
         for item in batch["failed"]:
+            if int(item["sample_index"]) in warned:
+                continue
+            warned.add(int(item["sample_index"]))
             log.warning("cannot decode %s (sample %d): %s; excluded from the metrics", item.get("path"),
                         item["sample_index"], item.get("error"))
         collector.add_failed(int(item["sample_index"]) for item in batch["failed"])

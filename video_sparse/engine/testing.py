@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from ..analysis.flops import count_gmacs, input_shape_of
+from ..checkpoint.io import atomic_write
 from ..evaluation import format_flops_x_views, plot_confusion_matrix
 from .builders import build_dataset, build_model, prepare_data, resolve_precision
 from .distributed import DistInfo, barrier, init_distributed
@@ -79,7 +80,8 @@ def run_multiview_test(forward: Callable[[torch.Tensor], torch.Tensor], model: n
     results.update(gflops_per_view=gmacs, views=num_clips * num_crops,
                    flops_x_views=format_flops_x_views(gmacs, num_clips, num_crops))
     output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / "results.json").write_text(json.dumps(results, indent=1, default=str))
+    text = json.dumps(results, indent=1, default=str).encode()
+    atomic_write(output_dir / "results.json", lambda f: f.write(text))
     test = results.get("test", {})
     log.info("test: top1 %.2f top5 %.2f mean-class %.2f on %s videos x %s views (%s failed to decode); "
              "GFLOPs x views %s", test.get("top1", float("nan")), test.get("top5", float("nan")),
