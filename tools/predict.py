@@ -50,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
+    from hydra.errors import HydraException
+
     from video_sparse.checkpoint import CheckpointError
     from video_sparse.engine.builders import ConfigError
     from video_sparse.inference import VideoClassifier, write_predictions
@@ -59,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         classifier = VideoClassifier.from_experiment(args.experiment, args.checkpoint, args.pretrained, overrides,
                                                      labels=args.labels, device=args.device,
                                                      precision=args.precision)
-    except (ConfigError, CheckpointError, FileNotFoundError, ValueError) as err:
+    except (ConfigError, CheckpointError, HydraException, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     predictions = classifier.predict(args.inputs, topk=args.topk, single_view=args.single_view,

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import re
@@ -38,8 +39,6 @@ def write_predictions(predictions: Sequence[Prediction], out_dir: str | os.PathL
                     + cells + [""] * (2 * k - len(cells)))
 
     def write_csv(f) -> None:
-        import io
-
         buffer = io.StringIO()
         csv.writer(buffer).writerows(rows)
         f.write(buffer.getvalue().encode("utf-8"))
