@@ -119,7 +119,16 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    model, inputs, origin = _model_and_inputs(args, overrides)
+    from hydra.errors import HydraException
+
+    from video_sparse.checkpoint import CheckpointError
+    from video_sparse.engine.builders import ConfigError
+
+    try:
+        model, inputs, origin = _model_and_inputs(args, overrides)
+    except (ConfigError, CheckpointError, HydraException, FileNotFoundError, ValueError, RuntimeError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     out = Path(args.out)
     example = inputs[:2] if len(inputs) >= 2 else inputs.repeat(2, *([1] * (inputs.ndim - 1)))
     report: dict = {"model": model.model_args.get("name", args.model or args.experiment),
