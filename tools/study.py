@@ -23,6 +23,7 @@ import gc
 import inspect
 import json
 import logging
+import os
 import platform
 import shlex
 import statistics
@@ -234,6 +235,8 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     p.add_argument("--batch-size", type=int)
     p.add_argument("--workers", type=int, default=2, help="data-loader workers")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, help="CPU threads per process (default: torch's; --quick: 1, which "
+                   "is faster for its tiny matrices and on a shared machine)")
     p.add_argument("--methods", nargs="+", help="member names or shell patterns (default: all)")
     p.add_argument("--fashion-mnist", type=Path, help="folder of the idx files (default /usr/share/datasets/...)")
     p.add_argument("--in-process", action="store_true", help="run members in this process (memory not isolated)")
@@ -250,6 +253,12 @@ def main(argv: list[str] | None = None) -> int:
         setup_logging(spec["output_dir"], True)
         run_member(spec)
         return 0
+    threads = args.threads or (1 if args.quick else None)
+    if threads:
+        import torch
+
+        os.environ["OMP_NUM_THREADS"] = str(threads)  # member processes too
+        torch.set_num_threads(threads)
     defaults = (QUICK if args.quick else FULL)[args.task]
     settings = tuple(v if v is not None else d for v, d in zip(
         (args.resolution, args.epochs, args.train_images, args.test_images, args.batch_size), defaults))
@@ -302,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
             log.error("[%s] FAILED: %s", m.name, error)
         else:
             log.info("[%s] done in %.1f min", m.name, (time.time() - member_start) / 60)
-            write_report(args, out, grid, settings, argv, time.time() - started, failures)  # partial table
+            write_report(args, out, grid, settings, argv, time.time() - started, failures, plots=False)  # so far
     failures.update({name: f"skipped: {why}" for name, why in plan.skipped.items()})
     (out / "failures.json").write_text(json.dumps(failures, indent=1))
     write_report(args, out, grid, settings, argv, time.time() - started, failures)
@@ -337,7 +346,7 @@ def run_in_subprocess(spec: dict[str, Any], folder: Path) -> str | None:
 
 
 def write_report(args: argparse.Namespace, out: Path, grid: list[study.Member], settings: tuple,
-                 argv: list[str], wall_s: float, failures: dict[str, str]) -> None:
+                 argv: list[str], wall_s: float, failures: dict[str, str], plots: bool = True) -> None:
     """Tables, plots and the claim check from every finished member's ``study.json``."""
     import torch
 
@@ -368,7 +377,7 @@ def write_report(args: argparse.Namespace, out: Path, grid: list[study.Member], 
         with open(out / "study.md", "a") as handle:
             handle.write("\nTest-time keep rate, one model trained at 0.7:\n\n")
             handle.write(study.write_keep_curve(curve, out / "keep_curve.md", out / "keep_curve.csv"))
-    if rows:
+    if rows and plots:
         try:
             study.plot_study(rows, out / "study.png", title=header.splitlines()[2], curve=curve)
         except ImportError:

@@ -85,9 +85,8 @@ def _check_study(out, members, classes, width):
         rows = list(csv.DictReader(handle))
     records = _records(out)
     failures = json.loads((out / "failures.json").read_text())
-    known_gap = {k for k, v in failures.items() if "head_norm" in v}  # see the xfail below
-    assert {r["method"] for r in rows} | known_gap == set(members), failures
-    assert [r["method"] for r in rows] == [m for m in members if m not in known_gap]  # grid order
+    assert failures == {}
+    assert [r["method"] for r in rows] == members  # every member, in grid order
     for name, record in records.items():
         assert record["trainable_changed"] == 1.0, name  # every trainable tensor moved
         assert record["train_s_per_epoch"] > 0 and record["infer_img_s"] > 0 and record["gmacs"] > 0
@@ -99,7 +98,7 @@ def _check_study(out, members, classes, width):
     table = (out / "study.md").read_text()
     assert table.count("\n| ") == len(rows) + 1 + ("keep_curve" in records.get("sparse_0.7", {})) * 2
     assert "Claim" in table and (out / "study.png").read_bytes()[:8] == PNG_SIGNATURE
-    return rows, records, known_gap
+    return rows, records
 
 
 @pytest.mark.slow
@@ -109,22 +108,20 @@ def test_quick_image_study_end_to_end(tmp_path):
         pytest.skip(f"Fashion-MNIST is not installed: {fm.INSTALL_HINT}")
     out = tmp_path / "study"
     cmd = [sys.executable, str(REPO / "tools" / "study.py"), "--quick", "--out", str(out), "--workers", "0"]
-    result = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=600, cwd=REPO)
-    assert result.returncode in (0, 1), result.stdout[-3000:] + result.stderr[-3000:]
-    rows, records, known_gap = _check_study(out, [m.name for m in study.image_grid()], 10, 384)
-    assert result.returncode == (1 if known_gap else 0), result.stdout[-3000:] + result.stderr[-3000:]
+    result = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=1200, cwd=REPO)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    rows, records = _check_study(out, [m.name for m in study.image_grid()], 10, 384)
     assert all(r["test_images"] == "40" for r in rows)
     curve = records["sparse_0.7"]["keep_curve"]
     assert sorted(map(float, curve)) == list(study.CURVE_KEEP_RATES)
     assert curve["0.7"] == records["sparse_0.7"]["test"]["top1"]  # the same model, the same keep rate
+    released = (out / "members" / "released_0.7" / "config.yaml").read_text()
+    assert "head_norm: batchnorm" in released and "dense_include_embedding: true" in released
     top1 = [float(r["top1"]) for r in rows]
     assert sum(top1) / len(top1) > 10.0, top1  # above chance (10 classes) on average
     again = subprocess.run(cmd + ["--methods", "linear", "full"], check=False, capture_output=True, text=True, timeout=300,
                            cwd=REPO)
     assert again.returncode == 0 and again.stdout.count(" done\n") == 2, again.stdout[-2000:]
-    if known_gap:
-        pytest.xfail("released_0.7: the backbone loader counts head_norm running statistics as missing backbone "
-                     "keys (video_sparse/checkpoint/report.py is_add_on_key)")
 
 
 @pytest.mark.slow
@@ -134,7 +131,7 @@ def test_quick_video_study_subset(tmp_path):
     members = ["linear", "dense_adapter", "sparse_0.5"]
     cmd = [sys.executable, str(REPO / "tools" / "study.py"), "--task", "video", "--quick", "--out", str(out),
            "--workers", "0", "--methods", *members]
-    result = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=600, cwd=REPO)
+    result = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=1200, cwd=REPO)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    _, records, _ = _check_study(out, members, 4, 96)
+    _, records = _check_study(out, members, 4, 96)
     assert records["sparse_0.5"]["trainable_params"] == records["dense_adapter"]["trainable_params"]
