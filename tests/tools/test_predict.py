@@ -181,3 +181,28 @@ def test_image_model_predicts_images_and_reports_a_corrupt_one(tmp_path):
         got = dict(preds[f"im{i}.png"].topk)
         assert preds[f"im{i}.png"].num_views == 1
         np.testing.assert_allclose([got[c] for c in "abc"], probs.numpy(), atol=1e-5)
+
+
+def test_full_checkpoint_gives_the_adapter_predictions_and_image_kept_tokens(trained, tmp_path):
+    """A full state dict (no backbone file needed) predicts as adapter + backbone; an image model's kept
+    tokens are drawn as a PNG."""
+    clf = VideoClassifier.from_experiment("demo", trained["adapter"], BACKBONE, trained["overrides"], device="cpu")
+    full = tmp_path / "model_final.pth"
+    torch.save({"model": clf.model.state_dict()}, full)
+    clf_full = VideoClassifier.from_experiment("demo", full, None, [*trained["overrides"], "pretrained=null"],
+                                               device="cpu")
+    clip = next(iter(trained["expected"]))
+    a, b = clf.predict([clip], progress=False)[0], clf_full.predict([clip], progress=False)[0]
+    assert [c for c, _ in a.topk] == [c for c, _ in b.topk]
+    np.testing.assert_allclose([p for _, p in a.topk], [p for _, p in b.topk], atol=1e-6)
+
+    import timm
+
+    from video_sparse.inference import InputItem
+    from video_sparse.inference.outputs import save_kept_tokens
+
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(tmp_path / "x.png")
+    image_clf = VideoClassifier(timm.create_model("sparse_vit_nano_patch16_64", num_classes=2), {"kind": "vtab",
+                                "input_size": 64}, ["a", "b"], device="cpu")
+    picture = save_kept_tokens(image_clf, 0, [InputItem(str(tmp_path / "x.png"), "image")], tmp_path / "kept", scale=1)
+    assert picture.suffix == ".png" and Image.open(picture).width > 64 * 3  # input + one panel per dropping layer
