@@ -11,7 +11,7 @@ The "will it fit" table per GPU (video, 16 frames at 224, bf16): model states fr
 estimators, activations counted on the meta device (no GPU, no weights; ``--frames``/``--size`` to
 change the clip)::
 
-    python tools/zero_memory.py fit --gpus 8 --gpu-mem 80
+    python tools/zero_memory.py fit --gpus 8 --batch 8
 
 DeepSpeed's estimators assume every parameter is trained (16-bit weight, gradients, fp32 master
 copy and Adam moments). Here only adapters and head are: the table applies the estimator to the
@@ -20,7 +20,8 @@ under ZeRO-2, divided among them under ZeRO-3 (whose estimate also holds the lar
 gathered, as DeepSpeed counts it). Activations are the bytes autograd saves for the backward pass
 (16-bit, per clip); with activation checkpointing, what is saved outside the blocks plus every
 block's inputs plus the largest single block's activations, recomputed one block at a time. Both
-omit transient workspaces (attention kernels), the allocator's slack and the CUDA context.
+omit what exists only during the backward pass (activation gradients), transient workspaces, the
+allocator's slack and the CUDA context: an estimate to compare settings, not a measured peak.
 """
 from __future__ import annotations
 
@@ -155,11 +156,11 @@ def activation_bytes(model: torch.nn.Module, x: torch.Tensor, keep_rate: float, 
     return outside + sum(inputs.values()) + max(per_block)
 
 
-def fit_table(gpus: int, gpu_mem_gib: float, frames: int, size: int, models: dict[str, str]) -> str:
-    """The Markdown "will it fit" table (per GPU, bf16, micro-batch 1 and the largest that fits)."""
-    rows = [("| model | params (trainable) | keep | act. ckpt | activations / clip | ZeRO-2 states | "
-             "ZeRO-2 batch 1 | ZeRO-2 max batch | ZeRO-3 states | ZeRO-3 batch 1 | ZeRO-3 max batch |"),
-            "|---|---|---|---|---|---|---|---|---|---|---|"]
+def fit_table(gpus: int, batch: int, frames: int, size: int, models: dict[str, str]) -> str:
+    """The Markdown "will it fit" table: per GPU, bf16, model states and saved activations x ``batch``."""
+    rows = [("| model | params (trainable) | keep | act. ckpt | saved activations / clip | ZeRO-2 states | "
+             f"ZeRO-3 states | ZeRO-2 total, batch {batch} | ZeRO-3 total, batch {batch} |"),
+            "|---|---|---|---|---|---|---|---|---|"]
     for label, name in models.items():
         with torch.device("meta"):
             model = timm.create_model(name, num_classes=400, num_frames=frames, img_size=size).to(torch.bfloat16)
@@ -170,14 +171,12 @@ def fit_table(gpus: int, gpu_mem_gib: float, frames: int, size: int, models: dic
         for keep in (0.7, 1.0):
             for ckpt in (False, True):
                 act = activation_bytes(model, x, keep, ckpt)
-                cells = [label if keep == 0.7 and not ckpt else "",
-                         f"{counts['total'] / 1e6:.0f} M ({counts['trainable'] / 1e6:.1f} M)" if keep == 0.7
-                         and not ckpt else "", "0.7" if keep < 1 else "1.0 (dense)", "yes" if ckpt else "no",
-                         f"{act / GiB:.2f} GiB"]
-                for stage in (2, 3):
-                    free = gpu_mem_gib * GiB - states[stage]
-                    cells += [f"{states[stage] / GiB:.2f} GiB" if not ckpt and keep == 0.7 else "",
-                              f"{(states[stage] + act) / GiB:.1f} GiB", str(max(int(free // act), 0))]
+                first = keep == 0.7 and not ckpt
+                cells = [label if first else "",
+                         f"{counts['total'] / 1e6:.0f} M ({counts['trainable'] / 1e6:.1f} M)" if first else "",
+                         "0.7" if keep < 1 else "1.0 (dense)", "yes" if ckpt else "no", f"{act / GiB:.2f} GiB",
+                         f"{states[2] / GiB:.2f} GiB" if first else "", f"{states[3] / GiB:.2f} GiB" if first else "",
+                         f"{(states[2] + batch * act) / GiB:.1f} GiB", f"{(states[3] + batch * act) / GiB:.1f} GiB"]
                 rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
@@ -263,7 +262,7 @@ def main(argv: list[str] | None = None) -> None:
     ranks.add_argument("--json", help="write the result here (rank 0)")
     fit = sub.add_parser("fit", help="the will-it-fit table (meta device)")
     fit.add_argument("--gpus", type=int, default=8)
-    fit.add_argument("--gpu-mem", type=float, default=80.0, help="GiB per GPU")
+    fit.add_argument("--batch", type=int, default=8, help="clips per GPU")
     fit.add_argument("--frames", type=int, default=16)
     fit.add_argument("--size", type=int, default=224)
     fit.add_argument("--model", action="append", help="label=registered_name (repeatable); default ViT-B/L/H/g")
@@ -271,7 +270,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.WARNING)
     if args.command == "fit":
         models = dict(m.split("=", 1) for m in args.model) if args.model else VIDEO_MODELS
-        print(fit_table(args.gpus, args.gpu_mem, args.frames, args.size, models))
+        print(fit_table(args.gpus, args.batch, args.frames, args.size, models))
         return
     result = run_ranks(args)
     if torch.distributed.get_rank() == 0:
