@@ -39,7 +39,7 @@ def test_bframes_in_avi_give_the_displayed_frames(tmp_path, painted, name, backe
 
 def test_decord_refuses_avi_instead_of_returning_wrong_frames(tmp_path):
     if not decord_available():
-        pytest.skip("decord does not import here")
+        pytest.fail("decord does not import here: run `bash tools/setup_env.sh`")
     for name in ("h264_avi", "mpeg4_avi"):
         path = write_case(AVI_CASES[name], tmp_path)
         with pytest.raises(VideoReadError, match=r"decord cannot index frames of a 'avi' file"):
