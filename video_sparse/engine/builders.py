@@ -83,25 +83,43 @@ def check_data_keys(data_cfg: dict[str, Any]) -> None:
                           f"{', '.join(sorted(DATA_KEYS[kind]))}")
 
 
-def check_lists(data_cfg: dict[str, Any]) -> None:
+def check_lists(data_cfg: dict[str, Any], splits: tuple[str, ...] = SPLITS,
+                require: bool = False) -> dict[str, int]:
     """Parse every split's list file up front (video data), so that a malformed line or a label
     ``>= data.num_classes`` stops the run before any model is built or any pass runs.
 
+    Args:
+        data_cfg: the ``data`` group as a plain dict.
+        splits: the splits to check.
+        require: a split whose list file is unset or missing is an error (else it is passed over).
+
+    Returns:
+        Videos per checked split.
+
     Raises:
         ConfigError: naming ``list_file:line`` (and ``data.num_classes`` for a label out of range).
+        FileNotFoundError: with ``require``, a list file that is unset or missing, naming its key.
     """
     if data_cfg.get("kind") != "video":
-        return
+        return {}
     from ..data.lists import load_label_map, parse_list_file
 
     names = load_label_map(data_cfg.get("label_map"))
-    for split in SPLITS:
+    counts = {}
+    for split in splits:
         list_file = data_cfg.get(f"{split}_list")
-        if list_file and Path(list_file).is_file():
-            try:
-                parse_list_file(list_file, data_cfg.get("layout") or "auto", names, data_cfg.get("num_classes"))
-            except ValueError as err:
-                raise ConfigError(f"data.{split}_list: {err}") from err
+        if not list_file or not Path(list_file).is_file():
+            if require:
+                raise FileNotFoundError(f"data.{split}_list={list_file}: list file not found "
+                                        "(make lists with tools/build_lists.py)")
+            continue
+        try:
+            records, _ = parse_list_file(list_file, data_cfg.get("layout") or "auto", names,
+                                         data_cfg.get("num_classes"))
+        except ValueError as err:
+            raise ConfigError(f"data.{split}_list: {err}") from err
+        counts[split] = len(records)
+    return counts
 
 
 def build_dataset(data_cfg: dict[str, Any], split: str) -> Dataset:

@@ -230,21 +230,12 @@ def _check_lists(cfg: DictConfig, mode: str) -> None:
         return
     if not Path(data.root).is_dir():
         raise FileNotFoundError(f"data.root={data.root}: folder not found")
-    splits = ["test"] if mode == "test" else ["train", "val"] + (["test"] if cfg.test.enabled else [])
-    from ..data.lists import parse_list_file
+    splits = ("test",) if mode == "test" else ("train", "val") + (("test",) if cfg.test.enabled else ())
+    from .builders import check_lists
 
-    for split in splits:
-        key = f"{split}_list"
-        path = data.get(key)
-        if path is None or not Path(path).is_file():
-            raise FileNotFoundError(f"data.{key}={path}: list file not found (make lists with tools/build_lists.py)")
-        try:
-            records, _ = parse_list_file(path, data.get("layout", "auto") or "auto", data.get("label_map"),
-                                         int(data.num_classes))
-        except ValueError as err:
-            raise ConfigError(f"data.{key}: {err}") from err
-        if split == "train":
-            _fit_batch(cfg, len(records))
+    counts = check_lists(OmegaConf.to_container(data, resolve=True), splits, require=True)
+    if "train" in counts:
+        _fit_batch(cfg, counts["train"])
 
 
 def _fit_batch(cfg: DictConfig, num_train: int) -> None:
