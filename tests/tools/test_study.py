@@ -2,6 +2,7 @@
 import csv
 import gzip
 import json
+import shutil
 import struct
 import subprocess
 import sys
@@ -122,6 +123,16 @@ def test_quick_image_study_end_to_end(tmp_path):
     again = subprocess.run(cmd + ["--methods", "linear", "full"], check=False, capture_output=True, text=True, timeout=300,
                            cwd=REPO)
     assert again.returncode == 0 and again.stdout.count(" done\n") == 2, again.stdout[-2000:]
+    # the full study's default: each member in a fresh process (its own peak memory); a removed member reruns
+    shutil.rmtree(out / "members" / "linear")
+    isolated = [sys.executable, str(REPO / "tools" / "study.py"), "--out", str(out), "--resolution", "28",
+                "--epochs", "1", "--train-images", "40", "--test-images", "40", "--batch-size", "8", "--workers",
+                "0", "--threads", "1", "--methods", "linear"]
+    third = subprocess.run(isolated, check=False, capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert third.returncode == 0, third.stdout[-3000:] + third.stderr[-3000:]
+    assert _records(out)["linear"]["memory_isolated"] is True
+    with open(out / "study.csv") as handle:
+        assert len(list(csv.DictReader(handle))) == len(rows)
 
 
 @pytest.mark.slow
