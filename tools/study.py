@@ -114,7 +114,8 @@ def run_member(spec: dict[str, Any]) -> dict[str, Any]:
                                                                                  "peak_mib": 0.0}
     if recipe.epoch > start_epoch:
         timing = {"seconds": timing["seconds"] + seconds, "epochs": timing["epochs"] + recipe.epoch - start_epoch,
-                  "peak_mib": max(timing["peak_mib"], peak), "base_mib": base_mib, "exact_peak": exact_peak}
+                  "peak_mib": max(timing["peak_mib"], peak), "base_mib": base_mib, "exact_peak": exact_peak,
+                  "added_mib": max(timing.get("added_mib") or 0.0, peak - base_mib) if base_mib is not None else None}
         timing_path.write_text(json.dumps(timing))
     changed = sum(not torch.equal(before[n], p.detach()) for n, p in module.named_parameters() if n in before)
     results = recipe.test()
@@ -126,6 +127,7 @@ def run_member(spec: dict[str, Any]) -> dict[str, Any]:
         "trainable_changed": changed / max(len(before), 1),
         "train_s_per_epoch": timing["seconds"] / timing["epochs"] if timing["epochs"] else None,
         "train_peak_mib": timing["peak_mib"] or None, "mib_before_training": timing.get("base_mib"),
+        "train_added_mib": timing.get("added_mib"),
         "memory_isolated": spec["isolated"] or device.type == "cuda",
         "memory_meter": "cuda max_memory_allocated" if device.type == "cuda" else "process RSS high-water mark",
         "device": str(device), "epochs": int(cfg.epochs), "history": recipe.history,

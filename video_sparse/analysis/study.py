@@ -163,7 +163,8 @@ def row_from_record(record: dict[str, Any]) -> dict[str, Any]:
             "keep_rate": record.get("keep_rate"), "top1": top1, "top1_ci": f"{low:.1f}-{high:.1f}",
             "top1_low": low, "top1_high": high, "test_images": n, "gmacs": record.get("gmacs"),
             "trainable_params": record.get("trainable_params"), "train_s_per_epoch": record.get("train_s_per_epoch"),
-            "train_peak_mib": record.get("train_peak_mib"), "infer_img_s": record.get("infer_img_s"),
+            "train_peak_mib": record.get("train_peak_mib"), "train_added_mib": record.get("train_added_mib"),
+            "infer_img_s": record.get("infer_img_s"),
             "trainable_changed": record.get("trainable_changed"), "lr": record.get("lr")}
 
 
@@ -202,6 +203,7 @@ def claim_check(rows: Sequence[dict[str, Any]], sparse: str = "sparse_0.7", dens
     ratio("gmacs", CLAIM["gmacs"], "GMACs")
     ratio("train_s_per_epoch", CLAIM["time"], "training time per epoch")
     ratio("train_peak_mib", CLAIM["memory"], "training peak memory")
+    ratio("train_added_mib", CLAIM["memory"], "memory training adds (peak - before training; the weights excluded)")
     return lines
 
 
@@ -214,7 +216,7 @@ def write_table(rows: Sequence[dict[str, Any]], md_path: str | os.PathLike, csv_
     lines += ["| " + " | ".join(_fmt(k, r.get(k)) for k in keys) + " |" for r in rows]
     text = "\n".join(lines) + "\n"
     Path(md_path).write_text(text)
-    extra = ["description", "top1_low", "top1_high", "test_images", "trainable_changed", "lr"]
+    extra = ["description", "top1_low", "top1_high", "test_images", "train_added_mib", "trainable_changed", "lr"]
     with open(csv_path, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=keys + extra, extrasaction="ignore")
         writer.writeheader()
