@@ -199,6 +199,32 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
+def compile_backend(setting: bool | str | None) -> str | None:
+    """The ``torch.compile`` backend that ``train.compile`` names: None when off, ``inductor`` for true.
+
+    Raises:
+        ConfigError: for a name that is not a registered backend.
+    """
+    if setting is None or setting is False:
+        return None
+    if setting is True:
+        return "inductor"
+    backends = torch._dynamo.list_backends(exclude_tags=())
+    if isinstance(setting, str) and setting in backends:
+        return setting
+    raise ConfigError(f"train.compile={setting!r}: expected true, false or a torch.compile backend {backends}")
+
+
+def compile_model(model: nn.Module, backend: str) -> None:
+    """Compile ``model`` in place (``nn.Module.compile``: state-dict keys unchanged) with dynamic shapes.
+
+    Dynamic shapes make the token counts and the keep rate symbols, so a keep-rate ramp compiles the
+    dense path and the sparse path once each instead of once per keep rate.
+    """
+    model.compile(backend=backend, dynamic=True)
+    log.info("torch.compile: backend %s, dynamic shapes", backend)
+
+
 def resolve_precision(precision: str, device: torch.device) -> str:
     """``auto`` -> bf16 (or fp16 without bf16 support) on GPU, fp32 on CPU; refuse what cannot run."""
     if precision not in ("auto", "fp32", "bf16", "fp16"):

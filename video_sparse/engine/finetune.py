@@ -23,8 +23,8 @@ from tqdm import tqdm
 from ..adapters import count_parameters
 from ..data.collate import collate_samples
 from . import checkpointing
-from .builders import (build_dataset, build_ds_config, build_model, param_groups, prepare_data,
-                       resolve_precision)
+from .builders import (build_dataset, build_ds_config, build_model, compile_backend, param_groups,
+                       prepare_data, resolve_precision)
 from .distributed import all_reduce_sum, barrier, init_distributed
 from .evaluate import evaluate
 from .logging_utils import MetricWriter, setup_logging
@@ -109,6 +109,11 @@ class FinetuneRecipe:
         self.model.to(self.dist.device)
         self.engine, self.optimizer, _, self.scheduler = deepspeed.initialize(
             model=self.model, optimizer=optimizer, lr_scheduler=scheduler, config=ds_config)
+        backend = compile_backend(cfg.train.get("compile"))
+        if backend:  # in place: training, validation and test run compiled; checkpoint keys unchanged
+            self.engine.compile(backend=backend, compile_kwargs={"dynamic": True})
+            log.info("torch.compile: backend %s, dynamic shapes (one compilation per path, not per keep rate)",
+                     backend)
         log.info("DeepSpeed ZeRO stage %d, %s, %d rank(s), batch %d = %d x %d ranks x %d accumulation, lr %.3g",
                  cfg.deepspeed.stage, self.precision, world, batch, micro, world, accumulate, lr)
         self.mixup = MixupCutmix(cfg.model.num_classes, cfg.optim.mixup, cfg.optim.cutmix, cfg.optim.mixup_prob,

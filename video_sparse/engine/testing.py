@@ -13,7 +13,8 @@ from torch import nn
 from ..analysis.flops import count_gmacs, input_shape_of
 from ..checkpoint.io import atomic_write
 from ..evaluation import format_flops_x_views, plot_confusion_matrix
-from .builders import build_dataset, build_model, prepare_data, resolve_precision
+from .builders import (build_dataset, build_model, compile_backend, compile_model, prepare_data,
+                       resolve_precision)
 from .distributed import DistInfo, barrier, init_distributed
 from .evaluate import evaluate
 from .logging_utils import setup_logging
@@ -110,6 +111,9 @@ def run_test(cfg: DictConfig) -> dict[str, Any]:
     kind = load_trained_weights(model, cfg.checkpoint)
     log.info("loaded %s weights from %s", kind, cfg.checkpoint)
     model.to(dist_info.device).eval()
+    backend = compile_backend(cfg.train.get("compile"))
+    if backend:
+        compile_model(model, backend)
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
     def forward(x: torch.Tensor) -> torch.Tensor:

@@ -102,6 +102,7 @@ class _RecomputedChunkedAttention(torch.autograd.Function):
         return dq, dk.to(k.dtype), dv.to(v.dtype), None, None
 
 
+@torch.compiler.disable  # eager under torch.compile: the chunk loop needs a concrete N (see below)
 def attention_with_mean_received(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float,
                                  chunk_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Attention output plus the exact mean attention each key receives, in query chunks.
@@ -109,6 +110,10 @@ def attention_with_mean_received(q: torch.Tensor, k: torch.Tensor, v: torch.Tens
     When gradients are needed, the chunks' attention matrices are recomputed in the backward pass
     instead of kept (see :class:`_RecomputedChunkedAttention`), so training memory stays O(N) per
     layer like the fused attention of the other layers.
+
+    Under ``torch.compile`` this function runs eagerly (a graph break): the Python chunk loop would
+    make dynamo specialise on N, i.e. recompile at every keep rate of a ramp, and with dynamic shapes
+    tracing it fails outright.
 
     Args:
         q, k, v: (B, H, N, d), one dtype.
