@@ -1,7 +1,10 @@
 """``train.compile``: torch.compile in training and testing, without a recompilation per keep rate.
 
-Compilations are counted with a backend that records each graph it is handed and runs it as traced
-(no code generation), so the counts are those of any backend and the tests stay fast on a CPU.
+Compilations are counted with a backend that records each graph dynamo hands it and runs it as
+traced (no code generation, fast on a CPU). That is dynamo's graph capture, as the ``eager`` backend
+sees it. The AOT backends (``aot_eager``, ``inductor``) specialise further: they cannot keep the
+float keep rate symbolic where it becomes a token count (``num_kept_tokens``'s ceiling), so they
+still recompile at every keep rate; a strict xfail below records that limitation.
 """
 from __future__ import annotations
 
@@ -79,11 +82,35 @@ def test_keep_rate_ramp_compiles_each_path_once(name, score, shape):
     assert frames[3] == frames[2] == frames[1], f"recompiled as the keep rate ramped: {frames}"
 
 
+@pytest.mark.xfail(strict=True, reason="AOT backends specialise on the float keep rate where it becomes a "
+                   "token count (models/vit.py, sparsify/functional.py: num_kept_tokens): one recompilation "
+                   "per keep rate")
+def test_keep_rate_ramp_with_an_aot_backend_compiles_each_path_once():
+    from torch._dynamo.backends.debugging import aot_eager
+
+    torch.manual_seed(0)
+    model = timm.create_model("sparse_videomae_nano_patch16_64", num_classes=3, depth=2, sparse_layers=(0, 1),
+                              score="mean_attn", num_frames=2)
+    x = torch.randn(2, 3, 2, 64, 64)
+    counter = CompileCounter()
+
+    def counted_aot_eager(gm: torch.fx.GraphModule, example_inputs: list) -> object:
+        counter(gm, example_inputs)
+        return aot_eager(gm, example_inputs)
+
+    model.compile(backend=counted_aot_eager, dynamic=True)
+    frames = []
+    for rate in (1.0, 0.9, 0.8, 0.7):
+        model(x, keep_rate=rate).sum().backward()
+        frames.append(counter.frame_count)
+    assert frames[3] == frames[2] == frames[1], f"recompiled as the keep rate ramped: {frames}"
+
+
 def test_recipe_compiles_training_and_testing_once_per_path(tmp_path, digits_root, single_process_group,
                                                             monkeypatch):
-    """A keep-rate ramp over the first epoch (6 steps, 16 tokens: 5 token counts) compiles the dense
-    and the sparse training paths once each; evaluation compiles once more (eval mode, no grad) and
-    the test reuses that graph. ``tools/test.py`` (run_test) compiles too and scores the same."""
+    """A keep-rate ramp over the first epoch (6 steps, 16 tokens: 5 token counts) is captured as the
+    dense and the sparse training graphs once each; evaluation adds one (eval mode, no grad) and the
+    test reuses it. ``tools/test.py`` (run_test) compiles too and scores the same."""
     from hydra import compose, initialize_config_dir
 
     from video_sparse.engine.config import CONFIG_DIR

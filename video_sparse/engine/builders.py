@@ -218,8 +218,9 @@ def compile_backend(setting: bool | str | None) -> str | None:
 def compile_model(model: nn.Module, backend: str) -> None:
     """Compile ``model`` in place (``nn.Module.compile``: state-dict keys unchanged) with dynamic shapes.
 
-    Dynamic shapes make the token counts and the keep rate symbols, so a keep-rate ramp compiles the
-    dense path and the sparse path once each instead of once per keep rate.
+    Dynamic shapes make the token counts and the keep rate symbols, so dynamo captures a keep-rate
+    ramp as one dense and one sparse graph; AOT backends (inductor) still specialise on the keep rate
+    where it becomes a token count, i.e. recompile per keep rate.
     """
     model.compile(backend=backend, dynamic=True)
     log.info("torch.compile: backend %s, dynamic shapes", backend)

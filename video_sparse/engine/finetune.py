@@ -112,8 +112,10 @@ class FinetuneRecipe:
         backend = compile_backend(cfg.train.get("compile"))
         if backend:  # in place: training, validation and test run compiled; checkpoint keys unchanged
             self.engine.compile(backend=backend, compile_kwargs={"dynamic": True})
-            log.info("torch.compile: backend %s, dynamic shapes (one compilation per path, not per keep rate)",
-                     backend)
+            log.info("torch.compile: backend %s, dynamic shapes", backend)
+            if backend != "eager" and cfg.sparsity.get("ramp_epochs", 0):
+                log.warning("train.compile=%s with sparsity.ramp_epochs=%s: recompiles at each keep rate of the "
+                            "ramp (then runs eagerly past torch's recompile limit)", backend, cfg.sparsity.ramp_epochs)
         log.info("DeepSpeed ZeRO stage %d, %s, %d rank(s), batch %d = %d x %d ranks x %d accumulation, lr %.3g",
                  cfg.deepspeed.stage, self.precision, world, batch, micro, world, accumulate, lr)
         self.mixup = MixupCutmix(cfg.model.num_classes, cfg.optim.mixup, cfg.optim.cutmix, cfg.optim.mixup_prob,
