@@ -13,31 +13,9 @@ import av  # noqa: F401  (load PyAV's FFmpeg before decord's bundled copy; see r
 import numpy as np
 import pytest
 import torch
+from painted_frames import paint_frame, read_index  # noqa: F401  (used by the tests here)
 
 CODECS = {".mp4": "libx264", ".mkv": "libx264", ".webm": "libvpx-vp9", ".avi": "mpeg4"}
-
-
-def paint_frame(index: int, height: int = 64, width: int = 64) -> np.ndarray:
-    """uint8 (H, W, 3) frame encoding ``index`` (0..255) in 8 blocks."""
-    frame = np.full((height, width, 3), 128, dtype=np.uint8)
-    frame[: height // 2] = 0
-    block = width // 8
-    for bit in range(8):
-        if (index >> bit) & 1:
-            frame[: height // 2, bit * block:(bit + 1) * block] = 255
-    return frame
-
-
-def read_index(frame: np.ndarray) -> int:
-    """Decode the index painted by :func:`paint_frame` from an (H, W, 3) frame of any size."""
-    h, w = frame.shape[:2]
-    block = w / 8
-    value = 0
-    for bit in range(8):
-        x0, x1 = int(bit * block + block / 4), int((bit + 1) * block - block / 4)
-        if frame[h // 8: 3 * h // 8, x0:x1].astype(float).mean() > 127:
-            value |= 1 << bit
-    return value
 
 
 def clip_indices(clip: torch.Tensor, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)) -> list[int]:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import av
 import numpy as np
-from conftest import paint_frame
+from painted_frames import paint_frame
 
 
 @dataclass(frozen=True)
@@ -164,7 +164,7 @@ def sequential_reference(path: Path, hflip: bool = False, sar: Fraction | None =
     Returns:
         (frames as uint8 (H, W, 3), the index painted in each frame as decoded).
     """
-    from conftest import read_index
+    from painted_frames import read_index
     from PIL import Image
 
     out, painted, rotation, first = [], [], 0, None
