@@ -2,9 +2,9 @@
 
 Compilations are counted with a backend that records each graph dynamo hands it and runs it as
 traced (no code generation, fast on a CPU). That is dynamo's graph capture, as the ``eager`` backend
-sees it. The AOT backends (``aot_eager``, ``inductor``) specialise further: they cannot keep the
-float keep rate symbolic where it becomes a token count (``num_kept_tokens``'s ceiling), so they
-still recompile at every keep rate; a strict xfail below records that limitation.
+sees it. The AOT backends (``aot_eager``, ``inductor``) specialise further on a float keep rate; the
+recipe passes the rate as an integer of 1/10000 (``keep_units``), which they keep symbolic: the last
+test checks that with ``aot_eager``.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from torch._dynamo.backends.registry import register_backend
 from torch._dynamo.testing import CompileCounter
 
 from video_sparse.engine.builders import ConfigError, compile_backend
-from video_sparse.sparsify.functional import num_kept_tokens
+from video_sparse.sparsify.functional import keep_units, num_kept_tokens
 
 COUNTING_BACKEND = "video_sparse_test_counter"
 _events: list[tuple[str, int]] = []  # (phase, index of the training step) per compiled graph
@@ -82,9 +82,6 @@ def test_keep_rate_ramp_compiles_each_path_once(name, score, shape):
     assert frames[3] == frames[2] == frames[1], f"recompiled as the keep rate ramped: {frames}"
 
 
-@pytest.mark.xfail(strict=True, reason="AOT backends specialise on the float keep rate where it becomes a "
-                   "token count (models/vit.py, sparsify/functional.py: num_kept_tokens): one recompilation "
-                   "per keep rate")
 def test_keep_rate_ramp_with_an_aot_backend_compiles_each_path_once():
     from torch._dynamo.backends.debugging import aot_eager
 
@@ -100,9 +97,15 @@ def test_keep_rate_ramp_with_an_aot_backend_compiles_each_path_once():
 
     model.compile(backend=counted_aot_eager, dynamic=True)
     frames = []
+    eager = timm.create_model("sparse_videomae_nano_patch16_64", num_classes=3, depth=2, sparse_layers=(0, 1),
+                              score="mean_attn", num_frames=2)
+    eager.load_state_dict(model.state_dict())
     for rate in (1.0, 0.9, 0.8, 0.7):
-        model(x, keep_rate=rate).sum().backward()
+        out = model(x, keep_units=keep_units(rate))
+        out.sum().backward()
         frames.append(counter.frame_count)
+        with torch.no_grad():  # the integer form keeps the same tokens as the float keep rate
+            torch.testing.assert_close(out.detach(), eager(x, keep_rate=rate), rtol=1e-5, atol=1e-5)
     assert frames[3] == frames[2] == frames[1], f"recompiled as the keep rate ramped: {frames}"
 
 

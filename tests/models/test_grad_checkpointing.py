@@ -73,9 +73,9 @@ def test_recomputed_forward_keeps_the_first_forwards_tokens(monkeypatch):
     the recomputation would keep other tokens and the gradients would differ."""
     state = {"calls": 0, "gen": None}
 
-    def random_ranking(scores, keep_rate, fuse=True):
+    def random_ranking(scores, keep_rate, fuse=True, num_keep=None):
         state["calls"] += 1
-        return select_tokens(torch.rand(scores.shape, generator=state["gen"]), keep_rate, fuse)
+        return select_tokens(torch.rand(scores.shape, generator=state["gen"]), keep_rate, fuse, num_keep)
 
     monkeypatch.setattr(vit, "select_tokens", random_ranking)
     model = _model(NANO_VIDEO)

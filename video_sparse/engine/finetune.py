@@ -31,6 +31,7 @@ from .logging_utils import MetricWriter, setup_logging
 from .mixup import MixupCutmix
 from .run_lock import RunLock, lock_run_folder
 from .sampling import Layout, ResumableSampler, SeededDataset, check_layout, resume_micro_step
+from ..sparsify import keep_units
 from .schedules import keep_rate_at, warmup_cosine
 
 log = logging.getLogger(__name__)
@@ -113,9 +114,6 @@ class FinetuneRecipe:
         if backend:  # in place: training, validation and test run compiled; checkpoint keys unchanged
             self.engine.compile(backend=backend, compile_kwargs={"dynamic": True})
             log.info("torch.compile: backend %s, dynamic shapes", backend)
-            if backend != "eager" and cfg.sparsity.get("ramp_epochs", 0):
-                log.warning("train.compile=%s with sparsity.ramp_epochs=%s: recompiles at each keep rate of the "
-                            "ramp (then runs eagerly past torch's recompile limit)", backend, cfg.sparsity.ramp_epochs)
         log.info("DeepSpeed ZeRO stage %d, %s, %d rank(s), batch %d = %d x %d ranks x %d accumulation, lr %.3g",
                  cfg.deepspeed.stage, self.precision, world, batch, micro, world, accumulate, lr)
         self.mixup = MixupCutmix(cfg.model.num_classes, cfg.optim.mixup, cfg.optim.cutmix, cfg.optim.mixup_prob,
@@ -210,7 +208,9 @@ class FinetuneRecipe:
                 labels = batch["label"].to(self.dist.device)
                 rng = np.random.default_rng([cfg.seed, self.epoch, self.step_in_epoch, self.dist.rank])
                 x, target = self.mixup(x, labels, rng)
-                logits = self.engine(x, keep_rate=keep_rate)
+                # the keep rate as an integer of 1/10000: a compiled model keeps it symbolic (one graph
+                # for every rate of a ramp)
+                logits = self.engine(x, keep_units=keep_units(keep_rate))
                 loss = torch.sum(-target * F.log_softmax(logits.float(), dim=-1), dim=-1).mean()
                 self.engine.backward(loss)
                 self.engine.step()

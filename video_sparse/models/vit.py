@@ -32,7 +32,14 @@ from torch.utils.checkpoint import checkpoint
 
 from ..adapters import ADAPTERS, is_trainable_by_design
 from ..layers import Attention, PatchEmbed2d, TubeletEmbed, sincos_position_table
-from ..sparsify import SCORE_POLICIES, TokenSelection, apply_selection, num_kept_tokens, select_tokens
+from ..sparsify import (
+    SCORE_POLICIES,
+    TokenSelection,
+    apply_selection,
+    num_kept_from_units,
+    num_kept_tokens,
+    select_tokens,
+)
 
 DEFAULT_VIDEO_SCORE = "mean_attn"  # chosen by measurement: BENCHMARKS.md, "Video score policy"
 #: The paper's sparsifying blocks (0-based) in a 12-block ViT; deeper models scale them.
@@ -92,7 +99,8 @@ class Block(nn.Module):
         self.adapter = adapter
 
     def forward(self, x: torch.Tensor, keep_rate: float = 1.0, history: list[torch.Tensor] | None = None,
-                kept: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None, TokenSelection | None]:
+                kept: torch.Tensor | None = None, keep_units: int | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor | None, TokenSelection | None]:
         """Run the block.
 
         Args:
@@ -102,19 +110,23 @@ class Block(nn.Module):
                 this block drops tokens.
             kept: (B, K) indices to keep instead of the top-scored ones (the recomputed forward of
                 activation checkpointing); the fused token's weights still come from the scores.
+            keep_units: the keep rate as an integer of 1/10000 (overrides ``keep_rate``; see
+                :func:`~video_sparse.sparsify.functional.num_kept_from_units`).
 
         Returns:
             (B, P + N', C) tokens, the adapter output (or None), the token selection (or None).
         """
         num_scored = x.shape[1] - self.num_prefix_tokens
-        drops = self.sparsify and num_kept_tokens(num_scored, keep_rate) < num_scored
+        num_keep = (num_kept_tokens(num_scored, keep_rate) if keep_units is None
+                    else num_kept_from_units(num_scored, keep_units))
+        drops = self.sparsify and num_keep < num_scored
         attn_out, scores = self.attn(self.norm1(x), score=self.score if drops else None,
                                      num_prefix_tokens=self.num_prefix_tokens)
         x = x + self.drop_path1(self.ls1(attn_out))
         selection = None
         if scores is not None:
             if kept is None:  # ranked on detached scores: no tensor saved, so a recomputation may skip it
-                kept = select_tokens(scores.detach(), keep_rate, fuse=False).kept
+                kept = select_tokens(scores.detach(), keep_rate, fuse=False, num_keep=num_keep).kept
             selection = _forced_selection(scores, kept, self.fuse_token)
             x = apply_selection(x, selection, self.num_prefix_tokens)
             if history:
@@ -314,17 +326,17 @@ class SparseViT(nn.Module):
         self.head_norm = _make_head_norm(self.model_args["head_norm"], self.embed_dim, num_classes)
         self.model_args["num_classes"] = num_classes
 
-    def _run_block(self, block: Block, x: torch.Tensor, keep_rate: float, history: list[torch.Tensor] | None
-                   ) -> tuple[torch.Tensor, torch.Tensor | None, TokenSelection | None]:
+    def _run_block(self, block: Block, x: torch.Tensor, keep_rate: float, history: list[torch.Tensor] | None,
+                   keep_units: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None, TokenSelection | None]:
         """``block(x, keep_rate, history)``, through activation checkpointing when it is on."""
         if not (self.grad_checkpointing and torch.is_grad_enabled()):
-            return block(x, keep_rate, history)
+            return block(x, keep_rate, history, keep_units=keep_units)
         first: dict[str, torch.Tensor] = {}
 
         def run(x: torch.Tensor, *hist: torch.Tensor) -> tuple[Any, ...]:
             # `history` is passed by value: the recomputation must see it as it was, not as reduced.
             local = list(hist) if history is not None else None
-            out, adapter_out, selection = block(x, keep_rate, local, kept=first.get("kept"))
+            out, adapter_out, selection = block(x, keep_rate, local, kept=first.get("kept"), keep_units=keep_units)
             if selection is not None and "kept" not in first:
                 first["kept"] = selection.kept  # the recomputed forward keeps these tokens
             return out, adapter_out, selection, local
@@ -340,14 +352,18 @@ class SparseViT(nn.Module):
             x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)
         return self.pos_drop(x + self.pos_embed.to(x.dtype))
 
-    def forward_tokens(self, x: torch.Tensor, keep_rate: float | None = None, track: bool = False
-                       ) -> tuple[torch.Tensor, torch.Tensor | None, list[torch.Tensor]]:
+    def forward_tokens(self, x: torch.Tensor, keep_rate: float | None = None, track: bool = False,
+                       keep_units: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None, list[torch.Tensor]]:
         """Run embedding and blocks.
 
         Args:
             x: (B, C, H, W) images or (B, C, T, H, W) clips.
             keep_rate: overrides ``self.keep_rate`` for this call (keep-rate schedules).
             track: follow the original index and mass of every token.
+            keep_units: the keep rate as an integer of 1/10000 (from
+                :func:`~video_sparse.sparsify.functional.keep_units`); overrides ``keep_rate``. A
+                compiled model (``dynamic=True``) keeps it symbolic: a keep-rate schedule passed this
+                way compiles no new graph per rate.
 
         Returns:
             tokens (B, P + N', C) after the final norm; token masses (B, N') when tracked or needed
@@ -364,7 +380,7 @@ class SparseViT(nn.Module):
         history: list[torch.Tensor] | None = [] if self.uses_history else None
         last = len(self.blocks) - 1
         for i, block in enumerate(self.blocks):
-            x, adapter_out, selection = self._run_block(block, x, keep_rate, history)
+            x, adapter_out, selection = self._run_block(block, x, keep_rate, history, keep_units)
             if selection is not None:
                 if ids is not None:
                     ids = _reduce_ids(ids, selection)
@@ -401,10 +417,14 @@ class SparseViT(nn.Module):
         """Tokens after the last block and norm: (B, P + N', C)."""
         return self.forward_tokens(x)[0]
 
-    def forward(self, x: torch.Tensor, return_kept: bool = False,
-                keep_rate: float | None = None) -> torch.Tensor | SparseOutput:
-        """Classify a batch; with ``return_kept`` also return the kept token indices per layer."""
-        tokens, mass, kept = self.forward_tokens(x, keep_rate=keep_rate, track=return_kept)
+    def forward(self, x: torch.Tensor, return_kept: bool = False, keep_rate: float | None = None,
+                keep_units: int | None = None) -> torch.Tensor | SparseOutput:
+        """Classify a batch; with ``return_kept`` also return the kept token indices per layer.
+
+        ``keep_rate`` (a fraction) or ``keep_units`` (an integer of 1/10000, see
+        :meth:`forward_tokens`) override ``self.keep_rate`` for this call.
+        """
+        tokens, mass, kept = self.forward_tokens(x, keep_rate=keep_rate, track=return_kept, keep_units=keep_units)
         logits = self.forward_head(tokens, mass)
         return SparseOutput(logits, kept) if return_kept else logits
 

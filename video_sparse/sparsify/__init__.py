@@ -1,5 +1,22 @@
 """Token sparsification: importance scores, top-k selection and the fused token."""
-from .functional import TokenSelection, apply_selection, num_kept_tokens, select_tokens
+from .functional import (
+                         KEEP_UNITS,
+                         TokenSelection,
+                         apply_selection,
+                         keep_units,
+                         num_kept_from_units,
+                         num_kept_tokens,
+                         select_tokens,
+)
 from .scorers import SCORE_POLICIES
 
-__all__ = ["TokenSelection", "apply_selection", "num_kept_tokens", "select_tokens", "SCORE_POLICIES"]
+__all__ = [
+                         "KEEP_UNITS",
+                         "SCORE_POLICIES",
+                         "TokenSelection",
+                         "apply_selection",
+                         "keep_units",
+                         "num_kept_from_units",
+                         "num_kept_tokens",
+                         "select_tokens",
+]

@@ -36,15 +36,37 @@ def num_kept_tokens(num_tokens: int, keep_rate: float) -> int:
     return max(1, min(num_tokens, math.ceil(round(keep_rate * num_tokens, 6))))
 
 
-def select_tokens(scores: torch.Tensor, keep_rate: float, fuse: bool = True) -> TokenSelection:
+KEEP_UNITS = 10_000  # keep rates as integers of 1/10000: torch.compile keeps an int symbolic, not a float
+
+
+def keep_units(keep_rate: float) -> int:
+    """``keep_rate`` in (0, 1] as an integer number of 1/10000 (rounded), for :func:`num_kept_from_units`."""
+    num_kept_tokens(1, keep_rate)  # validates the range
+    return max(1, round(keep_rate * KEEP_UNITS))
+
+
+def num_kept_from_units(num_tokens: int, units: int) -> int:
+    """``ceil(units * num_tokens / 10000)``, clipped to ``[1, num_tokens]``, in integer arithmetic.
+
+    Equal to :func:`num_kept_tokens` for every keep rate that is a multiple of 1/10000. Integer
+    arithmetic lets ``torch.compile(dynamic=True)`` treat ``units`` as a symbol, so a keep-rate
+    schedule reuses one compiled graph instead of compiling one per rate.
+    """
+    return torch.sym_max(1, torch.sym_min(num_tokens, (num_tokens * units + KEEP_UNITS - 1) // KEEP_UNITS))
+
+
+def select_tokens(scores: torch.Tensor, keep_rate: float, fuse: bool = True,
+                  num_keep: int | None = None) -> TokenSelection:
     """Pick the top tokens of each sample.
 
     Args:
         scores: (B, N) importance of the non-prefix tokens.
         keep_rate: fraction of tokens to keep.
         fuse: whether the dropped tokens will be fused into one token.
+        num_keep: tokens to keep, when already known (overrides ``keep_rate``).
     """
-    num_keep = num_kept_tokens(scores.shape[1], keep_rate)
+    if num_keep is None:
+        num_keep = num_kept_tokens(scores.shape[1], keep_rate)
     kept = torch.topk(scores, num_keep, dim=1, largest=True, sorted=True).indices
     fuse_weights = None
     if fuse and num_keep < scores.shape[1]:
