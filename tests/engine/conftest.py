@@ -11,16 +11,17 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def single_process_group():
-    """The one-process group the recipe joins (made once; env vars as a plain `python tools/train.py` sets)."""
-    mp = pytest.MonkeyPatch()
+    """The one-process group the recipe joins (made by the first test, then reused; env vars as a plain
+    `python tools/train.py` sets). The variables are removed after each test module, so the tools that
+    later tests start in subprocesses do not inherit them."""
     env = {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1",
            "MASTER_PORT": str(_free_port())}
-    for key, value in env.items():
-        mp.setenv(key, value)
-    yield
-    mp.undo()
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in env.items():
+            mp.setenv(key, value)
+        yield
 
 
 @pytest.fixture(scope="session")
