@@ -1,41 +1,14 @@
 """Two CPU processes train the nano video model through the real DeepSpeed path (gloo backend)."""
 import json
-import os
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from dist_runs import ROOT, tiny, train
 
 from video_sparse.engine.builders import build_model
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration
-
-
-def _port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _tiny(data_root: Path, out: Path, *extra: str) -> list[str]:
-    return ["experiment=demo", f"data.root={data_root}", "data.demo.num_train=32", "data.demo.num_val=8",
-            "data.demo.num_test=8", "data.demo.size=32", "data.input_size=32", "data.short_side_size=32",
-            "data.num_frames=8", "data.batch_size=4", "data.test_num_clips=1", "data.test_num_crops=1",
-            "optim.lr=0.05", "optim.warmup_epochs=0", "optim.min_lr=0.05", "train.eval_every=0", "seed=3",
-            f"output_dir={out}", *extra]
-
-
-def _run(overrides: list[str], nproc: int = 2, timeout: int = 600) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", f"--master_port={_port()}",
-           str(ROOT / "tools" / "train.py"), *overrides]
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=env)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
-    return result
 
 
 def _fresh_model(out: Path) -> torch.nn.Module:
@@ -50,7 +23,7 @@ def _fresh_model(out: Path) -> torch.nn.Module:
 @pytest.mark.parametrize("stage", [2, 3])
 def test_zero_training_lowers_the_loss_and_keeps_the_backbone(tmp_path, stage):
     out = tmp_path / "run"
-    _run(_tiny(tmp_path / "data", out, f"deepspeed=zero{stage}", "epochs=4", "train.export_full=true"))
+    train(tiny(tmp_path / "data", out, f"deepspeed=zero{stage}", "epochs=4", "train.export_full=true"))
     results = json.loads((out / "results.json").read_text())
     losses = [epoch["train_loss"] for epoch in results["history"]]
     assert len(losses) == 4 and losses[-1] < losses[0], losses
@@ -72,12 +45,12 @@ def test_zero_training_lowers_the_loss_and_keeps_the_backbone(tmp_path, stage):
 def test_killed_run_resumes_to_the_same_weights(tmp_path):
     data = tmp_path / "data"
     common = ["deepspeed=zero2", "epochs=2", "train.save_every_steps=2", "test.enabled=false"]
-    _run(_tiny(data, tmp_path / "straight", *common))
+    train(tiny(data, tmp_path / "straight", *common))
     interrupted = tmp_path / "interrupted"
-    _run(_tiny(data, interrupted, *common, "train.max_steps=3"))  # stops mid-epoch, after the step-2 checkpoint
+    train(tiny(data, interrupted, *common, "train.max_steps=3"))  # stops mid-epoch, after the step-2 checkpoint
     assert (interrupted / "checkpoints" / "latest").read_text().strip() == "step_00000002"
     assert not (interrupted / "adapter.pth").exists()
-    second = _run(_tiny(data, interrupted, *common))
+    second = train(tiny(data, interrupted, *common))
     assert "resumed from" in second.stdout + second.stderr
     a = torch.load(tmp_path / "straight" / "adapter.pth", weights_only=True)["state_dict"]
     b = torch.load(interrupted / "adapter.pth", weights_only=True)["state_dict"]
