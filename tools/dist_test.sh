@@ -14,15 +14,8 @@ CHECKPOINT=$2
 NUM_GPUS=$3
 shift 3
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-# the repository's .venv when there is one (no activation needed), else the python on PATH
-if [ -z "${PYTHON:-}" ]; then
-    if [ -x "$ROOT/.venv/bin/python" ]; then PYTHON="$ROOT/.venv/bin/python"; else PYTHON=python; fi
-fi
-if ! "$PYTHON" -c "import torch, deepspeed, video_sparse" 2>/dev/null; then
-    echo "error: $PYTHON cannot import torch, deepspeed and video_sparse; run bash tools/setup_env.sh" \
-         "or set PYTHON=/path/to/python" >&2
-    exit 2
-fi
+# shellcheck source=tools/_python.sh
+source "$ROOT/tools/_python.sh"
 RUN_DIR=${RUN_DIR:-outputs/${EXPERIMENT}/test}
 exec "$PYTHON" -m torch.distributed.run \
     --nnodes="${NNODES:-1}" --node_rank="${NODE_RANK:-0}" --nproc_per_node="$NUM_GPUS" \
