@@ -124,26 +124,24 @@ class Probe(NamedTuple):
         """MP4/MOV or Matroska/WebM: timestamps can index frames."""
         return bool(self.formats & INDEXED_FORMATS)
 
-    def decord_problem(self) -> str | None:
-        """Why decord cannot return this file's frames exactly (``None`` when it can)."""
-        if not self.indexed:
-            return (f"decord cannot index frames of a {','.join(sorted(self.formats))!r} file exactly "
-                    "(it trusts container timestamps)")
-        if self.codec not in DECORD_CODECS:
-            return f"decord does not read {self.codec!r} video exactly"
-        if orientation_ops(self.display.matrix):
-            return "decord cannot read videos with a rotation/flip display matrix"
-        if abs(self.display.sar - 1.0) > 1e-6:  # it fails to copy some such frames (size mismatch)
-            return "decord cannot read videos with non-square pixels reliably"
-        return None
-
     def problem(self, backend: str) -> str | None:
-        """Why ``backend`` cannot return this file's frames exactly (``None`` when it can)."""
-        if backend == "decord":
-            return self.decord_problem()
-        if backend == "torchcodec" and not self.indexed:
-            return (f"torchcodec cannot index frames of a {','.join(sorted(self.formats))!r} file exactly "
+        """Why ``backend`` cannot return this file's frames exactly (``None`` when it can).
+
+        decord and torchcodec look frames up by container timestamps, so both need an indexed
+        container; decord also mis-reads some codecs, display matrices and non-square pixels.
+        """
+        if backend not in ("decord", "torchcodec"):
+            return None
+        if not self.indexed:
+            return (f"{backend} cannot index frames of a {','.join(sorted(self.formats))!r} file exactly "
                     "(it trusts container timestamps)")
+        if backend == "decord":
+            if self.codec not in DECORD_CODECS:
+                return f"decord does not read {self.codec!r} video exactly"
+            if orientation_ops(self.display.matrix):
+                return "decord cannot read videos with a rotation/flip display matrix"
+            if abs(self.display.sar - 1.0) > 1e-6:  # it fails to copy some such frames (size mismatch)
+                return "decord cannot read videos with non-square pixels reliably"
         return None
 
 

@@ -341,14 +341,14 @@ class DecordReader(VideoReader):
     decord maps frame indices to container timestamps; for other containers (AVI with B-frames,
     MPEG-TS, raw streams) that returns wrong frames without error; it also mis-reads HEVC and
     MPEG-4 Part 2 with B-frames and fails on rotated videos and non-square pixels. Opening such a
-    file raises :class:`VideoReadError` (see :meth:`Probe.decord_problem`). The display geometry
+    file raises :class:`VideoReadError` (see :meth:`Probe.problem`). The display geometry
     (size changes) comes from :func:`probe_video`.
     """
 
     def __init__(self, path: str | os.PathLike, num_threads: int = 1, probe: Probe | None = None):
         self.path = str(path)
         probe = probe_video(self.path) if probe is None else probe
-        problem = probe.decord_problem()
+        problem = probe.problem("decord")
         if problem:
             raise VideoReadError(f"{self.path}: {problem}; use backend='pyav' or 'auto'")
         self.display = probe.display
