@@ -20,6 +20,7 @@ import logging
 import os
 import pickle
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ ONNX_SUFFIXES: tuple[str, ...] = (".onnx",)
 SUPPORTED_SUFFIXES: tuple[str, ...] = NPZ_SUFFIXES + TORCH_SUFFIXES + SAFETENSORS_SUFFIXES + ONNX_SUFFIXES
 #: Classes the restricted unpickler may rebuild besides tensors and plain containers.
 SAFE_CLASSES: list[type] = [argparse.Namespace]
+_TORCH_LOAD = torch.load  # the real loader, also while engine.safe_load guards torch.load
 
 
 def check_path(path: str | os.PathLike) -> Path:
@@ -75,19 +77,30 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
         raise CheckpointError(f"cannot read NumPy checkpoint {path}: {type(e).__name__}: {e}") from e
 
 
-def read_torch(path: Path) -> Any:
+def read_torch(path: str | os.PathLike, allowed: Sequence[type] = SAFE_CLASSES, map_location: Any = "cpu") -> Any:
     """Read a ``torch.save`` file with ``weights_only=True``; never runs code from the file.
 
-    ``argparse.Namespace`` is allowed (rebuilt as an attribute bag, nothing called); every value
-    inside it is still restricted to tensors and plain types.
+    Args:
+        path: the file.
+        allowed: classes allowed besides tensors and plain containers (default ``argparse.Namespace``,
+            rebuilt as an attribute bag, nothing called; its values are restricted the same way).
+        map_location: as for ``torch.load``.
+
+    Raises:
+        CheckpointError: the file holds any other object type (nothing of it is executed), or is
+            unreadable; the message names the file.
     """
     try:
-        with torch.serialization.safe_globals(SAFE_CLASSES):
-            return torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals(list(allowed)):
+            return _TORCH_LOAD(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
+        lines = str(e).splitlines()
+        detail = next((line.strip() for line in lines if "GLOBAL" in line or "Unsupported" in line),
+                      f"{e.__class__.__name__}: {lines[0] if lines else ''}")
         raise CheckpointError(
-            f"refusing to load {path}: it holds objects other than tensors and plain containers, "
-            f"which would require executing pickled code ({e.__class__.__name__}: {str(e).splitlines()[0]})"
+            f"refusing to load {path}: it holds objects other than tensors, plain containers and the allowed "
+            f"types ({', '.join(c.__qualname__ for c in allowed) or 'none'}), which would require executing "
+            f"pickled code ({detail})"
         ) from e
     except (RuntimeError, OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as e:
         raise CheckpointError(f"cannot read torch checkpoint {path}: {type(e).__name__}: {e}") from e

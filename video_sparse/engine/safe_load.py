@@ -14,13 +14,12 @@ import contextlib
 import importlib
 import logging
 import os
-import pickle
 from collections.abc import Iterator
 from typing import Any
 
 import torch
 
-from ..checkpoint.report import CheckpointError
+from ..checkpoint.readers import read_torch
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +30,7 @@ DEEPSPEED_SAFE_TYPES: tuple[str, ...] = (
     "deepspeed.utils.tensor_fragment.fragment_address",      # ZeRO 1-2 parameter slice mappings
 )
 
-_torch_load = torch.load  # the real loader, kept while torch.load is guarded
+_torch_load = torch.load  # the real loader, put back when the guard ends
 
 
 def allowed_globals() -> list[type]:
@@ -47,23 +46,14 @@ def allowed_globals() -> list[type]:
 
 
 def safe_torch_load(path: str | os.PathLike, map_location: Any = None) -> Any:
-    """``torch.load(weights_only=True)`` allowing the DeepSpeed types of :data:`DEEPSPEED_SAFE_TYPES`.
+    """:func:`~video_sparse.checkpoint.readers.read_torch` allowing the DeepSpeed types of
+    :data:`DEEPSPEED_SAFE_TYPES` (and no others).
 
     Raises:
         CheckpointError: the file holds any other object type (nothing of it is executed), or is
             unreadable; the message names the file.
     """
-    try:
-        with torch.serialization.safe_globals(allowed_globals()):
-            return _torch_load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as err:
-        first = next((line for line in str(err).splitlines() if "GLOBAL" in line or "Unsupported" in line),
-                     str(err).splitlines()[0] if str(err) else type(err).__name__)
-        raise CheckpointError(f"refusing to load {path}: it holds objects other than tensors, plain containers "
-                              f"and the allowed DeepSpeed types, which would need executing pickled code "
-                              f"({first.strip()})") from err
-    except (RuntimeError, OSError, EOFError, ValueError) as err:
-        raise CheckpointError(f"cannot read checkpoint file {path}: {type(err).__name__}: {err}") from err
+    return read_torch(path, allowed_globals(), map_location=map_location)
 
 
 def _guarded_load(f: Any, map_location: Any = None, *args: Any, **kwargs: Any) -> Any:
