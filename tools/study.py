@@ -36,9 +36,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from video_sparse.analysis import study
-from video_sparse.engine.config import CONFIG_DIR
-from video_sparse.engine.logging_utils import setup_logging
+from video_sparse.analysis import study  # noqa: E402
+from video_sparse.engine.config import CONFIG_DIR  # noqa: E402
+from video_sparse.engine.logging_utils import setup_logging  # noqa: E402
 
 log = logging.getLogger("study")
 

@@ -10,7 +10,6 @@ import types
 from pathlib import Path
 
 import av  # noqa: F401  (load PyAV's FFmpeg before decord's bundled copy; see readers.py)
-import numpy as np
 import pytest
 import torch
 from painted_frames import paint_frame, read_index  # noqa: F401  (used by the tests here)

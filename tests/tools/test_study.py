@@ -106,7 +106,7 @@ def _check_study(out, members, classes, width):
 def test_quick_image_study_end_to_end(tmp_path):
     """The whole grid on real Fashion-MNIST images and the real DINOv2 backbone (tiny subset, 1 epoch)."""
     if not (fm.DEFAULT_ROOT / "t10k-labels-idx1-ubyte.gz").is_file():
-        pytest.skip(f"Fashion-MNIST is not installed: {fm.INSTALL_HINT}")
+        pytest.fail(f"Fashion-MNIST is not installed: {fm.INSTALL_HINT} (tools/setup_env.sh installs it as root)")
     out = tmp_path / "study"
     cmd = [sys.executable, str(REPO / "tools" / "study.py"), "--quick", "--out", str(out), "--workers", "0"]
     result = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=1200, cwd=REPO)

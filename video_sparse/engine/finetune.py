@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from ..adapters import count_parameters
 from ..data.collate import collate_samples
+from ..sparsify import keep_units
 from . import checkpointing
 from .builders import (build_dataset, build_ds_config, build_model, compile_backend, param_groups,
                        prepare_data, resolve_precision)
@@ -31,7 +32,6 @@ from .logging_utils import MetricWriter, setup_logging
 from .mixup import MixupCutmix
 from .run_lock import RunLock, lock_run_folder
 from .sampling import Layout, ResumableSampler, SeededDataset, check_layout, resume_micro_step
-from ..sparsify import keep_units
 from .schedules import keep_rate_at, warmup_cosine
 
 log = logging.getLogger(__name__)
