@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..checkpoint.io import atomic_write
 from .distributed import barrier
 from .safe_load import safe_torch_load, weights_only_loading
 
@@ -96,16 +97,6 @@ def _fsync_tree(folder: Path) -> None:
     _fsync_dir(folder)
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
 def checkpoint_step(folder: Path) -> int | None:
     """The optimizer step of a complete checkpoint folder ``step_XXXXXXXX`` holding ``meta.json``, else None."""
     match = _TAG.fullmatch(folder.name)
@@ -149,7 +140,7 @@ def abandon_after(ckpt_dir: str | os.PathLike, step: int, keep: Path | None = No
         return []
     pointer = ckpt_dir / LATEST
     if keep is not None and keep.parent.resolve() == ckpt_dir.resolve():
-        _write_text_atomic(pointer, keep.name)
+        atomic_write(pointer, lambda f: f.write(keep.name.encode()))
     else:
         pointer.unlink(missing_ok=True)
     (ckpt_dir / ABANDONED).mkdir(exist_ok=True)
@@ -206,7 +197,7 @@ def save_checkpoint(engine, ckpt_dir: str | os.PathLike, global_step: int, clien
         os.rename(ckpt_dir / tmp_tag, final)  # the commit; `final` does not exist (checked above)
         _fsync_dir(ckpt_dir)
         _reached("committed")
-        _write_text_atomic(ckpt_dir / LATEST, tag)
+        atomic_write(ckpt_dir / LATEST, lambda f: f.write(tag.encode()))
         _reached("pointer_written")
         _prune(ckpt_dir, keep_last, final)
         _reached("pruned")
