@@ -101,10 +101,19 @@ def trained_weights(recipe) -> dict[str, torch.Tensor]:
 def scalars(out: Path) -> dict[str, list[tuple[int, float]]]:
     """Every TensorBoard scalar as TensorBoard shows it (points an interrupted run wrote after its
     last checkpoint are purged by the resumed run's ``purge_step``)."""
+    import tempfile
+
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    acc = EventAccumulator(str(out / "tensorboard"), size_guidance={"scalars": 0})
-    acc.Reload()
+    # TensorBoard reads event files in name order, which puts a process's 10th writer of one second
+    # (`...<pid>.10`) before its 9th: name links by (seconds, writer number) so the order is creation's
+    files = sorted((out / "tensorboard").glob("events.out.tfevents.*"),
+                   key=lambda f: (int(f.name.split(".")[3]), int(f.name.rsplit(".", 1)[1])))
+    with tempfile.TemporaryDirectory() as ordered:
+        for i, f in enumerate(files):
+            (Path(ordered) / f"events.out.tfevents.{i:06d}").symlink_to(f.resolve())
+        acc = EventAccumulator(ordered, size_guidance={"scalars": 0})
+        acc.Reload()
     return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]
             if tag != "train/clips_per_s"}
 
