@@ -117,9 +117,11 @@ class Block(nn.Module):
             (B, P + N', C) tokens, the adapter output (or None), the token selection (or None).
         """
         num_scored = x.shape[1] - self.num_prefix_tokens
-        num_keep = (num_kept_tokens(num_scored, keep_rate) if keep_units is None
-                    else num_kept_from_units(num_scored, keep_units))
-        drops = self.sparsify and num_keep < num_scored
+        num_keep = num_scored
+        if self.sparsify:  # only sparsifying blocks count their kept tokens
+            num_keep = (num_kept_tokens(num_scored, keep_rate) if keep_units is None
+                        else num_kept_from_units(num_scored, keep_units))
+        drops = num_keep < num_scored
         attn_out, scores = self.attn(self.norm1(x), score=self.score if drops else None,
                                      num_prefix_tokens=self.num_prefix_tokens)
         x = x + self.drop_path1(self.ls1(attn_out))
