@@ -26,7 +26,7 @@ from video_sparse.analysis.benchmark import (  # noqa: E402
     run_benchmark)
 from video_sparse.analysis.benchmark_report import (  # noqa: E402
     load_json, save_json, summary_dict, to_markdown)
-from video_sparse.analysis.plots import plot_cost_curves  # noqa: E402
+from video_sparse.analysis.cost_plots import plot_cost_curves  # noqa: E402
 
 logger = logging.getLogger("benchmark")
 

@@ -27,7 +27,7 @@ from video_sparse.data.readers import (
     open_video,
     probe_video,
 )
-from video_sparse.data.sampling import sample_indices
+from video_sparse.data.clip_sampling import sample_indices
 
 BACKENDS = ("pyav", "decord", "torchcodec", "auto", "frames")
 BY_NAME = {c.name: c for c in CASES}

@@ -26,7 +26,7 @@ from video_sparse.data.readers import (
     probe_video,
     to_display,
 )
-from video_sparse.data.sampling import sample_indices
+from video_sparse.data.clip_sampling import sample_indices
 
 ROOT = Path(__file__).resolve().parents[2]
 OPENCV_DOC = [Path(os.environ.get("VIDEO_SPARSE_OPENCV_DOC", ROOT / ".venv" / "share" / "opencv-doc")),

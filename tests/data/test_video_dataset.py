@@ -9,7 +9,7 @@ from torch.utils.data import DataLoader
 
 from video_sparse.data.collate import collate_samples
 from video_sparse.data.frames import extract_frames
-from video_sparse.data.sampling import dense_indices
+from video_sparse.data.clip_sampling import dense_indices
 from video_sparse.data.video_dataset import VideoClassificationDataset
 
 KEYS = {"input", "label", "sample_index", "view_index", "clip_index", "crop_index", "skipped"}

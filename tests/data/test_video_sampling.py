@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from video_sparse.data.sampling import dense_indices, sample_indices, segment_indices
+from video_sparse.data.clip_sampling import dense_indices, sample_indices, segment_indices
 from video_sparse.data.video_dataset import VideoClassificationDataset
 
 

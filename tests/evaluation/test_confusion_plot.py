@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from video_sparse.evaluation.plots import plot_confusion_matrix
+from video_sparse.evaluation.confusion_plot import plot_confusion_matrix
 
 
 def test_plot_confusion_matrix_writes_png(tmp_path):

@@ -8,7 +8,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch.utils.data import DistributedSampler
 
-from video_sparse.evaluation.distributed import gather_failed, gather_view_records
+from video_sparse.evaluation.gather import gather_failed, gather_view_records
 from video_sparse.evaluation.metrics import evaluation_summary
 from video_sparse.evaluation.multiview import merge_views
 from video_sparse.evaluation.records import ViewScores

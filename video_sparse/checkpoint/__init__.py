@@ -6,8 +6,8 @@ from .io import adapter_state_dict, atomic_save, atomic_write, load_adapter_chec
 from .infer import create_model_from_checkpoint, infer_model_args
 from .load import load_pretrained, read_converted
 from .onnx_vit import dinov2_state_dict_from_onnx, packaged_dinov2_onnx, write_dinov2_safetensors
-from .pos_embed import resize_pos_embed_2d, resize_pos_embed_3d
-from .readers import SUPPORTED_SUFFIXES, read_checkpoint
+from .resize_pos_embed import resize_pos_embed_2d, resize_pos_embed_3d
+from .files import SUPPORTED_SUFFIXES, read_checkpoint
 from .report import CheckpointError, LoadReport, is_add_on_key
 
 __all__ = [

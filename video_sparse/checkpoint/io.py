@@ -25,7 +25,7 @@ from typing import Any, BinaryIO
 import torch
 from torch import nn
 
-from .readers import TORCH_SUFFIXES, check_path, read_torch
+from .files import TORCH_SUFFIXES, check_path, read_torch
 from .report import CheckpointError, LoadReport, format_keys, is_add_on_key
 
 logger = logging.getLogger(__name__)

@@ -42,8 +42,8 @@ from torch import nn
 
 from ..layers import sincos_position_table
 from .convert import checkpoint_args, convert_npz, convert_torch, is_pretraining_only
-from .pos_embed import infer_source_grid, resize_pos_embed_2d, resize_pos_embed_3d
-from .readers import read_checkpoint
+from .resize_pos_embed import infer_source_grid, resize_pos_embed_2d, resize_pos_embed_3d
+from .files import read_checkpoint
 from .report import HEAD_PREFIX, CheckpointError, LoadReport, format_keys, is_add_on_key
 
 logger = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ from video_sparse.data.lists import (VideoRecord, load_label_map, parse_list_fil
 from video_sparse.data.readers import (DecordReader, FrameFolderReader, PyAVReader, VideoReader,
                                        VideoReadError, decord_available, default_multiprocessing_context,
                                        open_video, resolve_backend)
-from video_sparse.data.sampling import dense_indices, segment_indices
+from video_sparse.data.clip_sampling import dense_indices, segment_indices
 from video_sparse.data.video_dataset import VideoClassificationDataset
 from video_sparse.data.video_transforms import VideoEvalTransform, VideoTrainTransform
 

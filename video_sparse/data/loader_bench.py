@@ -140,7 +140,7 @@ def cpu_ms_per_clip(paths: list[str | os.PathLike], backends: list[str], num_fra
     Returns:
         ``{backend: [median ms per clip of each round]}``.
     """
-    from video_sparse.data.sampling import dense_indices
+    from video_sparse.data.clip_sampling import dense_indices
 
     out: dict[str, list[float]] = {b: [] for b in backends}
     gen = torch.Generator().manual_seed(seed)

@@ -33,7 +33,7 @@ from video_sparse.data.readers import (
     open_video,
     resolve_backend,
 )
-from video_sparse.data.sampling import MODES, SAMPLINGS, sample_indices
+from video_sparse.data.clip_sampling import MODES, SAMPLINGS, sample_indices
 from video_sparse.data.video_transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,

@@ -14,7 +14,7 @@ from ..data.collate import collate_samples
 from ..evaluation import (MergedScores, ViewScoreCollector, ViewScores, evaluation_summary, gather_failed,
                           gather_view_records, merge_views, save_video_scores, save_view_scores)
 from .distributed import DistInfo
-from .sampling import ResumableSampler, SeededDataset
+from .sample_order import ResumableSampler, SeededDataset
 
 log = logging.getLogger(__name__)
 

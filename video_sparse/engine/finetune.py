@@ -31,7 +31,7 @@ from .evaluate import evaluate
 from .logging_utils import MetricWriter, setup_logging
 from .mixup import MixupCutmix
 from .run_lock import RunLock, lock_run_folder
-from .sampling import Layout, ResumableSampler, SeededDataset, check_layout, resume_micro_step
+from .sample_order import Layout, ResumableSampler, SeededDataset, check_layout, resume_micro_step
 from .schedules import keep_rate_at, warmup_cosine
 
 log = logging.getLogger(__name__)

@@ -87,7 +87,7 @@ def read_checkpoint_settings(path: str) -> dict[str, Any]:
     Returns:
         ``{"model_args": dict | None, "data": dict, "head_classes": int | None}``.
     """
-    from ..checkpoint.readers import check_path, read_torch
+    from ..checkpoint.files import check_path, read_torch
 
     payload = read_torch(check_path(path))
     if not isinstance(payload, dict):

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from ..checkpoint.readers import read_torch
+from ..checkpoint.files import read_torch
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ def allowed_globals() -> list[type]:
 
 
 def safe_torch_load(path: str | os.PathLike, map_location: Any = None) -> Any:
-    """:func:`~video_sparse.checkpoint.readers.read_torch` allowing the DeepSpeed types of
+    """:func:`~video_sparse.checkpoint.files.read_torch` allowing the DeepSpeed types of
     :data:`DEEPSPEED_SAFE_TYPES` (and no others).
 
     Raises:

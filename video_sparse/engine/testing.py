@@ -29,7 +29,7 @@ class NothingScoredError(RuntimeError):
 def load_trained_weights(model: nn.Module, path: str | Path) -> str:
     """Load an adapter-only checkpoint or a full state dict of this model; returns which it was."""
     from ..checkpoint import CheckpointError, load_adapter_checkpoint
-    from ..checkpoint.readers import check_path, read_torch
+    from ..checkpoint.files import check_path, read_torch
 
     payload = read_torch(check_path(path))
     if isinstance(payload, dict) and payload.get("format") == "adapter" or (

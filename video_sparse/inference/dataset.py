@@ -21,7 +21,7 @@ from video_sparse.data import VideoReadError, open_video
 from video_sparse.data.image_datasets import load_rgb
 from video_sparse.data.image_transforms import eval_transform
 from video_sparse.data.readers import DEFAULT_FRAME_TMPL
-from video_sparse.data.sampling import sample_indices
+from video_sparse.data.clip_sampling import sample_indices
 from video_sparse.data.video_transforms import VideoEvalTransform
 from video_sparse.inference.inputs import InputItem
 
@@ -36,7 +36,7 @@ class PredictionDataset(Dataset):
     Args:
         items: inputs from :func:`video_sparse.inference.discover_inputs`.
         num_frames: frames per clip ``T``; None for an image model.
-        sampling: ``"dense"`` or ``"segment"`` (see ``video_sparse.data.sampling``).
+        sampling: ``"dense"`` or ``"segment"`` (see ``video_sparse.data.clip_sampling``).
         frame_interval: gap between sampled frames (dense sampling).
         num_clips, num_crops: test views per input (1 x 1: one centred view).
         input_size: model input side ``S``.

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch.utils.data import Dataset
 
-from video_sparse.engine.sampling import (
+from video_sparse.engine.sample_order import (
     Layout,
     ResumableSampler,
     ResumeLayoutError,

@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import save_file
 
 from video_sparse.checkpoint import CheckpointError, load_pretrained, resize_pos_embed_2d, resize_pos_embed_3d
-from video_sparse.checkpoint.pos_embed import infer_source_grid
+from video_sparse.checkpoint.resize_pos_embed import infer_source_grid
 from video_sparse.models import vit
 
 
