@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     from hydra.errors import HydraException
 
     from video_sparse.checkpoint import CheckpointError
-    from video_sparse.engine.builders import ConfigError
+    from video_sparse.errors import ConfigError
 
     try:
         model, inputs, origin = _model_and_inputs(args, overrides)

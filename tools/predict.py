@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     from hydra.errors import HydraException
 
     from video_sparse.checkpoint import CheckpointError
-    from video_sparse.engine.builders import ConfigError
+    from video_sparse.errors import ConfigError
     from video_sparse.inference import VideoClassifier, write_predictions
     from video_sparse.inference.outputs import save_kept_tokens
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-from video_sparse.engine.builders import ConfigError
+from video_sparse.errors import ConfigError
 from video_sparse.engine.config import CONFIG_DIR, REPO_DIR
 from video_sparse.engine.preflight import (
     available_cpus,

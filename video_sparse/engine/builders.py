@@ -15,6 +15,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 import video_sparse  # noqa: F401  (registers the models)
+from video_sparse.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -31,10 +32,6 @@ DATA_KEYS = {"video": _VIDEO_DATA_KEYS, "demo": _VIDEO_DATA_KEYS + ("demo",),
              "cifar100": _READ_BY_ALL, "svhn": _READ_BY_ALL, "food101": _READ_BY_ALL}
 """The ``data`` keys something reads, per ``data.kind``; any other key is a configuration error."""
 SPLITS = ("train", "val", "test")
-
-
-class ConfigError(ValueError):
-    """A configuration value that cannot work, with what to change."""
 
 
 def build_model(model_cfg: dict[str, Any], sparsity_cfg: dict[str, Any], pretrained: str | None = None) -> nn.Module:

@@ -58,7 +58,7 @@ def exit_on_user_error(task: Callable[..., None]) -> Callable[..., None]:
         )
 
         from ..checkpoint import CheckpointError
-        from .builders import ConfigError
+        from ..errors import ConfigError
 
         try:
             return task(*args, **kwargs)

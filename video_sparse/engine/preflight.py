@@ -17,7 +17,7 @@ from omegaconf.errors import (
     InterpolationToMissingValueError,
 )
 
-from .builders import ConfigError
+from ..errors import ConfigError
 from .config import REPO_DIR
 from .logging_utils import setup_logging
 
