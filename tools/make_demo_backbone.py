@@ -9,28 +9,26 @@ checkpoints that real runs start from.
 from __future__ import annotations
 
 import argparse
-import subprocess
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from video_sparse.engine.config import REPO_DIR as ROOT
+from video_sparse.engine.config import compose_config, exit_on_user_error, parse_with_overrides
 
 
+@exit_on_user_error
 def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
-    overrides = argv[argv.index("--") + 1:] if "--" in argv else []
-    argv = argv[: argv.index("--")] if "--" in argv else argv
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=str(ROOT / "assets" / "demo_backbone_nano.safetensors"))
     parser.add_argument("--run-dir", default="outputs/demo_pretrain")
-    args = parser.parse_args(argv)
+    args, overrides = parse_with_overrides(parser, argv)
 
     import torch
     from safetensors.torch import save_file
 
-    subprocess.run([sys.executable, str(ROOT / "tools" / "train.py"), "experiment=demo_pretrain",
-                    f"output_dir={args.run_dir}", "resume=null", *overrides], check=True, cwd=ROOT)
+    from video_sparse.engine.finetune import run_training
+
+    run_training(compose_config(["experiment=demo_pretrain", f"output_dir={args.run_dir}", "resume=null",
+                                 *overrides]))
     state = torch.load(Path(args.run_dir) / "model_final.pth", weights_only=True)["model"]
     backbone = {k: v.half().contiguous() for k, v in state.items() if not k.startswith("head.")}
     out = Path(args.out)

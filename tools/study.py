@@ -6,7 +6,7 @@ data, one table (Markdown + CSV), plots and the paper's claim checked.
     python tools/study.py --device cuda --resolution 224 --epochs 20
     python tools/study.py --methods 'sparse_*' dense_adapter --plan   # print the plan and time only
     python tools/study.py --task video             # the demo backbone on the demo's motion task
-    python tools/study.py -- optim.weight_decay=0  # Hydra overrides for every member after --
+    python tools/study.py -- optim.optimizer.weight_decay=0  # Hydra overrides for every member after --
 
 Each member is ``FinetuneRecipe`` (the engine of tools/train.py, DeepSpeed included) on the
 experiment ``study_fashion_mnist`` or ``study_video`` plus the member's overrides (see
@@ -33,12 +33,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from video_sparse.analysis import study  # noqa: E402
-from video_sparse.engine.config import CONFIG_DIR  # noqa: E402
-from video_sparse.engine.logging_utils import setup_logging  # noqa: E402
+from video_sparse.analysis import study
+from video_sparse.engine.config import REPO_DIR as ROOT
+from video_sparse.engine.config import compose_config, parse_with_overrides
+from video_sparse.engine.logging_utils import setup_logging
 
 log = logging.getLogger("study")
 
@@ -49,15 +47,6 @@ QUICK = {"image": (28, 1, 40, 40, 8), "video": (32, 1, 16, 8, 4)}
 
 
 # ------------------------------------------------------------------------------------------ member
-def compose(overrides: list[str]) -> Any:
-    """The training config of one member (``configs/train.yaml`` + overrides)."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-
-    with initialize_config_dir(str(CONFIG_DIR), version_base=None):
-        return hydra_compose("train", overrides=overrides)
-
-
 def _inference_img_s(model: Any, batch: int, device: Any, dtype: Any, reps: int) -> float:
     """Median images/s of ``model`` in eval mode on a fixed batch (autocast to ``dtype`` on GPU)."""
     import torch
@@ -90,12 +79,11 @@ def run_member(spec: dict[str, Any]) -> dict[str, Any]:
         reset_peak,
         return_freed_memory_at_once,
     )
-    from video_sparse.engine.builders import build_dataset
     from video_sparse.engine.evaluate import evaluate
     from video_sparse.engine.finetune import FinetuneRecipe
 
     out = Path(spec["output_dir"])
-    cfg = compose(spec["overrides"] + [f"output_dir={out}"])
+    cfg = compose_config(spec["overrides"] + [f"output_dir={out}"])
     if spec["isolated"]:
         return_freed_memory_at_once()
     recipe = FinetuneRecipe(cfg)
@@ -122,7 +110,7 @@ def run_member(spec: dict[str, Any]) -> dict[str, Any]:
     record: dict[str, Any] = {
         "name": spec["name"], "description": spec["description"], "keep_rate": spec["keep_rate"],
         "lr": float(cfg.optim.lr), "overrides": spec["overrides"], "test": results.get("test", {}),
-        "gmacs": results.get("gflops_per_view"), "trainable_params": recipe.param_counts["trainable_params"],
+        "gmacs": results.get("gmacs_per_view"), "trainable_params": recipe.param_counts["trainable_params"],
         "total_params": recipe.param_counts["total_params"], "trainable_tensors": len(before),
         "trainable_changed": changed / max(len(before), 1),
         "train_s_per_epoch": timing["seconds"] / timing["epochs"] if timing["epochs"] else None,
@@ -135,7 +123,7 @@ def run_member(spec: dict[str, Any]) -> dict[str, Any]:
     record["infer_img_s"] = _inference_img_s(module, int(cfg.data.batch_size), device, recipe.dtype,
                                              reps=spec.get("infer_reps", 5))
     if spec.get("keep_curve"):
-        test_set = build_dataset(study_data_cfg(cfg), "test")
+        test_set = recipe.data.dataset("test")
         curve = {}
         for keep in study.CURVE_KEEP_RATES:
             result = evaluate(lambda x, k=keep: module(x, keep_rate=k), test_set, recipe.dist,
@@ -150,12 +138,6 @@ def run_member(spec: dict[str, Any]) -> dict[str, Any]:
     if device.type == "cuda":
         torch.cuda.empty_cache()
     return record
-
-
-def study_data_cfg(cfg: Any) -> dict[str, Any]:
-    from omegaconf import OmegaConf
-
-    return OmegaConf.to_container(cfg.data, resolve=True)
 
 
 # ------------------------------------------------------------------------------------------- study
@@ -198,15 +180,13 @@ def calibrate(common: list[str], keep_rates: list[float]) -> tuple[float, dict[f
     """Forward GMAC/s of the Dense Adapter model on this machine (best of two timed batches), and
     its GMACs per sample at each keep rate (the other adapters differ by a fraction of a percent)."""
     import torch
-    from omegaconf import OmegaConf
 
     from video_sparse.analysis.flops import count_gmacs, input_shape_of
     from video_sparse.engine.builders import build_model
     from video_sparse.engine.distributed import resolve_device
 
-    cfg = compose([*common, "model.adapter=dense", "sparsity.keep_rate=1.0"])
-    model = build_model(OmegaConf.to_container(cfg.model, resolve=True),
-                        OmegaConf.to_container(cfg.sparsity, resolve=True)).eval()
+    cfg = compose_config([*common, "model.adapter=dense", "sparsity.keep_rate=1.0"])
+    model = build_model(cfg.model, cfg.sparsity).eval()
     gmacs = {k: count_gmacs(model, torch.zeros(input_shape_of(model)), keep_rate=k).gmacs for k in set(keep_rates)}
     device = resolve_device(cfg.device)
     model.to(device)
@@ -222,9 +202,7 @@ def calibrate(common: list[str], keep_rates: list[float]) -> tuple[float, dict[f
     return gmacs[1.0] * x.shape[0] / min(times[1:]), gmacs
 
 
-def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
-    overrides = argv[argv.index("--") + 1:] if "--" in argv else []
-    argv = argv[: argv.index("--")] if "--" in argv else argv
+def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--task", choices=sorted(EXPERIMENTS), default="image")
     p.add_argument("--quick", action="store_true", help="the whole grid on a tiny subset, 1 epoch (tests)")
@@ -244,11 +222,10 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     p.add_argument("--in-process", action="store_true", help="run members in this process (memory not isolated)")
     p.add_argument("--plan", action="store_true", help="print the plan and the estimated time, then stop")
     p.add_argument("--member", type=Path, help=argparse.SUPPRESS)
-    return p.parse_args(argv), overrides
+    return parse_with_overrides(p, argv)
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
     args, extra = parse_args(argv)
     if args.member:  # one member in this (fresh) process
         spec = json.loads(args.member.read_text())

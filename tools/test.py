@@ -6,14 +6,11 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import hydra
+from omegaconf import DictConfig
 
-import hydra  # noqa: E402
-from omegaconf import DictConfig  # noqa: E402
-
-from video_sparse.engine.config import CONFIG_DIR, exit_on_user_error  # noqa: E402
+from video_sparse.engine.config import CONFIG_DIR, exit_on_user_error
 
 
 @hydra.main(version_base=None, config_path=str(CONFIG_DIR), config_name="test")

@@ -7,38 +7,24 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import hydra
+from omegaconf import DictConfig
 
-import hydra  # noqa: E402
-from omegaconf import DictConfig  # noqa: E402
-
-from video_sparse.engine.config import CONFIG_DIR, exit_on_user_error  # noqa: E402
+from video_sparse.engine.config import CONFIG_DIR, exit_on_user_error
 
 
 @hydra.main(version_base=None, config_path=str(CONFIG_DIR), config_name="train")
 @exit_on_user_error
 def main(cfg: DictConfig) -> None:
-    from video_sparse.engine.finetune import FinetuneRecipe
-    from video_sparse.engine.preflight import prepare_run
+    from video_sparse.engine.finetune import run_training
     from video_sparse.engine.run_lock import RunLockedError
 
-    prepare_run(cfg, "train")  # paths, defaults and cheap checks before any expensive step
-    recipe = FinetuneRecipe(cfg)
     try:
-        recipe.setup()
+        run_training(cfg)
     except RunLockedError as err:  # another live run writes to output_dir
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
-    recipe.train()
-    # adapter.pth is written last (atomically): without it a kill cut the test or the export short, so redo both
-    tested_before = recipe.already_complete and all((recipe.output_dir / name).is_file()
-                                                    for name in ("results.json", "adapter.pth"))
-    if recipe.finished and not tested_before:
-        recipe.test()
-        recipe.export_adapters()
-    recipe.cleanup()
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 The failing input: frame folders numbered from 0 (``img_00000.jpg``) with the Kinetics experiment
 composed through Hydra. ``data.start_index=0`` must be accepted and reach the dataset (frames read
-at the right numbers), and a key nothing reads (``+data.foo=1``) must be refused with its name.
+at the right numbers), and a key nothing reads (``+data.foo=1``) must be refused with its name: the
+``data`` group is the constructor of its ``_target_``, so every argument is a key and every key an argument.
 """
 import subprocess
 import sys
@@ -11,20 +12,24 @@ from pathlib import Path
 import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
 from PIL import Image
 
-from video_sparse.engine.builders import ConfigError, build_dataset, prepare_data
+from video_sparse.engine.builders import instantiate_group
 from video_sparse.engine.config import CONFIG_DIR
+from video_sparse.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 NUM_FRAMES = 6
 
 
-def _data(overrides):
+def _data_cfg(overrides):
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
         cfg = compose(config_name="train", overrides=["experiment=k400_videomae_base", *overrides])
-    return OmegaConf.to_container(cfg.data, resolve=True)
+    return cfg.data
+
+
+def _data(overrides):
+    return instantiate_group(_data_cfg(overrides), "data")
 
 
 def _frame_set(root: Path, tmpl: str, first: int) -> None:
@@ -58,40 +63,26 @@ def _grey_levels(item) -> list[int]:
 ])
 def test_frame_folders_numbered_from_zero_through_hydra(tmp_path, tmpl, overrides):
     _frame_set(tmp_path, tmpl, first=0)
-    data = _data(_small(tmp_path) + overrides)
-    assert data["start_index"] == 0 and data["filename_tmpl"] == tmpl
-    test_set = build_dataset(data, "test")
-    assert (test_set.start_index, test_set.filename_tmpl, test_set.num_classes) == (0, tmpl, 400)
+    cfg = _data_cfg(_small(tmp_path) + overrides)
+    assert cfg.start_index == 0 and cfg.filename_tmpl == tmpl
+    test_set = instantiate_group(cfg, "data").dataset("test")
+    assert test_set.num_classes == 400
     items = [test_set[i] for i in range(len(test_set))]
     assert not any(item.get("failed") for item in items)
     assert _grey_levels(items[0]) == list(range(NUM_FRAMES))  # every frame, none read one late
 
     # without the override every frame is read one late: the last one is missing, every video excluded
-    default = build_dataset(_data(_small(tmp_path) + overrides[1:]), "test")
+    default = _data(_small(tmp_path) + overrides[1:])
     assert default.start_index == 1
-    assert all(default[i].get("failed") for i in range(len(default)))
+    default_set = default.dataset("test")
+    assert all(default_set[i].get("failed") for i in range(len(default_set)))
 
 
 @pytest.mark.parametrize("key", ["foo", "strat_index", "filename_template"])
 def test_unknown_data_key_is_refused_with_its_name(tmp_path, key):
     _frame_set(tmp_path, "img_{:05d}.jpg", first=1)
-    data = _data([*_small(tmp_path), f"+data.{key}=1"])
-    for call in (lambda: prepare_data(data, True), lambda: build_dataset(data, "train")):
-        with pytest.raises(ConfigError, match=rf"data\.{key} is not read by anything"):
-            call()
-
-
-def test_every_data_group_and_experiment_passes_the_key_check():
-    from video_sparse.engine.builders import check_data_keys
-    from video_sparse.engine.config import group_options
-
-    choices = [[f"data={o}"] for o in group_options("data")]
-    choices += [[f"experiment={o}", "+data.task=cifar" if o == "vtab" else "data.root=/x"]
-                for o in group_options("experiment")]
-    for overrides in choices:
-        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
-            cfg = compose(config_name="train", overrides=[*overrides, "data.root=/x"])
-        check_data_keys(OmegaConf.to_container(cfg.data, resolve=False))
+    with pytest.raises(ConfigError, match=rf"data\.{key} is not an argument of VideoData"):
+        _data([*_small(tmp_path), f"+data.{key}=1"])
 
 
 def test_label_out_of_range_names_file_line_and_key(tmp_path):
@@ -99,10 +90,10 @@ def test_label_out_of_range_names_file_line_and_key(tmp_path):
     (tmp_path / "test.txt").write_text(f"a {NUM_FRAMES} 0\nb {NUM_FRAMES} 400\n")
     data = _data(_small(tmp_path))
     with pytest.raises(ConfigError, match=r"test.txt:2: label 400 out of range for data.num_classes=400"):
-        prepare_data(data, True)
+        data.check_lists()
     with pytest.raises(ValueError, match=r"test.txt:2: label 400 out of range for data.num_classes=400"):
-        build_dataset(data, "test")
-    build_dataset(data, "train")  # the other lists are fine
+        data.dataset("test")
+    data.dataset("train")  # the other lists are fine
 
 
 def _tool(name, *overrides):
@@ -128,4 +119,5 @@ def test_train_and_test_fail_on_a_bad_label_before_any_model_is_built(tmp_path):
         assert "junk_backbone" not in result.stderr
     (tmp_path / "data" / "test.txt").write_text(f"a {NUM_FRAMES} 0\nb {NUM_FRAMES} 399\n")
     result = _tool("train", *common, "+data.foo=1", f"output_dir={tmp_path}/foo")
-    assert result.returncode == 2 and "data.foo is not read by anything" in result.stderr, result.stderr[-2000:]
+    assert result.returncode == 2 and "data.foo is not an argument of VideoData" in result.stderr, \
+        result.stderr[-2000:]

@@ -21,7 +21,7 @@ def tiny_overrides(data_root: Path, out: Path) -> list[str]:
     """A 2-epoch, 12-step run checkpointing every 4 steps (keep 1), validating every epoch."""
     return ["experiment=vtab", "model=vit_nano", "sparsity=nano", f"data.root={data_root}", "data.task=cifar",
             "data.num_classes=10", "data.input_size=32", "data.batch_size=4", "data.num_workers=0", "epochs=2",
-            "optim.warmup_epochs=0.5", "optim.lr=0.01", "deepspeed=zero2", "train.save_every_steps=4",
+            "optim.scheduler.warmup_epochs=0.5", "optim.lr=0.01", "deepspeed=zero2", "train.save_every_steps=4",
             "train.keep_last=1", "train.log_every=1", "train.eval_every=1", "device=cpu", "seed=1",
             f"output_dir={out}"]
 

@@ -158,15 +158,17 @@ def test_vtab_sweep_reruns_a_task_that_has_no_adapter(tmp_path, monkeypatch):
     spec.loader.exec_module(sweep)
     launched = []
 
-    def fake_run(cmd, **kwargs):
-        launched.append(cmd)
+    def fake_run(cfg):
+        launched.append(cfg.output_dir)
         (tmp_path / "cifar" / "results.json").write_text("{}")
         (tmp_path / "cifar" / "adapter.pth").write_bytes(b"")
 
-    monkeypatch.setattr(sweep.subprocess, "run", fake_run)
+    import video_sparse.engine.finetune as finetune
+
+    monkeypatch.setattr(finetune, "run_training", fake_run)
     (tmp_path / "cifar").mkdir()
     (tmp_path / "cifar" / "results.json").write_text('{"test": {"to')
-    sweep.run_task("cifar", "root", tmp_path, 1, [])
-    assert len(launched) == 1
-    sweep.run_task("cifar", "root", tmp_path, 1, [])
+    sweep.run_task("cifar", "root", tmp_path, [])
+    assert launched == [str(tmp_path / "cifar")]
+    sweep.run_task("cifar", "root", tmp_path, [])
     assert len(launched) == 1

@@ -21,7 +21,7 @@ def tiny(data_root: Path, out: Path, *extra: str) -> list[str]:
     return ["experiment=demo", f"data.root={data_root}", "data.demo.num_train=32", "data.demo.num_val=8",
             "data.demo.num_test=8", "data.demo.size=32", "data.input_size=32", "data.short_side_size=32",
             "data.num_frames=8", "data.batch_size=4", "data.test_num_clips=1", "data.test_num_crops=1",
-            "optim.lr=0.05", "optim.warmup_epochs=0", "optim.min_lr=0.05", "train.eval_every=0", "seed=3",
+            "optim.lr=0.05", "optim.scheduler.warmup_epochs=0", "optim.scheduler.min_lr=0.05", "train.eval_every=0", "seed=3",
             f"output_dir={out}", *extra]
 
 

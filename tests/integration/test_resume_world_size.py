@@ -12,7 +12,7 @@ def test_two_one_two_processes_continue_like_the_uninterrupted_run(tmp_path):
     # into weight differences that grow with lr: at the tiny runs' 0.05 they measured 1-2e-5 (one run over
     # the 2e-5 bound below), at 0.01 under 1e-6 in three runs
     common = ["deepspeed=zero0", "epochs=2", "train.save_every_steps=2", "test.enabled=false",
-              "optim.lr=0.01", "optim.min_lr=0.01"]
+              "optim.lr=0.01", "optim.scheduler.min_lr=0.01"]
     train(tiny(data, tmp_path / "straight", *common))  # 2 processes x 4 clips: 8 per step, 4 steps per epoch
     run = tmp_path / "run"
     train(tiny(data, run, *common, "train.max_steps=3"))  # stops mid-epoch 1, after the step-2 checkpoint

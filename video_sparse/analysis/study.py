@@ -71,14 +71,14 @@ def _adapter(kind: str) -> tuple[str, ...]:
     return (f"model.adapter={kind}",)
 
 
-_HEAD_ONLY = ("model.adapter=null", "model.freeze_backbone=true")
+_HEAD_ONLY = ("model.adapter=null", "train.freeze_backbone=true")
 
 
 def image_grid(keep_rates: Sequence[float] = SPARSE_KEEP_RATES, released: bool = True) -> list[Member]:
     """The image study's members, in table order."""
     members = [
         Member("linear", "linear probe (head only)", _HEAD_ONLY, 1.0, "head"),
-        Member("full", "full fine-tuning", ("model.adapter=null", "model.freeze_backbone=false"), 1.0, "full"),
+        Member("full", "full fine-tuning", ("model.adapter=null", "train.freeze_backbone=false"), 1.0, "full"),
         Member("adaptformer", "AdaptFormer parallel adapters", _adapter("parallel"), 1.0, "adapter"),
         Member("dense_adapter", "Dense Adapters, no sparsification", _adapter("dense"), 1.0, "adapter"),
         Member("evit_0.7", "token sparsification, head only (EViT-style)", _HEAD_ONLY, 0.7, "head"),
@@ -89,8 +89,8 @@ def image_grid(keep_rates: Sequence[float] = SPARSE_KEEP_RATES, released: bool =
                           _adapter("dense_paper"), 0.7, "adapter"))
     if released:
         members.append(Member("released_0.7", "Sparse-Tuning as the released code (embedding in stage 1 sum, "
-                              "BatchNorm head)", (*_adapter("dense"), "+model.extra.dense_include_embedding=true",
-                                                 "+model.extra.head_norm=batchnorm"), 0.7, "adapter",
+                              "BatchNorm head)", (*_adapter("dense"), "+model.dense_include_embedding=true",
+                                                 "model.head_norm=batchnorm"), 0.7, "adapter",
                               needs=("head_norm",)))
     return members
 

@@ -8,7 +8,7 @@ idx format (big-endian): two zero bytes, a type byte (``0x08`` = uint8), a byte 
 dimensions, one uint32 per dimension, then the data in C order. The files may be gzip-compressed.
 
 :func:`write_fashion_mnist_vtab` turns them into the VTAB-1K layout the training recipe already
-reads (``data.kind=vtab``): a seeded, class-balanced subset of the training set as
+reads (``data=vtab``): a seeded, class-balanced subset of the training set as
 ``train800val200.txt`` (plus ``train800.txt``/``val200.txt``) and the test set as ``test.txt``, as
 PNG files. Nothing is downloaded; a missing file is an error naming the path and the package.
 """

@@ -1,199 +1,123 @@
-"""Build the model, datasets, optimizer and DeepSpeed config from plain config dictionaries.
+"""Objects from config groups: each group names its class or function in ``_target_``.
 
-Everything here takes resolved plain values (``OmegaConf.to_container(cfg, resolve=True)``), so the
-library never depends on Hydra; only the recipe and the tools see a ``DictConfig``.
+:func:`instantiate_group` checks a group's keys against the signature of its target before anything is
+built, so a key nothing reads is an error naming it (``data.strat_index is not an argument of
+VideoData``), never silently ignored; Hydra's ``instantiate`` then builds it. The model, the data, the
+optimizer, the learning-rate schedule and the DeepSpeed config are all built this way; this module adds
+only what joins them (trainable parameters, parameter groups, precision).
 """
 from __future__ import annotations
 
+import inspect
 import logging
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
-import timm
 import torch
+from hydra.utils import get_object, instantiate
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
-from torch.utils.data import Dataset
 
-import video_sparse  # noqa: F401  (registers the models)
-from video_sparse.errors import ConfigError
+from ..adapters.peft import set_trainable
+from ..checkpoint import load_pretrained
+from ..errors import ConfigError
+from .schema import RAMP_KEYS
 
 log = logging.getLogger(__name__)
 
-VIDEO_KEYS = ("layout", "backend", "label_map", "sampling", "num_frames", "frame_interval", "input_size",
-              "short_side_size", "mean", "std", "hflip", "randaugment", "min_scale", "max_scale",
-              "filename_tmpl", "start_index", "num_classes")
-IMAGE_KINDS = ("vtab", "cifar100", "svhn", "food101")
-DATA_KINDS = ("video", "demo") + IMAGE_KINDS
-_READ_BY_ALL = ("kind", "root", "num_classes", "input_size", "mean", "std", "batch_size", "num_workers")
-_VIDEO_DATA_KEYS = _READ_BY_ALL + VIDEO_KEYS + ("train_list", "val_list", "test_list", "test_num_clips",
-                                                "test_num_crops")
-DATA_KEYS = {"video": _VIDEO_DATA_KEYS, "demo": _VIDEO_DATA_KEYS + ("demo",),
-             "vtab": _READ_BY_ALL + ("task", "train_split", "val_split"),
-             "cifar100": _READ_BY_ALL, "svhn": _READ_BY_ALL, "food101": _READ_BY_ALL}
-"""The ``data`` keys something reads, per ``data.kind``; any other key is a configuration error."""
-SPLITS = ("train", "val", "test")
+_SPECIAL = ("_target_", "_partial_", "_convert_", "_recursive_", "_args_")
 
 
-def build_model(model_cfg: dict[str, Any], sparsity_cfg: dict[str, Any], pretrained: str | None = None) -> nn.Module:
-    """Create the registered model with its sparsity settings; load a local backbone checkpoint."""
-    model_cfg = dict(model_cfg)
-    name = model_cfg.pop("name")
-    extra = model_cfg.pop("extra", None) or {}
-    sparsity = {k: v for k, v in sparsity_cfg.items() if not k.startswith("ramp_")}
-    kwargs = {k: v for k, v in {**model_cfg, **sparsity, **extra}.items() if v is not None}
-    if "adapter" in model_cfg and model_cfg["adapter"] is None:
-        kwargs["adapter"] = "none"
-    try:
-        model = timm.create_model(name, **kwargs)
-    except RuntimeError as err:
-        if "Unknown model" in str(err):
-            names = [n for n in timm.list_models("sparse_*")]
-            raise ConfigError(f"model.name={name!r} is not registered; choose one of {names}") from err
-        raise
-    if pretrained:
-        from ..checkpoint import load_pretrained
-        report = load_pretrained(model, pretrained)
-        log.info("loaded backbone %s (%s)", pretrained, report.format if hasattr(report, "format") else "")
-    return model
+def _plain(node: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
+    return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else dict(node)
 
 
-def _require(data_cfg: dict[str, Any], key: str) -> Any:
-    value = data_cfg.get(key)
-    if value in (None, "", "???"):
-        raise ConfigError(f"data.{key} must be set for data.kind={data_cfg.get('kind')!r}")
-    return value
-
-
-def check_data_keys(data_cfg: dict[str, Any]) -> None:
-    """Refuse a ``data`` key that nothing reads (e.g. ``+data.strat_index=0``), naming it.
-
-    Raises:
-        ConfigError: unknown ``data.kind``, or keys outside :data:`DATA_KEYS` for that kind.
-    """
-    kind = data_cfg.get("kind")
-    if kind not in DATA_KEYS:
-        raise ConfigError(f"data.kind={kind!r} is not one of {list(DATA_KEYS)}")
-    unknown = sorted(set(data_cfg) - set(DATA_KEYS[kind]))
-    if unknown:
-        raise ConfigError(f"data.{unknown[0]} is not read by anything for data.kind={kind!r} "
-                          f"(unknown: {', '.join('data.' + k for k in unknown)}); known keys: "
-                          f"{', '.join(sorted(DATA_KEYS[kind]))}")
-
-
-def check_lists(data_cfg: dict[str, Any], splits: tuple[str, ...] = SPLITS,
-                require: bool = False) -> dict[str, int]:
-    """Parse every split's list file up front (video data), so that a malformed line or a label
-    ``>= data.num_classes`` stops the run before any model is built or any pass runs.
+def check_arguments(target: Any, keys: list[str], group: str, given: tuple[str, ...] = (),
+                    partial: bool = False) -> None:
+    """Refuse keys that are not arguments of ``target`` and required arguments nobody gives.
 
     Args:
-        data_cfg: the ``data`` group as a plain dict.
-        splits: the splits to check.
-        require: a split whose list file is unset or missing is an error (else it is passed over).
-
-    Returns:
-        Videos per checked split.
+        target: the class or function a group names.
+        keys: the group's keys (without ``_target_`` and friends).
+        group: the group's config path, for messages (``"data"``, ``"optim.optimizer"``).
+        given: arguments the caller passes itself (not expected in the config).
+        partial: the caller completes the call later (``_partial_: true``): nothing is required now.
 
     Raises:
-        ConfigError: naming ``list_file:line`` (and ``data.num_classes`` for a label out of range).
-        FileNotFoundError: with ``require``, a list file that is unset or missing, naming its key.
+        ConfigError: naming ``group.key``.
     """
-    if data_cfg.get("kind") != "video":
-        return {}
-    from ..data.lists import load_label_map, parse_list_file
-
-    names = load_label_map(data_cfg.get("label_map"))
-    counts = {}
-    for split in splits:
-        list_file = data_cfg.get(f"{split}_list")
-        if not list_file or not Path(list_file).is_file():
-            if require:
-                raise FileNotFoundError(f"data.{split}_list={list_file}: list file not found "
-                                        "(make lists with tools/build_lists.py)")
-            continue
-        try:
-            records, _ = parse_list_file(list_file, data_cfg.get("layout") or "auto", names,
-                                         data_cfg.get("num_classes"))
-        except ValueError as err:
-            raise ConfigError(f"data.{split}_list: {err}") from err
-        counts[split] = len(records)
-    return counts
+    params = inspect.signature(target).parameters
+    name = getattr(target, "__qualname__", str(target))
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return  # the target checks its own keyword arguments (e.g. create_model)
+    accepted = [n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    unknown = sorted(set(keys) - set(accepted))
+    if unknown:
+        raise ConfigError(f"{group}.{unknown[0]} is not an argument of {name} (unknown: "
+                          f"{', '.join(group + '.' + k for k in unknown)}; known: {', '.join(accepted)})")
+    required = [n for n in accepted if params[n].default is inspect.Parameter.empty
+                and n not in keys and n not in given]
+    if required and not partial:
+        raise ConfigError(f"{group}.{required[0]} must be set (an argument of {name})")
 
 
-def build_dataset(data_cfg: dict[str, Any], split: str) -> Dataset:
-    """Dataset for ``split`` ("train", "val" or "test") as ``data_cfg`` describes it."""
-    check_data_keys(data_cfg)
-    kind = data_cfg["kind"]
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}")
-    if kind in ("video", "demo"):
-        return _video_dataset(data_cfg, split)
-    return _image_dataset(kind, data_cfg, split)
+def instantiate_group(node: DictConfig | Mapping[str, Any], group: str, **kwargs: Any) -> Any:
+    """Build the object a config group names, after :func:`check_arguments`.
+
+    Args:
+        node: the group, with ``_target_`` (and ``_partial_: true`` for a callable the caller completes).
+        group: its config path, for messages.
+        **kwargs: arguments added by the caller (they win over the group's values).
+
+    Raises:
+        ConfigError: no ``_target_``, a target that cannot be imported, or a key the target does not take.
+    """
+    values = _plain(node)
+    target_name = values.get("_target_")
+    if not target_name:
+        raise ConfigError(f"{group} has no _target_ (the class or function it configures)")
+    try:
+        target = get_object(target_name)
+    except Exception as err:  # ImportError, AttributeError, ValueError from Hydra's locate
+        raise ConfigError(f"{group}._target_={target_name}: cannot be imported ({err})") from None
+    keys = [k for k in values if k not in _SPECIAL]
+    partial = bool(values.get("_partial_"))
+    check_arguments(target, keys, group, tuple(kwargs), partial)
+    return instantiate(values, _convert_="all", **kwargs)
 
 
-def prepare_data(data_cfg: dict[str, Any], is_main: bool) -> None:
-    """Check the data keys, write generated data (the demo set) once, on rank 0, before any rank
-    reads it, then check every list on every rank (:func:`check_lists`)."""
-    from .distributed import barrier
-
-    check_data_keys(data_cfg)
-    if is_main and data_cfg.get("kind") == "demo":
-        from ..data.demo import make_demo_dataset
-        make_demo_dataset(Path(_require(data_cfg, "root")), num_frames=data_cfg.get("num_frames", 16),
-                          **(data_cfg.get("demo") or {}))
-    barrier()
-    check_lists(data_cfg)
-
-
-def _video_dataset(data_cfg: dict[str, Any], split: str) -> Dataset:
-    from ..data.video_dataset import VideoClassificationDataset
-
-    root = Path(_require(data_cfg, "root"))
-    if data_cfg["kind"] == "demo":
-        from ..data.demo import make_demo_dataset
-        demo = data_cfg.get("demo") or {}
-        lists = make_demo_dataset(root, num_frames=data_cfg.get("num_frames", 16), **demo)
-        list_file = lists[split]
-    else:
-        if not root.is_dir():
-            raise FileNotFoundError(f"data.root does not exist: {root}")
-        list_file = _require(data_cfg, f"{split}_list")
-        if not Path(list_file).is_file():
-            raise FileNotFoundError(f"data.{split}_list does not exist: {list_file}")
-    kwargs = {k: data_cfg[k] for k in VIDEO_KEYS if data_cfg.get(k) is not None}
-    if split == "test":
-        kwargs.update(num_clips=data_cfg.get("test_num_clips"), num_crops=data_cfg.get("test_num_crops", 3))
-    return VideoClassificationDataset(root, list_file, mode=split, **kwargs)
-
-
-def _image_dataset(kind: str, data_cfg: dict[str, Any], split: str) -> Dataset:
-    from ..data import image_datasets, vtab
-
-    root = _require(data_cfg, "root")
-    common = {"image_size": data_cfg.get("input_size", 224)}
-    for key in ("mean", "std"):
-        if data_cfg.get(key) is not None:
-            common[key] = tuple(data_cfg[key])
-    if kind == "vtab":
-        splits = {"train": data_cfg.get("train_split", "train800val200"), "val": data_cfg.get("val_split", "test"),
-                  "test": "test"}
-        return vtab.VTABDataset(root, _require(data_cfg, "task"), split=splits[split],
-                                num_classes=data_cfg.get("num_classes"), train=split == "train", **common)
-    cls = {"cifar100": image_datasets.CIFAR100Dataset, "svhn": image_datasets.SVHNDataset,
-           "food101": image_datasets.Food101Dataset}[kind]
-    return cls(root, split="train" if split == "train" else "test", train=split == "train", **common)
+def build_model(model_cfg: DictConfig | Mapping[str, Any], sparsity_cfg: DictConfig | Mapping[str, Any],
+                pretrained: str | None = None, freeze_backbone: bool | None = None) -> nn.Module:
+    """The ``model`` group's model with the ``sparsity`` group's settings, trainable parameters marked
+    (:func:`~video_sparse.adapters.peft.set_trainable`) and a local backbone checkpoint loaded."""
+    sparsity = {k: v for k, v in _plain(sparsity_cfg).items() if k not in RAMP_KEYS}
+    model = instantiate_group(model_cfg, "model", **sparsity)
+    set_trainable(model, freeze_backbone)
+    if pretrained:
+        report = load_pretrained(model, pretrained)
+        log.info("loaded backbone %s (%s)", pretrained, getattr(report, "format", ""))
+    return model
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """AdamW groups over the trainable parameters only; biases, norms and tables get no decay."""
-    skip = getattr(model, "no_weight_decay", lambda: set())()
+    skip = model.no_weight_decay() if hasattr(model, "no_weight_decay") else set()
     decay, no_decay = [], []
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
         (no_decay if param.ndim <= 1 or name in skip else decay).append(param)
     if not decay and not no_decay:
-        raise ConfigError("the model has no trainable parameters: set an adapter or freeze_backbone=false")
+        raise ConfigError("the model has no trainable parameters: set model.adapter or train.freeze_backbone=false")
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def build_optimizer(optimizer_cfg: DictConfig | Mapping[str, Any], model: nn.Module,
+                    lr: float) -> torch.optim.Optimizer:
+    """The ``optim.optimizer`` group (a partial optimizer class) over :func:`param_groups`."""
+    factory = instantiate_group(optimizer_cfg, "optim.optimizer")
+    weight_decay = float(_plain(optimizer_cfg).get("weight_decay", 0.0))
+    return factory(param_groups(model, weight_decay), lr=lr)
 
 
 def compile_backend(setting: bool | str | None) -> str | None:
@@ -223,9 +147,12 @@ def compile_model(model: nn.Module, backend: str) -> None:
     log.info("torch.compile: backend %s, dynamic shapes", backend)
 
 
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
 def resolve_precision(precision: str, device: torch.device) -> str:
     """``auto`` -> bf16 (or fp16 without bf16 support) on GPU, fp32 on CPU; refuse what cannot run."""
-    if precision not in ("auto", "fp32", "bf16", "fp16"):
+    if precision not in ("auto", *DTYPES):
         raise ConfigError(f"precision must be auto, fp32, bf16 or fp16, got {precision!r}")
     if device.type == "cpu":
         if precision not in ("auto", "fp32"):
@@ -238,13 +165,22 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     return precision
 
 
-def build_ds_config(ds_cfg: dict[str, Any], micro_batch: int, accumulate: int, clip_grad: float | None,
-                    precision: str) -> dict[str, Any]:
-    """The DeepSpeed config dictionary: the ``deepspeed`` group plus batch, clipping and precision."""
-    stage = ds_cfg.get("stage")
+def build_ds_config(stage: int, config: dict[str, Any] | None = None, *, micro_batch: int, accumulate: int,
+                    clip_grad: float | None, precision: str) -> dict[str, Any]:
+    """The DeepSpeed config dictionary (the ``deepspeed`` group's target).
+
+    Args:
+        stage: ZeRO stage, 0-3.
+        config: anything else for DeepSpeed, passed as is (``zero_optimization`` options etc.).
+        micro_batch, accumulate, clip_grad, precision: from ``data.batch_size``, ``optim.*`` and the
+            resolved ``precision``.
+
+    Raises:
+        ConfigError: a stage outside 0-3.
+    """
     if stage not in (0, 1, 2, 3):
         raise ConfigError(f"deepspeed.stage must be 0, 1, 2 or 3 (ZeRO stage), got {stage!r}")
-    config = dict(ds_cfg.get("config") or {})
+    config = dict(config or {})
     zero = dict(config.get("zero_optimization") or {})
     zero["stage"] = stage
     config.update(

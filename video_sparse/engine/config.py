@@ -1,10 +1,13 @@
 """Where the configs live and how configuration mistakes reach the user."""
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+
+from omegaconf import DictConfig
 
 REPO_DIR = Path(__file__).resolve().parents[2]
 CONFIG_DIR = REPO_DIR / "configs"
@@ -36,6 +39,29 @@ def register_resolvers() -> None:
 
 
 register_resolvers()
+
+
+def compose_config(overrides: Sequence[str] = (), config_name: str = "train") -> DictConfig:
+    """The config ``tools/train.py`` (``config_name="train"``) or ``tools/test.py`` (``"test"``) would run
+    with these Hydra overrides, for tools that run the recipe in-process."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
+        return compose(config_name=config_name, overrides=list(overrides))
+
+
+def parse_with_overrides(parser: argparse.ArgumentParser,
+                         argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
+    """The one way tools that run an experiment take its settings: their own options, then ``--`` and
+    Hydra overrides (``-- optim.lr=1e-3 data.root=/d``), which Hydra parses when it composes.
+
+    Returns:
+        The parsed options and the overrides (empty without ``--``).
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    split = argv.index("--") if "--" in argv else len(argv)
+    parser.usage = parser.format_usage().removeprefix("usage: ").rstrip() + " [-- KEY=VALUE ...]"
+    return parser.parse_args(argv[:split]), argv[split + 1:]
 
 
 def group_options(group: str, config_dir: Path = CONFIG_DIR) -> list[str]:

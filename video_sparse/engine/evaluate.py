@@ -11,8 +11,17 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from ..data.collate import collate_samples
-from ..evaluation import (MergedScores, ViewScoreCollector, ViewScores, evaluation_summary, gather_failed,
-                          gather_view_records, merge_views, save_video_scores, save_view_scores)
+from ..evaluation import (
+    MergedScores,
+    ViewScoreCollector,
+    ViewScores,
+    evaluation_summary,
+    gather_failed,
+    gather_view_records,
+    merge_views,
+    save_video_scores,
+    save_view_scores,
+)
 from .distributed import DistInfo
 from .sample_order import ResumableSampler, SeededDataset
 

@@ -24,20 +24,17 @@ from ..adapters import count_parameters
 from ..data.collate import collate_samples
 from ..sparsify import keep_units
 from . import checkpointing
-from .builders import (build_dataset, build_ds_config, build_model, compile_backend, param_groups,
-                       prepare_data, resolve_precision)
+from .builders import DTYPES, build_model, build_optimizer, compile_backend, instantiate_group, resolve_precision
 from .distributed import all_reduce_sum, barrier, init_distributed
 from .evaluate import evaluate
 from .logging_utils import MetricWriter, setup_logging
 from .mixup import MixupCutmix
 from .run_lock import RunLock, lock_run_folder
 from .sample_order import Layout, ResumableSampler, SeededDataset, check_layout, resume_micro_step
-from .schedules import keep_rate_at, warmup_cosine
+from .schedules import keep_rate_at
+from .testing import MultiViewTest
 
 log = logging.getLogger(__name__)
-
-_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-
 
 class FinetuneRecipe:
     """Sparse-Tuning fine-tuning driven by a composed Hydra config (see ``configs/train.yaml``)."""
@@ -57,6 +54,18 @@ class FinetuneRecipe:
 
     # ------------------------------------------------------------------------------------------ setup
     def setup(self) -> None:
+        """Build everything from the config, one named step each, then resume if a checkpoint exists."""
+        self._setup_run()
+        self._setup_data()
+        self._setup_model()
+        self._setup_sampler()
+        self._setup_optimizer()
+        self._setup_engine()
+        self._maybe_resume()
+        self._setup_metrics()
+
+    def _setup_run(self) -> None:
+        """Process group, output lock, logging, the resolved config, precision and the initial seed."""
         cfg = self.cfg
         self.dist = init_distributed(cfg.device)
         self.lock = lock_run_folder(self.output_dir, self.dist.is_main)  # refuses a second live run
@@ -65,63 +74,80 @@ class FinetuneRecipe:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             (self.output_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
         self.precision = resolve_precision(cfg.precision, self.dist.device)
-        self.dtype = _DTYPES[self.precision]
+        self.dtype = DTYPES[self.precision]
         torch.manual_seed(cfg.seed)  # the same initial weights on every rank
 
-        data_cfg = OmegaConf.to_container(cfg.data, resolve=True)
-        prepare_data(data_cfg, self.dist.is_main)
-        self.train_set = build_dataset(data_cfg, "train")
-        self.val_set = build_dataset(data_cfg, "val")
-        self.model = build_model(OmegaConf.to_container(cfg.model, resolve=True),
-                                 OmegaConf.to_container(cfg.sparsity, resolve=True), cfg.pretrained)
+    def _setup_data(self) -> None:
+        """The data module (``data`` group): generated data on rank 0, every list checked, train/val sets."""
+        self.data = instantiate_group(self.cfg.data, "data")
+        if self.dist.is_main:
+            self.data.prepare(is_main=True)
+        barrier()
+        self.data.check_lists()
+        self.train_set = self.data.dataset("train")
+        self.val_set = self.data.dataset("val")
+
+    def _setup_model(self) -> None:
+        """The model (``model`` + ``sparsity`` groups), its trainable parameters and backbone weights."""
+        cfg = self.cfg
+        self.model = build_model(cfg.model, cfg.sparsity, cfg.pretrained, cfg.train.freeze_backbone)
         torch.manual_seed(cfg.seed + self.dist.rank)  # per-rank dropout / drop-path streams
         np.random.seed((cfg.seed + self.dist.rank) % 2 ** 32)
         trainable, total = count_parameters(self.model)
         self.param_counts = {"trainable_params": trainable, "total_params": total}
-        log.info("model %s: %.3f M trainable of %.2f M parameters (%.2f%%)", cfg.model.name, trainable / 1e6,
-                 total / 1e6, 100.0 * trainable / total)
+        log.info("model %s: %.3f M trainable of %.2f M parameters (%.2f%%)", cfg.model.model_name,
+                 trainable / 1e6, total / 1e6, 100.0 * trainable / total)
 
-        world, micro = self.dist.world_size, int(cfg.data.batch_size)
+    def _setup_sampler(self) -> None:
+        """The global sample order (fixed by world size, batch and accumulation) and steps per epoch."""
+        cfg = self.cfg
+        world, micro = self.dist.world_size, int(self.data.batch_size)
         accumulate = int(cfg.optim.accumulate_steps)
-        self.layout = Layout(world, micro, accumulate, int(cfg.deepspeed.stage))  # fixes the global sample order
+        self.layout = Layout(world, micro, accumulate, int(cfg.deepspeed.stage))
         self.sampler = ResumableSampler(len(self.train_set), world, self.dist.rank, shuffle=True, seed=cfg.seed)
         self.micro_steps_per_epoch = self.sampler.per_rank // micro
         if cfg.train.max_steps_per_epoch:
-            self.micro_steps_per_epoch = min(self.micro_steps_per_epoch, int(cfg.train.max_steps_per_epoch) * accumulate)
+            self.micro_steps_per_epoch = min(self.micro_steps_per_epoch,
+                                             int(cfg.train.max_steps_per_epoch) * accumulate)
         self.micro_steps_per_epoch -= self.micro_steps_per_epoch % accumulate
         if self.micro_steps_per_epoch == 0:
             raise ValueError(f"{len(self.train_set)} training samples give no full step of batch {micro} x "
                              f"{world} ranks x {accumulate} accumulation")
         self.steps_per_epoch = self.micro_steps_per_epoch // accumulate
-        total_steps = self.steps_per_epoch * int(cfg.epochs)
-        batch = micro * world * accumulate
-        lr = cfg.optim.lr if cfg.optim.lr is not None else cfg.optim.blr * batch / 256
-        self.base_lr = lr
-        optimizer = torch.optim.AdamW(param_groups(self.model, cfg.optim.weight_decay), lr=lr,
-                                      betas=tuple(cfg.optim.betas))
-        warmup = int(round(cfg.optim.warmup_epochs * self.steps_per_epoch))
-        min_ratio = cfg.optim.min_lr / lr if lr > 0 else 0.0
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: warmup_cosine(step, total_steps, warmup, min_ratio))
-        ds_config = build_ds_config(OmegaConf.to_container(cfg.deepspeed, resolve=True), micro, accumulate,
-                                    cfg.optim.clip_grad, self.precision)
+
+    def _setup_optimizer(self) -> None:
+        """Optimizer and learning-rate schedule (``optim.optimizer``, ``optim.scheduler``); lr from blr."""
+        optim = self.cfg.optim
+        batch = self.layout.micro_batch * self.layout.world_size * self.layout.accumulate_steps
+        self.base_lr = optim.lr if optim.lr is not None else optim.blr * batch / 256
+        self.optimizer = build_optimizer(optim.optimizer, self.model, self.base_lr)
+        self.scheduler = instantiate_group(optim.scheduler, "optim.scheduler")(
+            self.optimizer, steps_per_epoch=self.steps_per_epoch, epochs=int(self.cfg.epochs))
+        self.mixup = MixupCutmix(self.data.num_classes, optim.mixup, optim.cutmix, optim.mixup_prob,
+                                 optim.mixup_switch_prob, optim.label_smoothing)
+
+    def _setup_engine(self) -> None:
+        """DeepSpeed (``deepspeed`` group) around model, optimizer and schedule; optional torch.compile."""
+        cfg = self.cfg
         import deepspeed
 
+        ds_config = instantiate_group(cfg.deepspeed, "deepspeed")(
+            micro_batch=self.layout.micro_batch, accumulate=self.layout.accumulate_steps,
+            clip_grad=cfg.optim.clip_grad, precision=self.precision)
         self.model.to(self.dist.device)
         self.engine, self.optimizer, _, self.scheduler = deepspeed.initialize(
-            model=self.model, optimizer=optimizer, lr_scheduler=scheduler, config=ds_config)
+            model=self.model, optimizer=self.optimizer, lr_scheduler=self.scheduler, config=ds_config)
         backend = compile_backend(cfg.train.get("compile"))
         if backend:  # in place: training, validation and test run compiled; checkpoint keys unchanged
             self.engine.compile(backend=backend, compile_kwargs={"dynamic": True})
             log.info("torch.compile: backend %s, dynamic shapes", backend)
-        log.info("DeepSpeed ZeRO stage %d, %s, %d rank(s), batch %d = %d x %d ranks x %d accumulation, lr %.3g",
-                 cfg.deepspeed.stage, self.precision, world, batch, micro, world, accumulate, lr)
-        self.mixup = MixupCutmix(cfg.model.num_classes, cfg.optim.mixup, cfg.optim.cutmix, cfg.optim.mixup_prob,
-                                 cfg.optim.mixup_switch_prob, cfg.optim.label_smoothing)
+        log.info("DeepSpeed, %s, lr %.3g: %s", self.precision, self.base_lr, self.layout.describe())
         checkpointing.clean_stale(self.ckpt_dir, self.dist.is_main)
-        self._maybe_resume()
+
+    def _setup_metrics(self) -> None:
+        """TensorBoard writer; ``purge_step`` drops points logged after the checkpoint resumed from."""
         self.writer = MetricWriter(self.output_dir / "tensorboard", enabled=self.dist.is_main,
-                                   purge_step=self.global_step + 1)  # drops points logged after the checkpoint
+                                   purge_step=self.global_step + 1)
 
     def _maybe_resume(self) -> None:
         resume = self.cfg.resume
@@ -151,12 +177,9 @@ class FinetuneRecipe:
 
     # ------------------------------------------------------------------------------------------ train
     def _loader(self) -> DataLoader:
-        workers = int(self.cfg.data.num_workers)
-        context = None
-        if workers > 0 and self.cfg.data.kind in ("video", "demo"):
-            from ..data.readers import default_multiprocessing_context
-            context = default_multiprocessing_context(self.cfg.data.get("backend", "auto") or "auto")
-        return DataLoader(SeededDataset(self.train_set), batch_size=int(self.cfg.data.batch_size),
+        workers = int(self.data.num_workers)
+        context = self.data.multiprocessing_context() if workers > 0 else None
+        return DataLoader(SeededDataset(self.train_set), batch_size=int(self.data.batch_size),
                           sampler=self.sampler, num_workers=workers, collate_fn=collate_samples, drop_last=True,
                           pin_memory=self.dist.device.type == "cuda", multiprocessing_context=context)
 
@@ -192,7 +215,7 @@ class FinetuneRecipe:
                      self.output_dir / "results.json")
         while self.epoch < int(cfg.epochs):
             self.engine.train()
-            self.sampler.set_epoch(self.epoch, start=self.step_in_epoch * int(cfg.data.batch_size))
+            self.sampler.set_epoch(self.epoch, start=self.step_in_epoch * self.layout.micro_batch)
             # disable=None: no bar (and no carriage returns) when stderr is a file; log lines report progress
             bar = tqdm(total=self.micro_steps_per_epoch, initial=self.step_in_epoch,
                        disable=None if self.dist.is_main else True,
@@ -277,18 +300,16 @@ class FinetuneRecipe:
     def validate(self) -> dict[str, Any]:
         """Single-view top-1/top-5 on the validation split."""
         self.engine.eval()
-        result = evaluate(self._forward, self.val_set, self.dist, batch_size=int(self.cfg.data.batch_size),
-                          num_workers=int(self.cfg.data.num_workers), dtype=self.dtype, desc="val")
+        result = evaluate(self._forward, self.val_set, self.dist, batch_size=int(self.data.batch_size),
+                          num_workers=int(self.data.num_workers), dtype=self.dtype, desc="val")
         self.engine.train()
         return result.summary
 
     def test(self) -> dict[str, Any]:
         """Multi-view test on the test split; writes score files and ``results.json`` (rank 0)."""
-        from .testing import run_multiview_test
-
         self.engine.eval()
-        return run_multiview_test(self._forward, self.model, self.cfg, self.dist, self.dtype, self.output_dir,
-                                  extra={"history": self.history, **self.param_counts})
+        tester = MultiViewTest(self.cfg, self.data, self.dist, self.dtype, self.output_dir)
+        return tester.run(self._forward, self.model, extra={"history": self.history, **self.param_counts})
 
     # ---------------------------------------------------------------------------------------- cleanup
     def export_adapters(self) -> Path | None:
@@ -301,9 +322,10 @@ class FinetuneRecipe:
         trainable = [p for p in module.parameters() if p.requires_grad]
         with _gathered(trainable):
             if self.dist.is_main:
-                data = OmegaConf.to_container(self.cfg.data, resolve=True)
+                data = {k: getattr(self.data, k) for k in ("input_size", "num_frames", "mean", "std")}
+                data["num_frames"] = data["num_frames"] if self.data.is_video else None
                 extra = {"pretrained": self.cfg.pretrained, "global_step": self.global_step,
-                         "data": {k: data.get(k) for k in ("input_size", "num_frames", "mean", "std")}}
+                         "data": {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}}
                 save_adapter_checkpoint(module, path, extra=extra)
                 log.info("exported adapter-only weights to %s", path)
         if self.cfg.train.export_full:
@@ -320,6 +342,29 @@ class FinetuneRecipe:
         barrier()
         if self.lock is not None:
             self.lock.release()
+
+
+def run_training(cfg: DictConfig) -> FinetuneRecipe:
+    """What ``tools/train.py`` runs: checks, setup, training, then (once) the test and the export.
+
+    Raises:
+        RunLockedError: another live run writes to ``cfg.output_dir``.
+        ConfigError, FileNotFoundError: a setting that cannot work (before anything expensive runs).
+    """
+    from .preflight import prepare_run
+
+    prepare_run(cfg, "train")  # paths, defaults and cheap checks before any expensive step
+    recipe = FinetuneRecipe(cfg)
+    recipe.setup()
+    recipe.train()
+    # adapter.pth is written last (atomically): without it a kill cut the test or the export short, so redo both
+    tested_before = recipe.already_complete and all((recipe.output_dir / name).is_file()
+                                                    for name in ("results.json", "adapter.pth"))
+    if recipe.finished and not tested_before:
+        recipe.test()
+        recipe.export_adapters()
+    recipe.cleanup()
+    return recipe
 
 
 def _gathered(params: list[torch.nn.Parameter]):

@@ -17,9 +17,12 @@ from omegaconf.errors import (
     InterpolationToMissingValueError,
 )
 
+from ..data import DemoData
 from ..errors import ConfigError
+from .builders import instantiate_group
 from .config import REPO_DIR
 from .logging_utils import setup_logging
+from .schema import check_config
 
 log = logging.getLogger(__name__)
 
@@ -34,12 +37,6 @@ MODEL_INPUTS: dict[str, dict[str, Any]] = {
     "sparse_vit": {"input_size": 224, "mean": HALF, "std": HALF},  # ViT-B/16 ImageNet-21k
 }
 INPUT_KEYS = ("input_size", "num_frames", "mean", "std")
-# settings that must be numbers (None allowed where the config documents null)
-INT_KEYS = ("epochs", "seed", "data.batch_size", "data.num_workers", "data.num_classes", "optim.accumulate_steps",
-            "train.log_every", "train.save_every_steps", "train.keep_last", "train.eval_every", "train.max_steps",
-            "train.max_steps_per_epoch")
-FLOAT_KEYS = ("optim.lr", "optim.blr", "optim.min_lr", "optim.weight_decay", "optim.warmup_epochs",
-              "optim.clip_grad", "optim.label_smoothing", "optim.mixup", "optim.cutmix", "sparsity.keep_rate")
 _DATA_PATH_KEYS = ("root", "train_list", "val_list", "test_list", "label_map")
 # checkpoint model_args key -> data key it comes from
 _ARG_TO_DATA = {"img_size": "input_size", "num_frames": "num_frames", "num_classes": "num_classes"}
@@ -109,7 +106,14 @@ def prepare_run(cfg: DictConfig, mode: str) -> None:
     if mode not in ("train", "test"):
         raise ValueError(f"mode must be train or test, got {mode!r}")
     setup_logging(cfg.output_dir, int(os.environ.get("RANK", "0")) == 0)
-    check_numbers(cfg)
+    check_config(cfg)  # unknown keys and wrong types in the plain groups
+    try:
+        OmegaConf.to_container(cfg.data, resolve=True)
+    except InterpolationToMissingValueError:
+        raise
+    except InterpolationResolutionError as err:  # e.g. ${vtab_classes:...} of an unknown task
+        key = getattr(err, "full_key", "") or "data"
+        raise ConfigError(f"{key}: {str(err).splitlines()[0]}") from err
     with open_dict(cfg):
         _resolve_paths(cfg, mode)
         saved = read_checkpoint_settings(cfg.checkpoint) if mode == "test" else None
@@ -117,26 +121,22 @@ def prepare_run(cfg: DictConfig, mode: str) -> None:
         _cap_loader_workers(cfg)
     if saved is not None:
         _check_checkpoint_fits(cfg, saved)
+    _check_objects(cfg)
     _check_lists(cfg, mode)
 
 
-def check_numbers(cfg: DictConfig) -> None:
-    """Refuse a non-number in a numeric setting (``epochs=abc``) before it fails deep inside a run."""
-    for keys, kind in ((INT_KEYS, int), (FLOAT_KEYS, float)):
-        for key in keys:
-            try:
-                value = OmegaConf.select(cfg, key, default=None)
-            except InterpolationToMissingValueError:
-                raise
-            except InterpolationResolutionError as err:  # e.g. ${vtab_classes:...} of an unknown task
-                raise ConfigError(f"{key}: {str(err).splitlines()[0]}") from err
-            if isinstance(value, bool):
-                raise ConfigError(f"{key}={value} must be a number")
-            if value is None:
-                continue
-            ok = isinstance(value, int) if kind is int else isinstance(value, (int, float))
-            if not ok:
-                raise ConfigError(f"{key}={value!r} must be {'an integer' if kind is int else 'a number'}")
+def _check_objects(cfg: DictConfig) -> None:
+    """Every config group builds (the model on the meta device: no memory, no time), so a key or value
+    that its class refuses stops the run before data are generated or weights are read."""
+    import torch
+
+    from .builders import build_model, build_optimizer
+
+    with torch.device("meta"):
+        model = build_model(cfg.model, cfg.sparsity, freeze_backbone=cfg.train.freeze_backbone)
+    optimizer = build_optimizer(cfg.optim.optimizer, model, lr=1.0)
+    instantiate_group(cfg.optim.scheduler, "optim.scheduler")(optimizer, steps_per_epoch=1, epochs=int(cfg.epochs))
+    instantiate_group(cfg.deepspeed, "deepspeed")(micro_batch=1, accumulate=1, clip_grad=None, precision="fp32")
 
 
 def _resolve_paths(cfg: DictConfig, mode: str) -> None:
@@ -148,7 +148,7 @@ def _resolve_paths(cfg: DictConfig, mode: str) -> None:
                 raise FileNotFoundError(f"{key}={value}: file not found ({cfg[key]})")
     # keys(): a DictConfig answers `"root" in cfg.data` with False while the value is ???
     if "root" in cfg.data.keys() and OmegaConf.is_missing(cfg.data, "root"):  # noqa: SIM118
-        raise ConfigError(f"data.root must be set for data.kind={cfg.data.get('kind')} (the data folder)")
+        raise ConfigError(f"data.root must be set (the data folder of {cfg.data.get('_target_')})")
     for key in _DATA_PATH_KEYS:
         if key not in cfg.data.keys() or OmegaConf.is_missing(cfg.data, key):  # noqa: SIM118
             continue
@@ -166,7 +166,7 @@ def _fill_data_defaults(cfg: DictConfig, saved: dict[str, Any] | None) -> None:
         if saved["head_classes"] is not None:
             from_args["num_classes"] = saved["head_classes"]
         sources.append(("checkpoint", {**from_args, **saved["data"]}))
-    sources.append((f"model {cfg.model.name}", model_inputs(str(cfg.model.name))))
+    sources.append((f"model {cfg.model.model_name}", model_inputs(str(cfg.model.model_name))))
     for key in (*INPUT_KEYS, "num_classes"):
         if key not in data or data.get(key) is not None:
             continue
@@ -186,7 +186,7 @@ def _fill_data_defaults(cfg: DictConfig, saved: dict[str, Any] | None) -> None:
         data.short_side_size = data.input_size
     missing = [key for key in INPUT_KEYS if key in data and data.get(key) is None]
     if missing:
-        raise ConfigError(f"set {', '.join('data.' + k for k in missing)}: model {cfg.model.name} has no known "
+        raise ConfigError(f"set {', '.join('data.' + k for k in missing)}: model {cfg.model.model_name} has no known "
                           f"input settings (video_sparse.engine.preflight.MODEL_INPUTS)")
 
 
@@ -225,15 +225,13 @@ def _plain(value: Any) -> Any:
 
 def _check_lists(cfg: DictConfig, mode: str) -> None:
     """Every list the run will read exists and its labels fit ``data.num_classes`` (video data)."""
-    data = cfg.data
-    if data.get("kind") != "video":
+    data = instantiate_group(cfg.data, "data")  # cheap: the constructor checks values, reads nothing
+    if not data.is_video or isinstance(data, DemoData):  # the demo's lists are written at setup
         return
     if not Path(data.root).is_dir():
         raise FileNotFoundError(f"data.root={data.root}: folder not found")
     splits = ("test",) if mode == "test" else ("train", "val") + (("test",) if cfg.test.enabled else ())
-    from .builders import check_lists
-
-    counts = check_lists(OmegaConf.to_container(data, resolve=True), splits, require=True)
+    counts = data.check_lists(splits, require=True)
     if "train" in counts:
         _fit_batch(cfg, counts["train"])
 
