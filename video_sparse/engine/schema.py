@@ -111,4 +111,11 @@ def check_config(cfg: DictConfig) -> None:
         raise ConfigError(f"{key} is not a setting{' of ' + parent if parent else ''}"
                           f"{f' (known: {known})' if known else ''}") from None
     except ValidationError as err:
-        raise ConfigError(f"{err.full_key}={err.value!r}: {str(err).splitlines()[0]}") from None
+        reason = str(err).splitlines()[0]
+        wanted = next((words for name, words in _TYPE_WORDS.items() if reason.endswith(f"converted to {name}")),
+                      None)
+        raise ConfigError(f"{err.full_key}={err.value!r}" + (f" must be {wanted}" if wanted else f": {reason}")) \
+            from None
+
+
+_TYPE_WORDS = {"Integer": "an integer", "Float": "a number", "Boolean": "true or false"}
