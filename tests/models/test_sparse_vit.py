@@ -6,7 +6,7 @@ import timm
 import torch
 
 import video_sparse  # noqa: F401
-from video_sparse.adapters import count_parameters, trainable_parameter_names
+from video_sparse.adapters import set_trainable, trainable_parameter_names
 from video_sparse.models import VARIANTS, SparseViT
 
 NANO_IMAGE = "sparse_vit_nano_patch16_64"
@@ -63,6 +63,7 @@ def test_kept_indices_are_valid_and_per_sample():
 def test_only_adapters_and_head_receive_gradients(adapter):
     torch.manual_seed(0)
     model = timm.create_model(NANO_VIDEO, num_classes=4, adapter=adapter)
+    set_trainable(model)
     # make up-projections non-zero so gradients reach every adapter layer
     with torch.no_grad():
         for name, p in model.named_parameters():
@@ -78,12 +79,6 @@ def test_only_adapters_and_head_receive_gradients(adapter):
             assert param.grad is None, name
     assert set(trainable_parameter_names(model)) == {n for n, _ in model.named_parameters()
                                                      if "adapter" in n or n.startswith("head.")}
-
-
-def test_full_finetuning_when_asked():
-    model = timm.create_model(NANO_IMAGE, freeze_backbone=False)
-    trainable, total = count_parameters(model)
-    assert trainable == total
 
 
 def test_dense_connections_match_a_manual_stage_loop():

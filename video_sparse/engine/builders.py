@@ -38,6 +38,7 @@ def build_model(model_cfg: dict[str, Any], sparsity_cfg: dict[str, Any], pretrai
     """Create the registered model with its sparsity settings; load a local backbone checkpoint."""
     model_cfg = dict(model_cfg)
     name = model_cfg.pop("name")
+    freeze_backbone = model_cfg.pop("freeze_backbone", None)
     extra = model_cfg.pop("extra", None) or {}
     sparsity = {k: v for k, v in sparsity_cfg.items() if not k.startswith("ramp_")}
     kwargs = {k: v for k, v in {**model_cfg, **sparsity, **extra}.items() if v is not None}
@@ -54,6 +55,8 @@ def build_model(model_cfg: dict[str, Any], sparsity_cfg: dict[str, Any], pretrai
         from ..checkpoint import load_pretrained
         report = load_pretrained(model, pretrained)
         log.info("loaded backbone %s (%s)", pretrained, report.format if hasattr(report, "format") else "")
+    from ..adapters import set_trainable
+    set_trainable(model, freeze_backbone)
     return model
 
 
