@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from ..analysis.flops import count_gmacs, input_shape_of
+from ..checkpoint import load_trained_weights
 from ..checkpoint.io import atomic_write
 from ..evaluation import format_flops_x_views, plot_confusion_matrix
 from .builders import (build_dataset, build_model, compile_backend, compile_model, prepare_data,
@@ -24,27 +25,6 @@ log = logging.getLogger(__name__)
 
 class NothingScoredError(RuntimeError):
     """A test in which no video could be scored (its summary is written first)."""
-
-
-def load_trained_weights(model: nn.Module, path: str | Path) -> str:
-    """Load an adapter-only checkpoint or a full state dict of this model; returns which it was."""
-    from ..checkpoint import CheckpointError, load_adapter_checkpoint
-    from ..checkpoint.files import check_path, read_torch
-
-    payload = read_torch(check_path(path))
-    if isinstance(payload, dict) and payload.get("format") == "adapter" or (
-            isinstance(payload, dict) and "state_dict" in payload and "model_args" in payload):
-        load_adapter_checkpoint(model, path)
-        return "adapter"
-    state = payload.get("module", payload.get("model", payload)) if isinstance(payload, dict) else None
-    if not isinstance(state, dict):
-        raise CheckpointError(f"{path}: neither an adapter checkpoint nor a state dict")
-    result = model.load_state_dict(state, strict=False)
-    if result.missing_keys or result.unexpected_keys:
-        raise CheckpointError(f"{path}: does not match the model: missing {result.missing_keys[:10]} "
-                              f"({len(result.missing_keys)}), unexpected {result.unexpected_keys[:10]} "
-                              f"({len(result.unexpected_keys)})")
-    return "full"
 
 
 def run_multiview_test(forward: Callable[[torch.Tensor], torch.Tensor], model: nn.Module, cfg: DictConfig,
