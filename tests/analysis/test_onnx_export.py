@@ -13,6 +13,7 @@ import timm
 import torch
 
 import video_sparse  # noqa: F401
+from video_sparse.adapters import set_trainable
 from video_sparse.analysis.onnx_export import check_onnx, export_onnx, ort_session
 from video_sparse.data import PyAVReader, make_demo_dataset
 from video_sparse.data.video_transforms import VideoEvalTransform
@@ -25,6 +26,7 @@ def _perturbed(name: str, **kwargs) -> torch.nn.Module:
     """A model whose adapters and head are non-zero (zero-initialised ones would hide their part of the graph)."""
     torch.manual_seed(0)
     model = timm.create_model(name, **kwargs).eval()
+    set_trainable(model)
     with torch.no_grad():
         for p in model.parameters():
             if p.requires_grad:
