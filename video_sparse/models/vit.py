@@ -210,6 +210,9 @@ class SparseViT(nn.Module):
         score = score or ("cls" if class_token else DEFAULT_VIDEO_SCORE)
         if score not in SCORE_POLICIES:
             raise ValueError(f"score must be one of {sorted(SCORE_POLICIES)}, got {score!r}")
+        if SCORE_POLICIES[score].needs_class_token and not class_token:
+            raise ValueError(f"score={score!r} needs a class token (class_token=True); use 'mean_attn' or "
+                             "'mean_query' for video")
         if any(not 0 <= i < depth for i in sparse_layers):
             raise ValueError(f"sparse_layers {sparse_layers} must lie in [0, {depth})")
         if global_pool not in ("token", "avg"):
