@@ -6,7 +6,7 @@ import timm
 import torch
 
 import video_sparse  # noqa: F401
-from video_sparse.adapters import set_trainable, trainable_parameter_names
+from video_sparse.adapters import set_trainable
 from video_sparse.models import VARIANTS, SparseViT
 
 NANO_IMAGE = "sparse_vit_nano_patch16_64"
@@ -77,7 +77,7 @@ def test_only_adapters_and_head_receive_gradients(adapter):
             assert param.grad is not None and param.grad.abs().sum() > 0, name
         else:
             assert param.grad is None, name
-    assert set(trainable_parameter_names(model)) == {n for n, _ in model.named_parameters()
+    assert set(_trainable(model)) == {n for n, _ in model.named_parameters()
                                                      if "adapter" in n or n.startswith("head.")}
 
 
@@ -159,3 +159,7 @@ def test_wrong_input_shape_is_a_clear_error():
     model = timm.create_model(NANO_VIDEO)
     with pytest.raises(ValueError, match="num_frames"):
         model(torch.zeros(1, 3, 8, 64, 64))
+
+
+def _trainable(model: torch.nn.Module) -> list[str]:
+    return [name for name, param in model.named_parameters() if param.requires_grad]

@@ -7,10 +7,9 @@ from .peft import (
                    is_add_on_key,
                    set_trainable,
                    set_trainable_params,
-                   trainable_parameter_names,
 )
 
 ADAPTERS = {"dense": DenseAdapter, "dense_paper": PaperDenseAdapter, "parallel": ParallelAdapter}
 
 __all__ = ["ADAPTERS", "DenseAdapter", "PaperDenseAdapter", "ParallelAdapter", "count_parameters",
-           "is_adapter_key", "is_add_on_key", "set_trainable", "set_trainable_params", "trainable_parameter_names"]
+           "is_adapter_key", "is_add_on_key", "set_trainable", "set_trainable_params"]

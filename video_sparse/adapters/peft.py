@@ -71,11 +71,6 @@ def set_trainable(model: nn.Module, freeze_backbone: bool | None = None) -> None
     set_trainable_params(model, trainable)
 
 
-def trainable_parameter_names(model: nn.Module) -> list[str]:
-    """Names of parameters with ``requires_grad``."""
-    return [name for name, param in model.named_parameters() if param.requires_grad]
-
-
 def count_parameters(model: nn.Module) -> tuple[int, int]:
     """(trainable, total) parameter counts."""
     total = sum(p.numel() for p in model.parameters())
