@@ -26,6 +26,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 import video_sparse  # noqa: E402,F401
+from video_sparse.adapters import set_trainable  # noqa: E402
 from video_sparse.analysis.flops import input_shape_of  # noqa: E402
 from video_sparse.analysis.memory import peak_mib, reset_peak  # noqa: E402
 
@@ -61,6 +62,7 @@ def main(argv: list[str] | None = None) -> None:
     for name in args.model or ["sparse_videomae_base_patch16_224"]:
         torch.manual_seed(0)
         model = timm.create_model(name, num_classes=400).to(device).train()
+        set_trainable(model)
         for block in model.blocks:  # non-zero adapter outputs, so that every gradient path is exercised
             torch.nn.init.normal_(block.adapter.up2.weight, std=0.02)
         x = torch.randn(input_shape_of(model, args.batch), device=device)

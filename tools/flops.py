@@ -22,7 +22,7 @@ import timm  # noqa: E402
 import torch  # noqa: E402
 
 import video_sparse  # noqa: E402,F401
-from video_sparse.adapters import count_parameters  # noqa: E402
+from video_sparse.adapters import count_parameters, set_trainable  # noqa: E402
 from video_sparse.analysis.flops import count_gmacs, input_shape_of  # noqa: E402
 from video_sparse.models.vit import LARGE_VARIANTS  # noqa: E402
 
@@ -57,6 +57,7 @@ def main(argv: list[str] | None = None) -> None:
             kwargs["keep_rate"] = args.keep_rate
         with device:
             model = timm.create_model(name, **kwargs).eval()
+            set_trainable(model)  # trainable as in training: the add-ons when there are adapters
             inputs = torch.zeros(input_shape_of(model))
             dense = count_gmacs(model, inputs, keep_rate=1.0).gmacs
             sparse = count_gmacs(model, inputs).gmacs

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import inspect
 import logging
 import sys
 from collections.abc import Mapping
@@ -30,9 +31,15 @@ from torch import nn  # noqa: E402
 
 import video_sparse  # noqa: E402,F401
 from video_sparse.analysis.token_maps import (  # noqa: E402
-    center_crop, compute_kept_tokens, contact_sheet, render_image, render_video, save_animation,
-    to_model_input)
-from video_sparse.checkpoint import load_adapter_checkpoint, load_pretrained, read_checkpoint  # noqa: E402
+    center_crop,
+    compute_kept_tokens,
+    contact_sheet,
+    render_image,
+    render_video,
+    save_animation,
+    to_model_input,
+)
+from video_sparse.checkpoint import is_adapter_checkpoint, load_adapter_checkpoint, load_pretrained, read_checkpoint  # noqa: E402
 from video_sparse.data.readers import open_video  # noqa: E402
 from video_sparse.models.vit import SparseViT  # noqa: E402
 
@@ -77,10 +84,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _is_adapter_checkpoint(content: object) -> bool:
-    return isinstance(content, Mapping) and content.get("format") == "video_sparse.adapter"
-
-
 def build_model(args: argparse.Namespace) -> nn.Module:
     """The model named by --model (or rebuilt from the checkpoint), with its weights loaded."""
     content = read_checkpoint(args.checkpoint)[0] if args.checkpoint else None
@@ -89,20 +92,24 @@ def build_model(args: argparse.Namespace) -> nn.Module:
     if args.model:
         model = timm.create_model(args.model, **overrides)
     elif stored_args:
-        model = SparseViT(**{**stored_args, **overrides})
+        known = inspect.signature(SparseViT).parameters
+        stale = sorted(k for k in stored_args if k not in known)
+        if stale:  # arguments of an older SparseViT (e.g. freeze_backbone): they do not change the network
+            logger.info("ignoring stored model_args that SparseViT no longer takes: %s", ", ".join(stale))
+        model = SparseViT(**{**{k: v for k, v in stored_args.items() if k in known}, **overrides})
         logger.info("model rebuilt from the model_args stored in %s", args.checkpoint)
     else:
         raise SystemExit("give --model (the checkpoint holds no model_args)")
     if args.backbone:
         load_pretrained(model, args.backbone)
-    if args.checkpoint and _is_adapter_checkpoint(content):
+    if args.checkpoint and is_adapter_checkpoint(content):
         load_adapter_checkpoint(model, args.checkpoint)
     elif args.checkpoint:
         load_pretrained(model, args.checkpoint, strict=not args.backbone)
     if not (args.checkpoint or args.backbone):
         logger.warning("no --checkpoint or --backbone: backbone and adapters are random, so the kept tokens "
                        "show the mechanism only, not what a trained model attends to")
-    elif not args.backbone and _is_adapter_checkpoint(content):
+    elif not args.backbone and is_adapter_checkpoint(content):
         logger.warning("adapter-only checkpoint without --backbone: the frozen backbone is random")
     return model.eval()
 
@@ -111,7 +118,7 @@ def _norm(args: argparse.Namespace, model: nn.Module) -> tuple[tuple[float, ...]
     if args.norm != "auto":
         return NORMS[args.norm]
     saved = read_checkpoint(args.checkpoint)[0] if args.checkpoint else None
-    data = ((saved.get("extra") or {}).get("data") or {}) if _is_adapter_checkpoint(saved) else {}
+    data = ((saved.get("extra") or {}).get("data") or {}) if is_adapter_checkpoint(saved) else {}
     if data.get("mean") and data.get("std"):
         return tuple(data["mean"]), tuple(data["std"])
     in21k = not model.is_video and tuple(model.patch_embed.patch_size) == (16, 16)

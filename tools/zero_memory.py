@@ -41,6 +41,7 @@ import torch
 import torch.nn.functional as F
 
 import video_sparse  # noqa: F401
+from video_sparse.adapters import set_trainable
 from video_sparse.models import vit as vit_module
 
 log = logging.getLogger("zero_memory")
@@ -164,6 +165,7 @@ def fit_table(gpus: int, batch: int, frames: int, size: int, models: dict[str, s
     for label, name in models.items():
         with torch.device("meta"):
             model = timm.create_model(name, num_classes=400, num_frames=frames, img_size=size).to(torch.bfloat16)
+        set_trainable(model)
         model.train()
         counts = parameter_counts(model)
         x = torch.zeros(1, 3, frames, size, size, device="meta", dtype=torch.bfloat16)
@@ -207,6 +209,7 @@ def run_ranks(args: argparse.Namespace) -> dict[str, Any]:
     info = init_distributed("cpu")
     torch.manual_seed(0)
     model = timm.create_model(args.model, num_classes=10, num_frames=args.frames, img_size=args.size)
+    set_trainable(model)
     for block in model.blocks:  # non-zero adapter outputs, so that every adapter weight gets a gradient
         torch.nn.init.normal_(block.adapter.up2.weight, std=0.02)
     counts = parameter_counts(model)

@@ -6,9 +6,19 @@ import timm
 import torch
 
 import video_sparse  # noqa: F401
-from video_sparse.analysis.benchmark import (BenchmarkConfig, BenchmarkResult, Variant, VariantResult,
-                                             build_shared_models, build_variant_model, default_variants,
-                                             make_batch, make_train_step, planned_calls, run_benchmark)
+from video_sparse.analysis.benchmark import (
+    BenchmarkConfig,
+    BenchmarkResult,
+    Variant,
+    VariantResult,
+    build_shared_models,
+    build_variant_model,
+    default_variants,
+    make_batch,
+    make_train_step,
+    planned_calls,
+    run_benchmark,
+)
 from video_sparse.analysis.benchmark_report import key_ratios, load_json, save_json, throughput, to_markdown
 from video_sparse.analysis.flops import count_gmacs, input_shape_of
 

@@ -13,6 +13,7 @@ import timm
 import torch
 
 import video_sparse  # noqa: F401
+from video_sparse.adapters import set_trainable
 from video_sparse.analysis.onnx_export import check_onnx, export_onnx, ort_session
 from video_sparse.data import PyAVReader, make_demo_dataset
 from video_sparse.data.video_transforms import VideoEvalTransform
@@ -25,6 +26,7 @@ def _perturbed(name: str, **kwargs) -> torch.nn.Module:
     """A model whose adapters and head are non-zero (zero-initialised ones would hide their part of the graph)."""
     torch.manual_seed(0)
     model = timm.create_model(name, **kwargs).eval()
+    set_trainable(model)
     with torch.no_grad():
         for p in model.parameters():
             if p.requires_grad:
@@ -133,14 +135,14 @@ def test_tool_exports_a_trained_demo_adapter_and_checks_on_real_clips(tmp_path):
 def test_chunked_video_score_exports_for_every_batch_size(tmp_path, monkeypatch):
     """With a small chunk budget PyTorch's query-chunk size depends on the batch (as for ViT-B clips on the
     CPU); the graph exported at batch 2 must still be right at batches 1 and 3."""
-    from video_sparse.sparsify import scorers
+    from video_sparse.layers import chunked_attention
 
-    monkeypatch.setattr(scorers, "CPU_CHUNK_ELEMENTS", 2 ** 16)
+    monkeypatch.setattr(chunked_attention, "CPU_CHUNK_ELEMENTS", 2 ** 16)
     model = _perturbed("sparse_videomae_nano_patch16_64", num_classes=4, score="mean_attn")
     heads, tokens = model.blocks[0].attn.num_heads, model.patch_embed.num_patches
-    assert scorers.score_chunk_rows(2 * heads, tokens, torch.device("cpu")) < tokens  # several chunks ...
-    assert scorers.score_chunk_rows(heads, tokens, torch.device("cpu")) != scorers.score_chunk_rows(
-        2 * heads, tokens, torch.device("cpu"))  # ... whose size depends on the batch
+    assert chunked_attention.score_chunk_rows(2 * heads, tokens, torch.device("cpu")) < tokens  # several chunks ...
+    rows = chunked_attention.score_chunk_rows
+    assert rows(heads, tokens, torch.device("cpu")) != rows(2 * heads, tokens, torch.device("cpu"))  # ... per batch
     x = torch.randn(4, 3, 16, 64, 64)
     path = export_onnx(model, tmp_path / "chunked.onnx", x[:2])
     assert all(m.score_chunk_size is None for m in model.modules() if hasattr(m, "score_chunk_size"))

@@ -7,9 +7,19 @@ import torch
 from PIL import Image
 
 import video_sparse  # noqa: F401
-from video_sparse.analysis.token_maps import (DIM, center_crop, compute_kept_tokens, contact_sheet,
-                                              dim_dropped, dropping_layers, kept_masks, render_image,
-                                              render_video, save_animation, to_model_input)
+from video_sparse.analysis.token_maps import (
+    DIM,
+    center_crop,
+    compute_kept_tokens,
+    contact_sheet,
+    dim_dropped,
+    dropping_layers,
+    kept_masks,
+    render_image,
+    render_video,
+    save_animation,
+    to_model_input,
+)
 from video_sparse.sparsify import num_kept_tokens
 
 

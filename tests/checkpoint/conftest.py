@@ -1,4 +1,4 @@
-"""Fixtures for the checkpoint tests: the registered nano SparseViT models.
+"""Fixtures for the checkpoint tests: the registered nano SparseViT models, backbone frozen as for training.
 
 The entry points are called directly: ``timm.create_model`` drops keyword arguments whose value is
 None, so ``adapter=None`` would not reach the model through it.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from video_sparse.adapters import set_trainable
 from video_sparse.models import vit
 
 
@@ -17,7 +18,9 @@ def video_nano():
     """Factory for the registered 4-block video model (16 frames, 64 px)."""
     def make(seed: int = 0, **kwargs) -> torch.nn.Module:
         torch.manual_seed(seed)
-        return vit.sparse_videomae_nano_patch16_64(**kwargs).eval()
+        model = vit.sparse_videomae_nano_patch16_64(**kwargs)
+        set_trainable(model)
+        return model.eval()
     return make
 
 
@@ -26,5 +29,7 @@ def image_nano():
     """Factory for the registered 4-block image model (64 px)."""
     def make(seed: int = 0, **kwargs) -> torch.nn.Module:
         torch.manual_seed(seed)
-        return vit.sparse_vit_nano_patch16_64(**kwargs).eval()
+        model = vit.sparse_vit_nano_patch16_64(**kwargs)
+        set_trainable(model)
+        return model.eval()
     return make

@@ -9,13 +9,14 @@ import stat
 import pytest
 import torch
 
-from video_sparse.adapters import is_trainable_by_design
+from video_sparse.adapters import is_add_on_key, set_trainable
 from video_sparse.checkpoint import (
     CheckpointError,
     adapter_state_dict,
     atomic_save,
-    is_add_on_key,
+    is_adapter_checkpoint,
     load_adapter_checkpoint,
+    load_trained_weights,
     save_adapter_checkpoint,
 )
 from video_sparse.models import vit
@@ -161,6 +162,7 @@ def test_extra_must_be_plain(tmp_path, image_nano):
 def test_vit_b_adapter_checkpoint_is_a_few_mb(tmp_path):
     """ViT-B/16 with Dense Adapters: the adapter file is a few MB, the full state dict ~330 MiB."""
     model = vit.sparse_vit_base_patch16_224(num_classes=100)
+    set_trainable(model)
     full_bytes = _nbytes(model.state_dict())
     adapter_bytes = _nbytes(adapter_state_dict(model))
     assert 320 * 2**20 < full_bytes < 340 * 2**20
@@ -173,8 +175,54 @@ def test_vit_b_adapter_checkpoint_is_a_few_mb(tmp_path):
 
 
 def test_add_on_rule_agrees_with_the_freezing_rule(image_nano, video_nano):
-    """The keys an adapter checkpoint holds are exactly the parameters the model leaves trainable."""
-    models = (image_nano(), video_nano(), image_nano(adapter="parallel"), video_nano(adapter="dense_paper"))
+    """The keys an adapter checkpoint holds are exactly the parameters a frozen model leaves trainable."""
+    models = (image_nano(), video_nano(), image_nano(adapter="parallel"), video_nano(adapter="dense_paper"),
+              image_nano(head_norm="batchnorm", num_classes=3))
     for model in models:
+        assert set(adapter_state_dict(model)) == {k for k in model.state_dict() if is_add_on_key(k)}
         for name, param in model.named_parameters():
-            assert is_add_on_key(name) == is_trainable_by_design(name) == param.requires_grad, name
+            assert is_add_on_key(name) == param.requires_grad, name
+
+
+def _outputs(model, x):
+    with torch.no_grad():
+        return model.eval()(x)
+
+
+def test_trained_weights_adapter_file_is_recognised_by_its_format(tmp_path, image_nano):
+    """An adapter file is told apart by what save_adapter_checkpoint writes, and loads to the same outputs."""
+    trained = _trained(image_nano(seed=0, num_classes=5), seed=1)
+    path = save_adapter_checkpoint(trained, tmp_path / "adapter.pth")
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    assert is_adapter_checkpoint(payload)
+    # the same content without the format mark is not taken for an adapter file
+    assert not is_adapter_checkpoint({k: v for k, v in payload.items() if k != "format"})
+    assert not is_adapter_checkpoint({**payload, "format": "adapter"})
+
+    fresh = image_nano(seed=0, num_classes=5)  # same backbone, untrained adapters and head
+    x = torch.randn(2, 3, 64, 64)
+    assert not torch.allclose(_outputs(fresh, x), _outputs(trained, x))
+    assert load_trained_weights(fresh, path) == "adapter"
+    torch.testing.assert_close(_outputs(fresh, x), _outputs(trained, x), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("wrap", [False, True])
+def test_trained_weights_full_state_dict(tmp_path, image_nano, wrap):
+    trained = _trained(image_nano(seed=0, num_classes=5), seed=1)
+    with torch.no_grad():
+        trained.norm.weight.mul_(1.5)  # a backbone change only a full file carries
+    state = trained.state_dict()
+    payload = {"model": state, "model_args": trained.model_args} if wrap else state
+    path = atomic_save(payload, tmp_path / "model_final.pth")
+    assert not is_adapter_checkpoint(torch.load(path, map_location="cpu", weights_only=True))
+
+    other = image_nano(seed=3, num_classes=5)
+    x = torch.randn(2, 3, 64, 64)
+    assert load_trained_weights(other, path) == "full"
+    torch.testing.assert_close(_outputs(other, x), _outputs(trained, x), rtol=0, atol=0)
+
+
+def test_trained_weights_refuse_a_file_of_another_model(tmp_path, image_nano):
+    path = atomic_save(image_nano(num_classes=5).state_dict(), tmp_path / "model_final.pth")
+    with pytest.raises(CheckpointError, match=r"model_final\.pth: does not match the model"):
+        load_trained_weights(image_nano(num_classes=5, adapter="parallel"), path)

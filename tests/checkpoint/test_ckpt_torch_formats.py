@@ -10,7 +10,8 @@ import torch
 from ckpt_helpers import randomize, timm_vit, to_videomae_pretrain
 from safetensors.torch import save_file
 
-from video_sparse.checkpoint import is_add_on_key, load_pretrained
+from video_sparse.adapters import is_add_on_key
+from video_sparse.checkpoint import load_pretrained
 
 
 def _wrap(sd, how):

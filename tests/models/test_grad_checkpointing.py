@@ -8,6 +8,7 @@ import timm
 import torch
 import torch.nn.functional as F
 
+from video_sparse.adapters import set_trainable
 from video_sparse.models import vit
 from video_sparse.sparsify import select_tokens
 
@@ -17,6 +18,7 @@ NANO_VIDEO, NANO_IMAGE = "sparse_videomae_nano_patch16_64", "sparse_vit_nano_pat
 def _model(name: str, **kwargs) -> torch.nn.Module:
     torch.manual_seed(0)
     model = timm.create_model(name, num_classes=5, **kwargs).train()
+    set_trainable(model)
     with torch.no_grad():  # non-zero adapter outputs: every gradient path carries something
         for n, p in model.named_parameters():
             if "adapter" in n:

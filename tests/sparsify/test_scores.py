@@ -61,3 +61,38 @@ def test_bad_policy_errors(attn_and_x):
         attn(x, score="cls", num_prefix_tokens=0)
     with pytest.raises(ValueError, match="unknown score policy"):
         attn(x, score="nope")
+
+
+def _max_received(received: torch.Tensor, num_queries: int) -> torch.Tensor:
+    return received.amax(dim=1) / num_queries
+
+
+def test_a_new_policy_is_one_registration(attn_and_x, monkeypatch):
+    """A policy needing the whole matrix: read from it (explicit) or from the chunked per-key sums (SDPA)."""
+    import timm
+
+    import video_sparse  # noqa: F401
+    from video_sparse.sparsify import SCORE_POLICIES, ScorePolicy
+
+    policy = ScorePolicy(from_attention=lambda a: a.mean(dim=2).amax(dim=1), from_received=_max_received)
+    monkeypatch.setitem(SCORE_POLICIES, "max_head", policy)
+    attn, x = attn_and_x
+    expected = _full_attention(attn, x).mean(2).amax(1)
+    explicit = Attention(32, num_heads=4, attn_impl="explicit").eval()
+    explicit.load_state_dict(attn.state_dict())
+    for layer in (attn, explicit):
+        _, scores = layer(x, score="max_head")
+        torch.testing.assert_close(scores, expected, rtol=1e-5, atol=1e-6)
+    model = timm.create_model("sparse_videomae_nano_patch16_64", num_classes=3, score="max_head").eval()
+    with torch.no_grad():
+        kept = model(torch.randn(1, 3, 16, 64, 64), return_kept=True).kept
+    assert len(kept) == 3 and kept[0].shape[1] < model.patch_embed.num_patches
+
+
+def test_a_model_without_class_token_refuses_the_cls_policy():
+    import timm
+
+    import video_sparse  # noqa: F401
+
+    with pytest.raises(ValueError, match="needs a class token"):
+        timm.create_model("sparse_videomae_nano_patch16_64", score="cls")

@@ -120,8 +120,8 @@ def test_quick_image_study_end_to_end(tmp_path):
     assert "head_norm: batchnorm" in released and "dense_include_embedding: true" in released
     top1 = [float(r["top1"]) for r in rows]
     assert sum(top1) / len(top1) > 10.0, top1  # above chance (10 classes) on average
-    again = subprocess.run(cmd + ["--methods", "linear", "full"], check=False, capture_output=True, text=True, timeout=300,
-                           cwd=REPO)
+    again = subprocess.run(cmd + ["--methods", "linear", "full"], check=False, capture_output=True, text=True,
+                           timeout=300, cwd=REPO)
     assert again.returncode == 0 and again.stdout.count(" done\n") == 2, again.stdout[-2000:]
     # the full study's default: each member in a fresh process (its own peak memory); a removed member reruns
     shutil.rmtree(out / "members" / "linear")

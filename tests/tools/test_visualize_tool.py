@@ -11,8 +11,9 @@ import torch
 from PIL import Image
 
 import video_sparse  # noqa: F401
+from video_sparse.adapters import is_add_on_key, set_trainable
 from video_sparse.analysis.token_maps import center_crop, compute_kept_tokens, render_image, to_model_input
-from video_sparse.checkpoint import atomic_save, is_add_on_key, save_adapter_checkpoint
+from video_sparse.checkpoint import atomic_save, save_adapter_checkpoint
 from video_sparse.data.demo import write_video
 
 REPO = Path(__file__).resolve().parents[2]
@@ -31,6 +32,7 @@ def _trained_like(name, seed=0, **kwargs):
     """A model whose adapters are not at their zero start, so they change which tokens are kept."""
     torch.manual_seed(seed)
     model = timm.create_model(name, num_classes=4, **kwargs)
+    set_trainable(model)
     with torch.no_grad():
         for pname, p in model.named_parameters():
             if "adapter" in pname:

@@ -1,18 +1,37 @@
-"""Which parameters train: small functions over parameter names.
+"""Which parameters train: one naming rule and small functions over parameter names.
 
-By design only adapters (names containing ``adapter``), the classifier ``head`` and any token
-sparsifier parameters (names containing ``sparsifier``) train; the backbone stays frozen.
+The rule (:func:`is_add_on_key`): a parameter or buffer belongs to the add-ons that Sparse-Tuning
+trains when one of its dotted name components is ``adapter`` (the adapter of a block) or its first
+component is ``head`` / ``head_norm`` (the classifier and its BatchNorm statistics). Everything else is
+the pre-trained backbone. The same rule decides what trains (:func:`set_trainable`), which keys a
+backbone checkpoint may lack and what an adapter-only checkpoint stores.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 
 from torch import nn
 
+from ..errors import ConfigError
 
-def is_trainable_by_design(name: str) -> bool:
-    """True for adapter, head and sparsifier parameters."""
-    return "adapter" in name or name.startswith("head.") or name == "head" or "sparsifier" in name
+#: Name component of every adapter module (``blocks.{i}.adapter``).
+ADAPTER_MODULE = "adapter"
+#: First name components of the classifier: the linear head and its optional BatchNorm.
+HEAD_MODULES: tuple[str, ...] = ("head", "head_norm")
+
+
+def is_adapter_key(name: str) -> bool:
+    """Whether a parameter, buffer or module name lies inside an adapter (a component is ``adapter``)."""
+    return ADAPTER_MODULE in name.split(".")
+
+
+def is_add_on_key(name: str) -> bool:
+    """Whether a state-dict key belongs to the trainable add-ons: an adapter, the head or its BatchNorm.
+
+    These keys are not expected in a pre-trained backbone checkpoint and are exactly what an
+    adapter-only checkpoint stores.
+    """
+    return is_adapter_key(name) or name.split(".", 1)[0] in HEAD_MODULES
 
 
 def set_trainable_params(model: nn.Module, trainable: Iterable[str]) -> None:
@@ -30,14 +49,26 @@ def set_trainable_params(model: nn.Module, trainable: Iterable[str]) -> None:
         param.requires_grad_(name in trainable)
 
 
-def trainable_parameter_names(model: nn.Module) -> list[str]:
-    """Names of parameters with ``requires_grad``."""
-    return [name for name, param in model.named_parameters() if param.requires_grad]
+def set_trainable(model: nn.Module, freeze_backbone: bool | None = None) -> None:
+    """Choose what trains: the add-ons only (adapters + head) or everything.
 
+    Args:
+        model: the network.
+        freeze_backbone: True: only adapters and head train (without adapters, a linear probe);
+            False: every parameter trains (full fine-tuning); None: frozen whenever the model has
+            adapter parameters.
 
-def trainable_parameters(model: nn.Module) -> Iterator[nn.Parameter]:
-    """Parameters with ``requires_grad`` (what an optimizer should see)."""
-    return (param for param in model.parameters() if param.requires_grad)
+    Raises:
+        ConfigError: nothing would train (a frozen model without adapters and head).
+    """
+    names = [name for name, _ in model.named_parameters()]
+    if freeze_backbone is None:
+        freeze_backbone = any(is_adapter_key(name) for name in names)
+    trainable = [name for name in names if is_add_on_key(name)] if freeze_backbone else names
+    if not trainable:
+        raise ConfigError("freeze_backbone=true leaves nothing to train: the model has no adapter and no head "
+                          "(set model.adapter or model.num_classes, or freeze_backbone=false)")
+    set_trainable_params(model, trainable)
 
 
 def count_parameters(model: nn.Module) -> tuple[int, int]:

@@ -41,6 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..adapters import set_trainable
 from .flops import count_gmacs, input_shape_of
 from .memory import current_mib, peak_mib, reset_peak, return_freed_memory_at_once
 
@@ -226,6 +227,7 @@ def build_variant_model(config: BenchmarkConfig, variant: Variant, device: str |
     torch.manual_seed(config.seed)
     model = timm.create_model(config.model, num_classes=config.num_classes, attn_impl=variant.attn_impl,
                               **kwargs)
+    set_trainable(model)  # as in training: the backbone frozen when there are adapters
     return model.to(device or config.device)
 
 

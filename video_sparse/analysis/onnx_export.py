@@ -56,7 +56,7 @@ def kept_output_names(model: nn.Module) -> list[str]:
 @contextlib.contextmanager
 def batch_independent_score_chunks(model: nn.Module) -> Iterator[None]:
     """Fix ``score_chunk_size`` of every attention that has none to the batch-1 CPU choice, then restore it."""
-    from video_sparse.sparsify.scorers import score_chunk_rows
+    from video_sparse.layers.chunked_attention import score_chunk_rows
 
     num_tokens = model.patch_embed.num_patches + getattr(model, "num_prefix_tokens", 0)
     changed = []

@@ -17,7 +17,7 @@
 * any other shape mismatch raises, naming the key and both shapes; nothing is loaded then.
 
 Nothing is dropped silently. Keys the model expects but the file lacks are split into *expected
-missing* (adapters, head, sparsifier: see :func:`.report.is_add_on_key`) and truly *missing*
+missing* (adapters and head: see :func:`video_sparse.adapters.is_add_on_key`) and truly *missing*
 (backbone) keys; the latter raise. File keys with no place in the model raise too, naming them
 (LayerScale gammas loaded into a model without LayerScale, a learned position table into a model
 with a fixed one, biases, norms ...), except those that are not part of the network the file
@@ -40,11 +40,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..adapters.peft import HEAD_MODULES, is_add_on_key
 from ..layers import sincos_position_table
 from .convert import checkpoint_args, convert_npz, convert_torch, is_pretraining_only
-from .resize_pos_embed import infer_source_grid, resize_pos_embed_2d, resize_pos_embed_3d
 from .files import read_checkpoint
-from .report import HEAD_PREFIX, CheckpointError, LoadReport, format_keys, is_add_on_key
+from .report import CheckpointError, LoadReport, format_keys
+from .resize_pos_embed import infer_source_grid, resize_pos_embed_2d, resize_pos_embed_3d
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ SINCOS_ATOL = 1e-4
 
 def _is_head(key: str) -> bool:
     """The linear head or its BatchNorm (dropped together when the class count differs)."""
-    return key.split(".", 1)[0] in (HEAD_PREFIX, HEAD_NORM_PREFIX[:-1])
+    return key.split(".", 1)[0] in HEAD_MODULES
 
 
 def model_patch_grid(model: nn.Module, num_table_tokens: int) -> tuple[tuple[int, ...], int]:

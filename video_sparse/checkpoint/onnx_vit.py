@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .io import atomic_write
 from .report import CheckpointError, format_keys
 
 logger = logging.getLogger(__name__)
@@ -287,8 +288,6 @@ def write_dinov2_safetensors(out: str | os.PathLike, onnx_path: str | os.PathLik
         the written path.
     """
     from safetensors.torch import save
-
-    from .io import atomic_write  # here, not at the top: io imports the readers, which import this module
 
     source = Path(onnx_path) if onnx_path is not None else packaged_dinov2_onnx()
     if not source.is_file():

@@ -1,4 +1,4 @@
-"""Error type, load report and key naming rules shared by the checkpoint loaders."""
+"""Error type, load report and key listing shared by the checkpoint loaders."""
 
 from __future__ import annotations
 
@@ -6,28 +6,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-#: Substrings that mark a parameter as a trainable add-on (not part of the frozen backbone).
-ADD_ON_SUBSTRINGS: tuple[str, ...] = ("adapter", "sparsifier")
-#: First name component of the classifier head.
-HEAD_PREFIX = "head"
-#: First name components of the trainable/trained classifier (the head and its optional BatchNorm).
-HEAD_MODULES: tuple[str, ...] = (HEAD_PREFIX, "head_norm")
 #: How many keys an error or log message lists before summarising the rest as a count.
 MAX_KEYS_SHOWN = 20
 
 
 class CheckpointError(RuntimeError):
     """A checkpoint cannot be read or does not fit the model."""
-
-
-def is_add_on_key(name: str) -> bool:
-    """Whether a state-dict key belongs to the trainable add-ons (adapters, head, sparsifier).
-
-    The rule: the first dotted component is ``head`` or ``head_norm`` (the head's BatchNorm running
-    statistics), or the name contains ``adapter`` or ``sparsifier``. These keys are not expected in a
-    pre-trained backbone checkpoint and are exactly what an adapter-only checkpoint stores.
-    """
-    return name.split(".", 1)[0] in HEAD_MODULES or any(s in name for s in ADD_ON_SUBSTRINGS)
 
 
 def format_keys(keys: Sequence[str], limit: int = MAX_KEYS_SHOWN) -> str:
@@ -49,8 +33,8 @@ class LoadReport:
             ``"dinov2-onnx"`` (weights read out of an ONNX graph) or ``"adapter"`` (an adapter-only
             checkpoint).
         loaded: number of model state-dict entries that received a tensor from the file.
-        expected_missing: model keys the file is not supposed to hold (adapters, head and
-            sparsifier for a backbone checkpoint; the frozen backbone for an adapter checkpoint).
+        expected_missing: model keys the file is not supposed to hold (adapters and head for a
+            backbone checkpoint; the frozen backbone for an adapter checkpoint).
         missing: model keys that should have been in the file but were not.
         unexpected: file keys (after name conversion) with no place in the model, left out because
             they are not part of the network (a pre-training decoder), were allowed to be dropped

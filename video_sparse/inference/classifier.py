@@ -106,8 +106,8 @@ class VideoClassifier:
         """
         from omegaconf import OmegaConf
 
+        from video_sparse.checkpoint import load_trained_weights
         from video_sparse.engine.builders import build_model
-        from video_sparse.engine.testing import load_trained_weights
 
         plain = OmegaConf.to_container(OmegaConf.create(cfg), resolve=False)
         resolved = {key: OmegaConf.to_container(OmegaConf.create(cfg)[key], resolve=True)

@@ -18,10 +18,10 @@ import torch
 from torch.utils.data import Dataset
 
 from video_sparse.data import VideoReadError, open_video
+from video_sparse.data.clip_sampling import sample_indices
 from video_sparse.data.image_datasets import load_rgb
 from video_sparse.data.image_transforms import eval_transform
 from video_sparse.data.readers import DEFAULT_FRAME_TMPL
-from video_sparse.data.clip_sampling import sample_indices
 from video_sparse.data.video_transforms import VideoEvalTransform
 from video_sparse.inference.inputs import InputItem
 

@@ -5,7 +5,9 @@ explicit implementation is asked for, which materialises the full attention matr
 the way EViT-derived code does (kept for comparison benchmarks and as a test reference).
 
 A score is computed only when the caller asks for one (the sparsifying layers), and only as much of
-the attention matrix as the policy needs; see :mod:`video_sparse.sparsify.scorers`.
+the attention matrix as the policy needs (:class:`~video_sparse.sparsify.scorers.ScorePolicy`): a few
+query rows next to SDPA, or the per-key sums of the chunked kernel
+(:mod:`video_sparse.layers.chunked_attention`) for policies that need the whole matrix.
 """
 from __future__ import annotations
 
@@ -13,7 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..sparsify.scorers import SCORE_POLICIES, attention_with_mean_received, query_row_scores
+from ..sparsify.scorers import get_score_policy
+from .chunked_attention import attention_with_received
 
 
 class Attention(nn.Module):
@@ -27,7 +30,7 @@ class Attention(nn.Module):
         attn_impl: ``"sdpa"`` (fused kernel) or ``"explicit"`` (full softmax matrix, reference style).
         score_chunk_size: query rows per chunk when the exact mean-received score is computed;
             None picks it from the input size and device (see
-            :func:`~video_sparse.sparsify.scorers.score_chunk_rows`).
+            :func:`~video_sparse.layers.chunked_attention.score_chunk_rows`).
     """
 
     def __init__(self, dim: int, num_heads: int = 8, qkv_bias: bool = True, proj_drop: float = 0.0,
@@ -52,17 +55,16 @@ class Attention(nn.Module):
 
         Args:
             x: (B, N, C) tokens.
-            score: importance policy (see ``SCORE_POLICIES``) or None for no score.
+            score: name of an importance policy (``SCORE_POLICIES``) or None for no score.
             num_prefix_tokens: leading tokens (CLS) that are never scored.
 
         Returns:
             out: (B, N, C); scores: (B, N - num_prefix_tokens) float32, or None.
         """
         B, N, C = x.shape
-        if score is not None and score not in SCORE_POLICIES:
-            raise ValueError(f"unknown score policy {score!r}; choose one of {sorted(SCORE_POLICIES)}")
-        if score == "cls" and num_prefix_tokens < 1:
-            raise ValueError("score='cls' needs a class token; use 'mean_attn' or 'mean_query' for video")
+        policy = get_score_policy(score) if score is not None else None
+        if policy is not None and policy.needs_class_token and num_prefix_tokens < 1:
+            raise ValueError(f"score={score!r} needs a class token; use 'mean_attn' or 'mean_query' for video")
         q, k, v = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
 
         scores = None
@@ -70,20 +72,16 @@ class Attention(nn.Module):
             attn = (q * self.scale) @ k.transpose(-2, -1)
             attn = attn.float().softmax(dim=-1)
             out = attn.to(v.dtype) @ v
-            if score == "cls":
-                scores = attn[:, :, 0].mean(dim=1)
-            elif score == "mean_attn":
-                scores = attn.mean(dim=2).mean(dim=1)
-            elif score == "mean_query":
-                scores = query_row_scores(q.mean(dim=2, keepdim=True), k, self.scale)
-        elif score == "mean_attn":
-            out, scores = attention_with_mean_received(q, k, v, self.scale, self.score_chunk_size)
+            if policy is not None:
+                scores = (policy.from_attention(attn) if policy.from_attention is not None
+                          else policy.from_queries(q, k, self.scale))
+        elif policy is not None and policy.needs_attention:
+            out, received = attention_with_received(q, k, v, self.scale, self.score_chunk_size)
+            scores = policy.from_received(received, N)
         else:
             out = F.scaled_dot_product_attention(q, k, v)
-            if score == "cls":
-                scores = query_row_scores(q[:, :, :1], k, self.scale)
-            elif score == "mean_query":
-                scores = query_row_scores(q.mean(dim=2, keepdim=True), k, self.scale)
+            if policy is not None:
+                scores = policy.from_queries(q, k, self.scale)
 
         out = self.proj_drop(self.proj(out.transpose(1, 2).reshape(B, N, C)))
         if scores is not None:

@@ -12,7 +12,8 @@
   each stage's adapter outputs are summed and added to the hidden state at the stage end.
 
 With ``keep_rate=1`` and ``adapter=None`` the model computes exactly the dense backbone. Parameter
-names of the backbone are timm's (``blocks.N.attn.qkv`` ...), so checkpoints load by name.
+names of the backbone are timm's (``blocks.N.attn.qkv`` ...), so checkpoints load by name. Every
+parameter starts trainable; :func:`video_sparse.adapters.set_trainable` freezes the backbone.
 
 Sparsifying layers default to the paper's placement scaled to the depth
 (:func:`default_sparse_layers`: blocks 3/6/9 of 12 become 6/12/18 of 24, 8/16/24 of 32, 10/20/30 of 40).
@@ -30,7 +31,7 @@ from timm.models import register_model
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from ..adapters import ADAPTERS, is_trainable_by_design
+from ..adapters import ADAPTERS, is_adapter_key
 from ..layers import Attention, PatchEmbed2d, TubeletEmbed, sincos_position_table
 from ..sparsify import (
     SCORE_POLICIES,
@@ -178,7 +179,6 @@ class SparseViT(nn.Module):
             released code does; off by default so the untrained model equals the frozen one).
         dense_skip_last_block: leave the last block's adapter out of the final stage's sum (the
             released code sums blocks 9 and 10 of 9-11); on by default.
-        freeze_backbone: freeze everything but adapters and head; default True when an adapter is set.
         attn_impl: ``"sdpa"`` or ``"explicit"`` (full attention matrices, reference style).
         head_norm: ``"none"`` or ``"batchnorm"``: a ``BatchNorm1d(embed_dim, affine=False, eps=1e-6)``
             (module ``head_norm``, running statistics only) between pooling and the linear head, the
@@ -197,8 +197,8 @@ class SparseViT(nn.Module):
                  fuse_token: bool = True, score: str | None = None, fused_pool_weight: str = "one",
                  adapter: str | None = "dense", adapter_dim: int = 64, adapter_scale: float = 0.1,
                  dense_connections: bool | None = None, dense_include_embedding: bool = False,
-                 dense_skip_last_block: bool = True, freeze_backbone: bool | None = None,
-                 attn_impl: str = "sdpa", head_norm: str = "none", grad_checkpointing: bool = False) -> None:
+                 dense_skip_last_block: bool = True, attn_impl: str = "sdpa", head_norm: str = "none",
+                 grad_checkpointing: bool = False) -> None:
         super().__init__()
         self.model_args = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
         if sparse_layers is None:
@@ -210,6 +210,9 @@ class SparseViT(nn.Module):
         score = score or ("cls" if class_token else DEFAULT_VIDEO_SCORE)
         if score not in SCORE_POLICIES:
             raise ValueError(f"score must be one of {sorted(SCORE_POLICIES)}, got {score!r}")
+        if SCORE_POLICIES[score].needs_class_token and not class_token:
+            raise ValueError(f"score={score!r} needs a class token (class_token=True); use 'mean_attn' or "
+                             "'mean_query' for video")
         if any(not 0 <= i < depth for i in sparse_layers):
             raise ValueError(f"sparse_layers {sparse_layers} must lie in [0, {depth})")
         if global_pool not in ("token", "avg"):
@@ -276,11 +279,6 @@ class SparseViT(nn.Module):
         self.set_grad_checkpointing(grad_checkpointing)
 
         self._init_weights()
-        if freeze_backbone is None:
-            freeze_backbone = adapter is not None
-        if freeze_backbone:
-            for name, param in self.named_parameters():
-                param.requires_grad_(is_trainable_by_design(name))
 
     @staticmethod
     def _make_adapter(name: str | None, dim: int, hidden: int, scale: float, index: int) -> nn.Module | None:
@@ -298,7 +296,7 @@ class SparseViT(nn.Module):
         if self.cls_token is not None:
             nn.init.normal_(self.cls_token, std=1e-6)
         for name, module in self.named_modules():
-            if "adapter" in name:
+            if is_adapter_key(name):  # adapters initialise themselves (zero up-projections)
                 continue
             if isinstance(module, nn.Linear):
                 trunc_normal_(module.weight, std=0.02)

@@ -8,13 +8,15 @@ from .functional import (
                          num_kept_tokens,
                          select_tokens,
 )
-from .scorers import SCORE_POLICIES
+from .scorers import SCORE_POLICIES, ScorePolicy, get_score_policy
 
 __all__ = [
                          "KEEP_UNITS",
                          "SCORE_POLICIES",
+                         "ScorePolicy",
                          "TokenSelection",
                          "apply_selection",
+                         "get_score_policy",
                          "keep_units",
                          "num_kept_from_units",
                          "num_kept_tokens",

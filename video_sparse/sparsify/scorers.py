@@ -1,21 +1,49 @@
-"""Importance-score policies for token sparsification.
+"""Importance-score policies for token sparsification, as a registry of small policy records.
 
 Every policy returns, per sample, one non-negative number per token, averaged over heads:
 
 - ``cls``: the class token's attention to each token (Sparse-Tuning / EViT for images). Only the
   CLS query row is computed: ``softmax(q_cls k^T / sqrt(d))``, O(N) per head.
 - ``mean_attn``: the exact attention each token receives, averaged over all queries,
-  ``(1/N) sum_i softmax(q_i k^T / sqrt(d))``. Computed together with the attention output in query
-  chunks sized to stay in cache, only in the sparsifying layers; the full N x N matrix is never
-  held in memory, not even for the backward pass (the chunks are recomputed there).
+  ``(1/N) sum_i softmax(q_i k^T / sqrt(d))``. With SDPA it is computed together with the attention
+  output in query chunks (:mod:`video_sparse.layers.chunked_attention`), only in the sparsifying
+  layers; the full N x N matrix is never held in memory.
 - ``mean_query``: a cheap proxy: the attention row of the mean query, ``softmax(mean_i(q_i) k^T /
   sqrt(d))``, O(N) per head.
+
+A new policy is one entry in :data:`SCORE_POLICIES`; the attention layer
+(:class:`video_sparse.layers.Attention`) asks the record how to score.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import NamedTuple
+
 import torch
 
-SCORE_POLICIES = frozenset({"cls", "mean_attn", "mean_query"})
+
+class ScorePolicy(NamedTuple):
+    """How one policy scores the tokens of an attention layer (scores: (B, N) float32, all tokens).
+
+    Attributes:
+        from_queries: ``(q, k, scale) -> scores`` from a few query rows, without the attention
+            matrix (q, k: (B, H, N, d)); None when the policy needs the whole matrix.
+        from_attention: ``attn -> scores`` from the softmax matrix (B, H, N, N), used where a layer
+            materialises it (``attn_impl="explicit"``); None: ``from_queries`` there too.
+        from_received: ``(received, num_queries) -> scores`` from the attention each key receives
+            summed over queries (B, H, N); how a policy that needs the whole matrix scores under SDPA.
+        needs_class_token: the policy reads the CLS query (a model without one cannot use it).
+    """
+
+    from_queries: Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor] | None = None
+    from_attention: Callable[[torch.Tensor], torch.Tensor] | None = None
+    from_received: Callable[[torch.Tensor, int], torch.Tensor] | None = None
+    needs_class_token: bool = False
+
+    @property
+    def needs_attention(self) -> bool:
+        """Whether scoring needs the whole attention matrix (computed in query chunks under SDPA)."""
+        return self.from_queries is None
 
 
 def query_row_scores(q_rows: torch.Tensor, k: torch.Tensor, scale: float) -> torch.Tensor:
@@ -33,101 +61,31 @@ def query_row_scores(q_rows: torch.Tensor, k: torch.Tensor, scale: float) -> tor
     return logits.softmax(dim=-1).mean(dim=2).mean(dim=1)
 
 
-CPU_CHUNK_ELEMENTS = 2 ** 21  # 8 MB of fp32 attention per chunk: stays in cache (measured in BENCHMARKS.md)
-GPU_CHUNK_ELEMENTS = 2 ** 27  # 512 MB: few, large kernels
+def _cls_row(q: torch.Tensor, k: torch.Tensor, scale: float) -> torch.Tensor:
+    return query_row_scores(q[:, :, :1], k, scale)
 
 
-def score_chunk_rows(batch_heads: int, num_keys: int, device: torch.device) -> int:
-    """Query rows per chunk so that one chunk's attention matrix holds about
-    :data:`CPU_CHUNK_ELEMENTS` (CPU) or :data:`GPU_CHUNK_ELEMENTS` (other devices) values."""
-    budget = CPU_CHUNK_ELEMENTS if device.type == "cpu" else GPU_CHUNK_ELEMENTS
-    return max(16, budget // max(1, batch_heads * num_keys))
+def _mean_query_row(q: torch.Tensor, k: torch.Tensor, scale: float) -> torch.Tensor:
+    return query_row_scores(q.mean(dim=2, keepdim=True), k, scale)
 
 
-def _chunked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float,
-                       chunk_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Attention output (B, H, N, d) and the attention each key receives, summed over queries
-    (B, H, N) float32, one chunk of query rows at a time."""
-    outs = []
-    received = torch.zeros(q.shape[:3], dtype=torch.float32, device=q.device)
-    kt = k.transpose(-2, -1)
-    for start in range(0, q.shape[2], chunk_size):
-        attn = ((q[:, :, start:start + chunk_size] * scale) @ kt).float().softmax(dim=-1)
-        received += attn.sum(dim=2)
-        outs.append(attn.to(v.dtype) @ v)
-    return torch.cat(outs, dim=2), received
+SCORE_POLICIES: dict[str, ScorePolicy] = {
+    "cls": ScorePolicy(from_queries=_cls_row, from_attention=lambda attn: attn[:, :, 0].mean(dim=1),
+                       needs_class_token=True),
+    "mean_attn": ScorePolicy(from_attention=lambda attn: attn.mean(dim=2).mean(dim=1),
+                             from_received=lambda received, num_queries: received.mean(dim=1) / num_queries),
+    "mean_query": ScorePolicy(from_queries=_mean_query_row),
+}
+"""Registered policies by name (the ``score`` argument of the model)."""
 
 
-class _RecomputedChunkedAttention(torch.autograd.Function):
-    """:func:`_chunked_attention` that keeps only q, k, v for the backward pass.
+def get_score_policy(name: str) -> ScorePolicy:
+    """The registered policy ``name``.
 
-    Autograd would keep every chunk's (B, H, chunk, N) attention matrix until the backward pass, i.e.
-    the full N x N matrix per sparsifying layer (118 MB for one 1568-token clip in fp32). Here the
-    backward pass recomputes each chunk's attention (one extra ``q k^T`` per chunk) and applies the
-    same chain rule autograd would: with ``P = softmax(S)``, ``dP = dout v^T + d_received``,
-    ``dS = P * (dP - sum(dP * P))``, ``dq = scale dS k``, ``dk = scale dS^T q``, ``dv = P^T dout``.
+    Raises:
+        ValueError: an unknown name (the registered ones are listed).
     """
-
-    @staticmethod
-    def forward(ctx, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float,
-                chunk_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-        ctx.save_for_backward(q, k, v)
-        ctx.scale, ctx.chunk_size = scale, chunk_size
-        ctx.set_materialize_grads(False)  # an unused output's gradient arrives as None: skip its terms
-        return _chunked_attention(q, k, v, scale, chunk_size)
-
-    @staticmethod
-    def backward(ctx, d_out: torch.Tensor | None, d_received: torch.Tensor | None):
-        q, k, v = ctx.saved_tensors
-        scale = ctx.scale
-        acc = torch.promote_types(k.dtype, torch.float32)  # sums over chunks: at least fp32
-        dq = torch.empty_like(q)
-        dk = torch.zeros(k.shape, dtype=acc, device=k.device)
-        dv = torch.zeros(v.shape, dtype=acc, device=v.device)
-        kt = k.transpose(-2, -1)
-        for start in range(0, q.shape[2], ctx.chunk_size):
-            rows = slice(start, start + ctx.chunk_size)
-            q_rows = q[:, :, rows] * scale
-            attn = (q_rows @ kt).float().softmax(dim=-1)  # (B, H, c, N), as in the forward pass
-            d_attn = torch.zeros_like(attn)
-            if d_out is not None:
-                d_out_rows = d_out[:, :, rows]
-                d_attn += (d_out_rows @ v.transpose(-2, -1)).float()
-                dv += attn.to(v.dtype).transpose(-2, -1) @ d_out_rows
-            if d_received is not None:
-                d_attn += d_received.unsqueeze(2)
-            d_logits = (attn * (d_attn - (d_attn * attn).sum(dim=-1, keepdim=True))).to(q.dtype)
-            dq[:, :, rows] = (d_logits @ k) * scale
-            dk += d_logits.transpose(-2, -1) @ q_rows
-        return dq, dk.to(k.dtype), dv.to(v.dtype), None, None
-
-
-@torch.compiler.disable  # eager under torch.compile: the chunk loop needs a concrete N (see below)
-def attention_with_mean_received(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float,
-                                 chunk_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Attention output plus the exact mean attention each key receives, in query chunks.
-
-    When gradients are needed, the chunks' attention matrices are recomputed in the backward pass
-    instead of kept (see :class:`_RecomputedChunkedAttention`), so training memory stays O(N) per
-    layer like the fused attention of the other layers.
-
-    Under ``torch.compile`` this function runs eagerly (a graph break): the Python chunk loop would
-    make dynamo specialise on N, i.e. recompile at every keep rate of a ramp, and with dynamic shapes
-    tracing it fails outright.
-
-    Args:
-        q, k, v: (B, H, N, d), one dtype.
-        scale: attention scale.
-        chunk_size: query rows per chunk; temporary memory is O(B * H * chunk_size * N). None: from
-            :func:`score_chunk_rows`.
-
-    Returns:
-        out: (B, H, N, d) attention output; scores: (B, N) float32 mean received attention.
-    """
-    B, H, N, _ = q.shape
-    chunk_size = chunk_size or score_chunk_rows(B * H, N, q.device)
-    if torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad):
-        out, received = _RecomputedChunkedAttention.apply(q, k, v, scale, chunk_size)
-    else:
-        out, received = _chunked_attention(q, k, v, scale, chunk_size)
-    return out, received.mean(dim=1) / N
+    try:
+        return SCORE_POLICIES[name]
+    except KeyError:
+        raise ValueError(f"unknown score policy {name!r}; choose one of {sorted(SCORE_POLICIES)}") from None
