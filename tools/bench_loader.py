@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from video_sparse.data.demo import make_demo_dataset
-from video_sparse.data.frames import prepare_frames
+from video_sparse.data.prepare.frames import prepare_frames
 from video_sparse.data.lists import VIDEO_EXTENSIONS
 from video_sparse.data.loader_bench import (
     benchmark_loader,

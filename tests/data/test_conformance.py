@@ -19,7 +19,7 @@ import pytest
 import torch
 from media_factory import CASES, sequential_reference, write_case
 
-from video_sparse.data.frames import extract_frames
+from video_sparse.data.prepare.frames import extract_frames
 from video_sparse.data.readers import (
     FrameFolderReader,
     VideoReadError,

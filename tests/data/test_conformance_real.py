@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from video_sparse.data.frames import extract_frames
+from video_sparse.data.prepare.frames import extract_frames
 from video_sparse.data.readers import (
     FrameFolderReader,
     VideoReadError,

@@ -8,7 +8,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from video_sparse.data.collate import collate_samples
-from video_sparse.data.frames import extract_frames
+from video_sparse.data.prepare.frames import extract_frames
 from video_sparse.data.clip_sampling import dense_indices
 from video_sparse.data.video_dataset import VideoClassificationDataset
 
