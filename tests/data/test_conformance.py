@@ -19,6 +19,7 @@ import pytest
 import torch
 from media_factory import CASES, sequential_reference, write_case
 
+from video_sparse.data.clip_sampling import sample_indices
 from video_sparse.data.prepare.frames import extract_frames
 from video_sparse.data.readers import (
     FrameFolderReader,
@@ -27,7 +28,6 @@ from video_sparse.data.readers import (
     open_video,
     probe_video,
 )
-from video_sparse.data.clip_sampling import sample_indices
 
 BACKENDS = ("pyav", "decord", "torchcodec", "auto", "frames")
 BY_NAME = {c.name: c for c in CASES}

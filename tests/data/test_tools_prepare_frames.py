@@ -8,8 +8,8 @@ import pytest
 import torch
 from PIL import Image
 
-from video_sparse.data.prepare.frames import prepare_frames
 from video_sparse.data.lists import parse_list_file
+from video_sparse.data.prepare.frames import prepare_frames
 from video_sparse.data.video_dataset import VideoClassificationDataset
 
 REPO = Path(__file__).resolve().parents[2]

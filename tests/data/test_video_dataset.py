@@ -7,9 +7,9 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from video_sparse.data.clip_sampling import dense_indices
 from video_sparse.data.collate import collate_samples
 from video_sparse.data.prepare.frames import extract_frames
-from video_sparse.data.clip_sampling import dense_indices
 from video_sparse.data.video_dataset import VideoClassificationDataset
 
 KEYS = {"input", "label", "sample_index", "view_index", "clip_index", "crop_index", "skipped"}

@@ -3,14 +3,21 @@
 dataset with multi-view test items, batching, the synthetic demo set and frame extraction.
 """
 
+from video_sparse.data.clip_sampling import dense_indices, segment_indices
 from video_sparse.data.collate import collate_samples
 from video_sparse.data.demo import DEMO_CLASSES, make_demo_dataset
-from video_sparse.data.lists import (VideoRecord, load_label_map, parse_list_file, write_label_map,
-                                     write_list_file)
-from video_sparse.data.readers import (DecordReader, FrameFolderReader, PyAVReader, VideoReader,
-                                       VideoReadError, decord_available, default_multiprocessing_context,
-                                       open_video, resolve_backend)
-from video_sparse.data.clip_sampling import dense_indices, segment_indices
+from video_sparse.data.lists import VideoRecord, load_label_map, parse_list_file, write_label_map, write_list_file
+from video_sparse.data.readers import (
+                                     DecordReader,
+                                     FrameFolderReader,
+                                     PyAVReader,
+                                     VideoReader,
+                                     VideoReadError,
+                                     decord_available,
+                                     default_multiprocessing_context,
+                                     open_video,
+                                     resolve_backend,
+)
 from video_sparse.data.video_dataset import VideoClassificationDataset
 from video_sparse.data.video_transforms import VideoEvalTransform, VideoTrainTransform
 

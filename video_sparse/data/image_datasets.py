@@ -31,6 +31,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from video_sparse.data.image_transforms import IN21K_MEAN, IN21K_STD, eval_transform, train_transform
+from video_sparse.data.lists import parse_list_file
 
 __all__ = [
     "ImageClassificationDataset",
@@ -61,9 +62,8 @@ def load_rgb(path: str | os.PathLike) -> Image.Image:
 
 
 def read_image_list(path: str | os.PathLike, num_classes: int | None = None) -> list[tuple[str, int]]:
-    """Parses a list file with lines ``relative/path.jpg LABEL``.
-
-    Each line is split once from the right, so paths may contain spaces; blank lines are skipped.
+    """Parses an image list file, lines ``relative/path.jpg LABEL`` (the video-list format of
+    :func:`~video_sparse.data.lists.parse_list_file`: split from the right, so paths may hold spaces).
 
     Args:
         path: the list file.
@@ -74,32 +74,10 @@ def read_image_list(path: str | os.PathLike, num_classes: int | None = None) -> 
 
     Raises:
         FileNotFoundError: if the file does not exist.
-        ValueError: on a malformed line or a bad label, naming ``path:lineno``.
+        ValueError: on a malformed line, a bad label or an empty list, naming ``path:lineno``.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"list file not found: {path}")
-    entries = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, raw in enumerate(f, start=1):
-            line = raw.strip()
-            if not line:
-                continue
-            parts = line.rsplit(None, 1)
-            if len(parts) != 2:
-                raise ValueError(f"{path}:{lineno}: expected 'relative/path LABEL', got {line!r}")
-            rel, label_text = parts
-            try:
-                label = int(label_text)
-            except ValueError:
-                raise ValueError(
-                    f"{path}:{lineno}: label {label_text!r} is not an integer in {line!r}"
-                ) from None
-            if label < 0 or (num_classes is not None and label >= num_classes):
-                bound = f"[0, {num_classes})" if num_classes is not None else ">= 0"
-                raise ValueError(f"{path}:{lineno}: label {label} outside {bound}")
-            entries.append((rel, label))
-    return entries
+    records, _ = parse_list_file(path, "video", None, num_classes)
+    return [(r.path, r.label) for r in records]
 
 
 class ImageClassificationDataset(Dataset):

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
+from video_sparse.data.clip_sampling import MODES, SAMPLINGS, sample_indices
 from video_sparse.data.lists import LabelMapLike, load_label_map, parse_list_file
 from video_sparse.data.readers import (
     DEFAULT_FRAME_TMPL,
@@ -33,7 +34,6 @@ from video_sparse.data.readers import (
     open_video,
     resolve_backend,
 )
-from video_sparse.data.clip_sampling import MODES, SAMPLINGS, sample_indices
 from video_sparse.data.video_transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
