@@ -18,7 +18,7 @@ from video_sparse.data.readers import (
                                      open_video,
                                      resolve_backend,
 )
-from video_sparse.data.video_dataset import VideoClassificationDataset
+from video_sparse.data.video_dataset import VideoClassificationDataset, build_video_dataset
 from video_sparse.data.video_transforms import VideoEvalTransform, VideoTrainTransform
 
 __all__ = [
@@ -32,6 +32,7 @@ __all__ = [
     "VideoReader",
     "VideoRecord",
     "VideoTrainTransform",
+    "build_video_dataset",
     "collate_samples",
     "decord_available",
     "default_multiprocessing_context",
