@@ -6,7 +6,6 @@ library never depends on Hydra; only the recipe and the tools see a ``DictConfig
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 import timm
@@ -80,18 +79,26 @@ def check_data_keys(data_cfg: dict[str, Any]) -> None:
                           f"{', '.join(sorted(DATA_KEYS[kind]))}")
 
 
+def data_module(data_cfg: dict[str, Any]) -> Any:
+    """The data module (``video_sparse.data.datamodules``) that ``data.kind`` names, built from the other keys."""
+    from ..data import datamodules
+
+    check_data_keys(data_cfg)
+    classes = {"video": datamodules.VideoData, "demo": datamodules.DemoData, "vtab": datamodules.VTABData,
+               "cifar100": datamodules.CIFAR100Data, "svhn": datamodules.SVHNData,
+               "food101": datamodules.Food101Data}
+    _require(data_cfg, "root")
+    return classes[data_cfg["kind"]](**{k: v for k, v in data_cfg.items() if k != "kind"})
+
+
 def check_lists(data_cfg: dict[str, Any], splits: tuple[str, ...] = SPLITS,
                 require: bool = False) -> dict[str, int]:
     """Parse every split's list file up front (video data), so that a malformed line or a label
-    ``>= data.num_classes`` stops the run before any model is built or any pass runs.
-
-    Args:
-        data_cfg: the ``data`` group as a plain dict.
-        splits: the splits to check.
-        require: a split whose list file is unset or missing is an error (else it is passed over).
+    ``>= data.num_classes`` stops the run before any model is built or any pass runs
+    (:meth:`VideoData.check_lists <video_sparse.data.datamodules.VideoData.check_lists>`).
 
     Returns:
-        Videos per checked split.
+        Videos per checked split (``{}`` for data without list files, and for the demo set).
 
     Raises:
         ConfigError: naming ``list_file:line`` (and ``data.num_classes`` for a label out of range).
@@ -99,35 +106,14 @@ def check_lists(data_cfg: dict[str, Any], splits: tuple[str, ...] = SPLITS,
     """
     if data_cfg.get("kind") != "video":
         return {}
-    from ..data.lists import load_label_map, parse_list_file
-
-    names = load_label_map(data_cfg.get("label_map"))
-    counts = {}
-    for split in splits:
-        list_file = data_cfg.get(f"{split}_list")
-        if not list_file or not Path(list_file).is_file():
-            if require:
-                raise FileNotFoundError(f"data.{split}_list={list_file}: list file not found "
-                                        "(make lists with tools/build_lists.py)")
-            continue
-        try:
-            records, _ = parse_list_file(list_file, data_cfg.get("layout") or "auto", names,
-                                         data_cfg.get("num_classes"))
-        except ValueError as err:
-            raise ConfigError(f"data.{split}_list: {err}") from err
-        counts[split] = len(records)
-    return counts
+    return data_module(data_cfg).check_lists(splits, require=require)
 
 
 def build_dataset(data_cfg: dict[str, Any], split: str) -> Dataset:
     """Dataset for ``split`` ("train", "val" or "test") as ``data_cfg`` describes it."""
-    check_data_keys(data_cfg)
-    kind = data_cfg["kind"]
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}")
-    if kind in ("video", "demo"):
-        return _video_dataset(data_cfg, split)
-    return _image_dataset(kind, data_cfg, split)
+    return data_module(data_cfg).dataset(split)
 
 
 def prepare_data(data_cfg: dict[str, Any], is_main: bool) -> None:
@@ -135,52 +121,9 @@ def prepare_data(data_cfg: dict[str, Any], is_main: bool) -> None:
     reads it, then check every list on every rank (:func:`check_lists`)."""
     from .distributed import barrier
 
-    check_data_keys(data_cfg)
-    if is_main and data_cfg.get("kind") == "demo":
-        from ..data.demo import make_demo_dataset
-        make_demo_dataset(Path(_require(data_cfg, "root")), num_frames=data_cfg.get("num_frames", 16),
-                          **(data_cfg.get("demo") or {}))
+    data_module(data_cfg).prepare(is_main)
     barrier()
     check_lists(data_cfg)
-
-
-def _video_dataset(data_cfg: dict[str, Any], split: str) -> Dataset:
-    from ..data.video_dataset import VideoClassificationDataset
-
-    root = Path(_require(data_cfg, "root"))
-    if data_cfg["kind"] == "demo":
-        from ..data.demo import make_demo_dataset
-        demo = data_cfg.get("demo") or {}
-        lists = make_demo_dataset(root, num_frames=data_cfg.get("num_frames", 16), **demo)
-        list_file = lists[split]
-    else:
-        if not root.is_dir():
-            raise FileNotFoundError(f"data.root does not exist: {root}")
-        list_file = _require(data_cfg, f"{split}_list")
-        if not Path(list_file).is_file():
-            raise FileNotFoundError(f"data.{split}_list does not exist: {list_file}")
-    kwargs = {k: data_cfg[k] for k in VIDEO_KEYS if data_cfg.get(k) is not None}
-    if split == "test":
-        kwargs.update(num_clips=data_cfg.get("test_num_clips"), num_crops=data_cfg.get("test_num_crops", 3))
-    return VideoClassificationDataset(root, list_file, mode=split, **kwargs)
-
-
-def _image_dataset(kind: str, data_cfg: dict[str, Any], split: str) -> Dataset:
-    from ..data import image_datasets, vtab
-
-    root = _require(data_cfg, "root")
-    common = {"image_size": data_cfg.get("input_size", 224)}
-    for key in ("mean", "std"):
-        if data_cfg.get(key) is not None:
-            common[key] = tuple(data_cfg[key])
-    if kind == "vtab":
-        splits = {"train": data_cfg.get("train_split", "train800val200"), "val": data_cfg.get("val_split", "test"),
-                  "test": "test"}
-        return vtab.VTABDataset(root, _require(data_cfg, "task"), split=splits[split],
-                                num_classes=data_cfg.get("num_classes"), train=split == "train", **common)
-    cls = {"cifar100": image_datasets.CIFAR100Dataset, "svhn": image_datasets.SVHNDataset,
-           "food101": image_datasets.Food101Dataset}[kind]
-    return cls(root, split="train" if split == "train" else "test", train=split == "train", **common)
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
