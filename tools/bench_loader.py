@@ -27,7 +27,6 @@ from pathlib import Path
 import torch
 
 from video_sparse.data.demo import make_demo_dataset
-from video_sparse.data.frames import prepare_frames
 from video_sparse.data.lists import VIDEO_EXTENSIONS
 from video_sparse.data.loader_bench import (
     benchmark_loader,
@@ -35,8 +34,9 @@ from video_sparse.data.loader_bench import (
     link_videos,
     make_benchmark_clips,
 )
+from video_sparse.data.prepare.frames import prepare_frames
 from video_sparse.data.readers import backend_available, default_multiprocessing_context
-from video_sparse.data.video_dataset import VideoClassificationDataset
+from video_sparse.data.video_dataset import build_video_dataset
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -102,10 +102,10 @@ def main(argv: list[str] | None = None) -> int:
     print("| --- | --- | --- | --- |")
     for source in kinds:
         if source == "frames":
-            ds = VideoClassificationDataset(frames_root, frames_list, **common)
+            ds = build_video_dataset(frames_root, frames_list, **common)
             ctx = None
         else:
-            ds = VideoClassificationDataset(video_root, video_list, backend=source, **common)
+            ds = build_video_dataset(video_root, video_list, backend=source, **common)
             ctx = default_multiprocessing_context(source)
         for workers in args.workers:
             timing = benchmark_loader(ds, num_workers=workers, batch_size=args.batch_size,

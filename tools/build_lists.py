@@ -26,8 +26,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from video_sparse.data.annotations import build_kinetics_lists, build_ssv2_lists
-from video_sparse.data.folders import build_folder_lists
+from video_sparse.data.prepare.annotations import build_kinetics_lists, build_ssv2_lists
+from video_sparse.data.prepare.folders import build_folder_lists
 
 
 def _pairs(values: list[str], flag: str) -> dict[str, str]:

@@ -24,10 +24,10 @@ from video_sparse.analysis.score_policies import selection_agreement, time_polic
 
 def _demo_clips(count: int) -> torch.Tensor:
     from video_sparse.data.demo import make_demo_dataset
-    from video_sparse.data.video_dataset import VideoClassificationDataset
+    from video_sparse.data.video_dataset import build_video_dataset
 
     lists = make_demo_dataset(ROOT / "demo_data", num_train=480, num_val=96, num_test=96)
-    ds = VideoClassificationDataset(ROOT / "demo_data", lists["test"], mode="val", backend="pyav", num_frames=16,
+    ds = build_video_dataset(ROOT / "demo_data", lists["test"], mode="val", backend="pyav", num_frames=16,
                                     frame_interval=1, input_size=64, short_side_size=64, mean=(0.5,) * 3,
                                     std=(0.5,) * 3)
     return torch.stack([ds[i]["input"] for i in range(min(count, len(ds)))])

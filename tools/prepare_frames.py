@@ -17,7 +17,7 @@ import logging
 import sys
 from pathlib import Path
 
-from video_sparse.data.frames import prepare_frames
+from video_sparse.data.prepare.frames import prepare_frames
 
 
 def main(argv: list[str] | None = None) -> int:

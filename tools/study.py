@@ -149,7 +149,7 @@ def prepare(args: argparse.Namespace, out: Path, settings: tuple) -> list[str]:
               f"seed={args.seed}"]
     if args.task == "image":
         from video_sparse.checkpoint.onnx_vit import write_dinov2_safetensors
-        from video_sparse.data.fashion_mnist import (
+        from video_sparse.data.prepare.fashion_mnist import (
             DEFAULT_ROOT,
             write_fashion_mnist_vtab,
         )

@@ -19,7 +19,8 @@ import pytest
 import torch
 from media_factory import CASES, sequential_reference, write_case
 
-from video_sparse.data.frames import extract_frames
+from video_sparse.data.clip_sampling import sample_indices
+from video_sparse.data.prepare.frames import extract_frames
 from video_sparse.data.readers import (
     FrameFolderReader,
     VideoReadError,
@@ -27,7 +28,6 @@ from video_sparse.data.readers import (
     open_video,
     probe_video,
 )
-from video_sparse.data.clip_sampling import sample_indices
 
 BACKENDS = ("pyav", "decord", "torchcodec", "auto", "frames")
 BY_NAME = {c.name: c for c in CASES}
@@ -121,14 +121,14 @@ def test_auto_picks_the_first_exact_backend(media):
 
 def test_sample_aspect_ratio_and_small_frames_through_the_dataset(media, tmp_path):
     """Non-square pixels are shown 4:3 wider; a frame smaller than the crop still gives full-size clips."""
-    from video_sparse.data.video_dataset import VideoClassificationDataset
+    from video_sparse.data.video_dataset import build_video_dataset
 
     assert media["h264_mp4_sar"][1].shape[1:3] == (48, 64)
     for name in ("h264_mp4_sar", "h264_mp4_small"):
         path = media[name][0]
         (tmp_path / "list.txt").write_text(f"{path.name} 0\n")
         for mode in ("train", "test"):
-            ds = VideoClassificationDataset(path.parent, tmp_path / "list.txt", mode, backend="auto", num_frames=4,
+            ds = build_video_dataset(path.parent, tmp_path / "list.txt", mode, backend="auto", num_frames=4,
                                             frame_interval=2, input_size=64, short_side_size=64, num_clips=2)
             item = ds[len(ds) - 1]
             assert not item.get("failed") and item["input"].shape == (3, 4, 64, 64), (name, mode)

@@ -17,7 +17,7 @@ import torch
 from media_factory import Case, write_case
 
 from video_sparse.data.readers import VideoReadError, decord_available, open_video
-from video_sparse.data.video_dataset import VideoClassificationDataset
+from video_sparse.data.video_dataset import build_video_dataset
 
 ROOT = Path(__file__).resolve().parents[2]
 AVI_CASES = {
@@ -62,7 +62,7 @@ def test_resolution_change_is_resized_to_the_first_frame(tmp_path, painted, back
     assert [painted.read_index(f) for f in frames] == list(range(24))
     (tmp_path / "list.txt").write_text("browser.webm 1\n")
     for mode in ("train", "test"):
-        ds = VideoClassificationDataset(tmp_path, tmp_path / "list.txt", mode, backend=backend, num_frames=8,
+        ds = build_video_dataset(tmp_path, tmp_path / "list.txt", mode, backend=backend, num_frames=8,
                                         frame_interval=3, input_size=48, short_side_size=48, num_clips=2,
                                         num_crops=1, min_scale=1.0, min_ratio=1.0, max_ratio=1.0, hflip=False)
         torch.manual_seed(0)
@@ -86,7 +86,7 @@ def test_any_sample_exception_becomes_a_named_read_error(tmp_path, painted, capl
         return transform
 
     for mode in ("test", "train"):
-        ds = VideoClassificationDataset(tmp_path, tmp_path / "list.txt", mode, **common)
+        ds = build_video_dataset(tmp_path, tmp_path / "list.txt", mode, **common)
         ds.transform = poisoned(ds.transform)
         caplog.clear()
         with caplog.at_level(logging.WARNING):
@@ -122,7 +122,8 @@ def _demo_run(tmp_path: Path, broken: int) -> tuple[subprocess.CompletedProcess,
     overrides = ["experiment=demo", f"data.root={data}", "data.demo.num_train=4", "data.demo.num_val=4",
                  "data.demo.num_test=3", "data.test_num_clips=2", "data.test_num_crops=1", "data.batch_size=4",
                  "test.confusion_matrix=true", f"checkpoint={adapter}", f"pretrained={backbone}", f"output_dir={out}"]
-    result = subprocess.run([sys.executable, str(ROOT / "tools" / "test.py"), *overrides], capture_output=True, check=False,
+    result = subprocess.run([sys.executable, str(ROOT / "tools" / "test.py"), *overrides], capture_output=True,
+                            check=False,
                             text=True, timeout=600, cwd=ROOT, env=dict(os.environ, OMP_NUM_THREADS="1"))
     summary = json.loads((out / "results.json").read_text())["test"] if (out / "results.json").exists() else {}
     return result, summary, test_paths

@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 import torch
 
-from video_sparse.data.frames import extract_frames
+from video_sparse.data.clip_sampling import sample_indices
+from video_sparse.data.prepare.frames import extract_frames
 from video_sparse.data.readers import (
     FrameFolderReader,
     VideoReadError,
@@ -26,7 +27,6 @@ from video_sparse.data.readers import (
     probe_video,
     to_display,
 )
-from video_sparse.data.clip_sampling import sample_indices
 
 ROOT = Path(__file__).resolve().parents[2]
 OPENCV_DOC = [Path(os.environ.get("VIDEO_SPARSE_OPENCV_DOC", ROOT / ".venv" / "share" / "opencv-doc")),

@@ -160,5 +160,5 @@ def test_read_image_list(tmp_path):
     path.write_text("a b/c d.jpg 3\n\n  x.jpg\t0  \n")
     assert read_image_list(path) == [("a b/c d.jpg", 3), ("x.jpg", 0)]
     path.write_text("x.jpg -1\n")
-    with pytest.raises(ValueError, match=r"list\.txt:1: label -1 outside >= 0"):
+    with pytest.raises(ValueError, match=r"list\.txt:1: label -1 out of range"):
         read_image_list(path)

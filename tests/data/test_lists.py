@@ -229,7 +229,7 @@ def test_frames_start_list_reads_each_folder_from_its_own_start(tmp_path):
     import numpy as np
     from PIL import Image
 
-    from video_sparse.data.video_dataset import VideoClassificationDataset
+    from video_sparse.data.video_dataset import build_video_dataset
 
     for name, start in (("a", 0), ("b b", 5)):
         (tmp_path / name).mkdir()
@@ -237,7 +237,7 @@ def test_frames_start_list_reads_each_folder_from_its_own_start(tmp_path):
             Image.fromarray(np.full((8, 8, 3), 50 * k, np.uint8)).save(
                 tmp_path / name / f"img_{start + k:05d}.jpg", quality=100)
     list_file = _write(tmp_path, "a 0 4 1\nb b 5 4 0\n")
-    ds = VideoClassificationDataset(tmp_path, list_file, "test", num_frames=4, frame_interval=1, input_size=8,
+    ds = build_video_dataset(tmp_path, list_file, "test", num_frames=4, frame_interval=1, input_size=8,
                                     short_side_size=8, num_clips=1, num_crops=1, mean=(0, 0, 0), std=(1, 1, 1),
                                     num_classes=2)
     assert ds.layout == "frames_start" and ds.labels == [1, 0]
@@ -247,4 +247,4 @@ def test_frames_start_list_reads_each_folder_from_its_own_start(tmp_path):
         levels = item["input"].mean(dim=(0, 2, 3)) * 255 / 50
         assert levels.round().tolist() == [0, 1, 2, 3]
     with pytest.raises(ValueError, match=r"list.txt:1: label 1 out of range for data.num_classes=1"):
-        VideoClassificationDataset(tmp_path, list_file, "test", num_classes=1)
+        build_video_dataset(tmp_path, list_file, "test", num_classes=1)

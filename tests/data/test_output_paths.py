@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from video_sparse.data.annotations import build_kinetics_lists, build_ssv2_lists
-from video_sparse.data.frames import extract_frames, prepare_frames
 from video_sparse.data.lists import UnsafePathError, parse_list_file
+from video_sparse.data.prepare.annotations import build_kinetics_lists, build_ssv2_lists
+from video_sparse.data.prepare.frames import extract_frames, prepare_frames
 from video_sparse.data.readers import VideoReadError
 
 REPO = Path(__file__).resolve().parents[2]

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from video_sparse.data.lists import load_label_map, parse_list_file
-from video_sparse.data.video_dataset import VideoClassificationDataset
+from video_sparse.data.video_dataset import build_video_dataset
 
 REPO = Path(__file__).resolve().parents[2]
 K400_LABELS = REPO / "data_lists" / "kinetics400_labels.txt"
@@ -63,7 +63,7 @@ def test_kinetics_lists(kinetics):
     assert load_label_map(out / "labels.txt") == names
     val, _ = parse_list_file(out / "val.txt")
     assert [(r.path, r.label) for r in val] == [("val/VVV_000001_000011.mp4", names.index("yoga"))]
-    ds = VideoClassificationDataset(kinetics / "videos", out / "train.txt", "val", backend="pyav",
+    ds = build_video_dataset(kinetics / "videos", out / "train.txt", "val", backend="pyav",
                                     num_frames=4, frame_interval=2, input_size=64, short_side_size=64)
     assert [ds[i]["label"] for i in range(len(ds))] == [0, 1, 399]
 
@@ -107,7 +107,7 @@ def test_ssv2_lists_via_the_command_line(tmp_path, painted):
     assert [(r.path, r.label) for r in records] == [("101.webm", 2), ("102.webm", 0)]
     assert (out / "train_missing.txt").read_text() == "999\n"
     assert "Spinning something so it continues spinning\t1" in (out / "train_unmapped.txt").read_text()
-    ds = VideoClassificationDataset(videos, out / "val.txt", "test", backend="pyav", sampling="segment",
+    ds = build_video_dataset(videos, out / "val.txt", "test", backend="pyav", sampling="segment",
                                     num_frames=8, input_size=64, short_side_size=64, num_clips=2, num_crops=1)
     assert len(ds) == 2 and ds.labels == [1]
     torch.manual_seed(0)

@@ -8,9 +8,9 @@ import pytest
 import torch
 from PIL import Image
 
-from video_sparse.data.frames import prepare_frames
 from video_sparse.data.lists import parse_list_file
-from video_sparse.data.video_dataset import VideoClassificationDataset
+from video_sparse.data.prepare.frames import prepare_frames
+from video_sparse.data.video_dataset import build_video_dataset
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -66,8 +66,8 @@ def test_extract_report_resume_and_round_trip(video_folder, painted, capsys):
     # the frame list round-trips: same views and the same clips as the video list
     kw = dict(backend="pyav", num_frames=8, frame_interval=3, input_size=64, short_side_size=64, num_clips=2,
               num_crops=3)
-    vids = VideoClassificationDataset(root / "videos", root / "videos.txt", "test", **kw)
-    frms = VideoClassificationDataset(root / "frames", root / "frames.txt", "test", **kw)
+    vids = build_video_dataset(root / "videos", root / "videos.txt", "test", **kw)
+    frms = build_video_dataset(root / "frames", root / "frames.txt", "test", **kw)
     assert len(frms) == 2 * 6 and vids.video_paths[:2] == ["left/a.mp4", "right/b c.webm"]
     for i in range(len(frms)):
         a, b = vids[i], frms[i]
@@ -88,7 +88,7 @@ def test_folder_mode_labels_from_class_folders(video_folder, tmp_path):
     assert [(r.path, r.num_frames, r.label) for r in records] == [("left/a", 40, 0), ("right/b c", 30, 1)]
     with Image.open(root / "frames2" / "left" / "a" / "img_00001.jpg") as img:
         assert img.size == (96, 80)
-    ds = VideoClassificationDataset(root / "frames2", root / "all.txt", "train", num_frames=4, input_size=32)
+    ds = build_video_dataset(root / "frames2", root / "all.txt", "train", num_frames=4, input_size=32)
     torch.manual_seed(0)
     assert ds[1]["input"].shape == (3, 4, 32, 32)
     with pytest.raises(ValueError, match="label map"):

@@ -7,10 +7,10 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from video_sparse.data.collate import collate_samples
-from video_sparse.data.frames import extract_frames
 from video_sparse.data.clip_sampling import dense_indices
-from video_sparse.data.video_dataset import VideoClassificationDataset
+from video_sparse.data.collate import collate_samples
+from video_sparse.data.prepare.frames import extract_frames
+from video_sparse.data.video_dataset import build_video_dataset
 
 KEYS = {"input", "label", "sample_index", "view_index", "clip_index", "crop_index", "skipped"}
 
@@ -19,7 +19,7 @@ def _small(root, list_file, mode, **kw):
     args = dict(backend="pyav", num_frames=8, frame_interval=2, input_size=64, short_side_size=64,
                 min_scale=1.0, min_ratio=1.0, max_ratio=1.0, hflip=False)
     args.update(kw)
-    return VideoClassificationDataset(root, list_file, mode, **args)
+    return build_video_dataset(root, list_file, mode, **args)
 
 
 @pytest.fixture
@@ -86,11 +86,13 @@ def test_test_crops_cover_left_centre_right(tmp_path):
 
 def test_defaults_follow_the_anchors(three_videos):
     root, lst, _ = three_videos
-    k400 = VideoClassificationDataset(root, lst, "test", backend="pyav")
-    ssv2 = VideoClassificationDataset(root, lst, "test", backend="pyav", sampling="segment")
+    k400 = build_video_dataset(root, lst, "test", backend="pyav")
+    ssv2 = build_video_dataset(root, lst, "test", backend="pyav", sampling="segment")
     assert (k400.num_clips, k400.num_crops, k400.num_frames, k400.frame_interval) == (5, 3, 16, 4)
     assert (ssv2.num_clips, ssv2.num_crops) == (2, 3)
-    assert k400.hflip and not ssv2.hflip
+    k400_train = build_video_dataset(root, lst, "train", backend="pyav")
+    ssv2_train = build_video_dataset(root, lst, "train", backend="pyav", sampling="segment")
+    assert k400_train.transform.hflip and not ssv2_train.transform.hflip
     assert len(k400) == 3 * 15 and len(ssv2) == 3 * 6
 
 

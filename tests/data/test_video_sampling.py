@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from video_sparse.data.clip_sampling import dense_indices, sample_indices, segment_indices
-from video_sparse.data.video_dataset import VideoClassificationDataset
+from video_sparse.data.video_dataset import build_video_dataset
 
 
 def test_dense_train_is_a_strided_window_inside_the_video():
@@ -65,7 +65,7 @@ def test_bad_arguments():
 
 
 def _dataset(root, list_file, mode, backend, sampling, **kw):
-    return VideoClassificationDataset(root, list_file, mode, backend=backend, sampling=sampling, num_frames=8,
+    return build_video_dataset(root, list_file, mode, backend=backend, sampling=sampling, num_frames=8,
                                       frame_interval=3, input_size=64, short_side_size=64, min_scale=1.0,
                                       min_ratio=1.0, max_ratio=1.0, hflip=False, **kw)
 

@@ -9,7 +9,7 @@ import av
 import numpy as np
 import pytest
 
-from video_sparse.data.folders import build_folder_lists
+from video_sparse.data.prepare.folders import build_folder_lists
 from video_sparse.data.lists import load_label_map, parse_list_file
 
 REPO = Path(__file__).resolve().parents[2]

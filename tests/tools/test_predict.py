@@ -17,7 +17,7 @@ from video_sparse.checkpoint import save_adapter_checkpoint
 from video_sparse.data import (
     DEMO_CLASSES,
     PyAVReader,
-    VideoClassificationDataset,
+    build_video_dataset,
     collate_samples,
     make_demo_dataset,
 )
@@ -43,7 +43,7 @@ def trained(tmp_path_factory):
     torch.manual_seed(0)
     model = build_model(OmegaConf.to_container(cfg.model, resolve=True),
                         OmegaConf.to_container(cfg.sparsity, resolve=True), str(BACKBONE))
-    train = VideoClassificationDataset(data["root"], data["train"], "train", backend="pyav", num_frames=16,
+    train = build_video_dataset(data["root"], data["train"], "train", backend="pyav", num_frames=16,
                                        frame_interval=1, input_size=64, hflip=False, min_scale=0.64,
                                        mean=(0.5,) * 3, std=(0.5,) * 3)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3, weight_decay=0.01)
@@ -106,7 +106,7 @@ def test_api_classifies_good_inputs_and_reports_bad_ones(trained):
     # the views and merge of testing: VideoClassificationDataset's test views, softmax per view, mean
     clip = next(iter(trained["expected"]))
     (trained["tmp"] / "one.txt").write_text(f"{clip} 0\n")
-    views = VideoClassificationDataset("/", trained["tmp"] / "one.txt", "test", backend="pyav", num_frames=16,
+    views = build_video_dataset("/", trained["tmp"] / "one.txt", "test", backend="pyav", num_frames=16,
                                        frame_interval=1, input_size=64, short_side_size=64, num_clips=2,
                                        num_crops=3, mean=(0.5,) * 3, std=(0.5,) * 3)
     with torch.no_grad():

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from video_sparse.analysis import study
-from video_sparse.data import fashion_mnist as fm
+from video_sparse.data.prepare import fashion_mnist as fm
 
 REPO = Path(__file__).resolve().parents[2]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from video_sparse.checkpoint.io import atomic_write
 from video_sparse.data.lists import write_label_map, write_list_file
 
 logger = logging.getLogger(__name__)
@@ -34,6 +35,7 @@ CLASS_SETS = {"axis": DEMO_CLASSES, "diagonal": DIAGONAL_CLASSES}
 _DIRECTIONS = {"left": (0, -1), "right": (0, 1), "up": (-1, 0), "down": (1, 0),
                "up-left": (-1, -1), "up-right": (-1, 1), "down-left": (1, -1), "down-right": (1, 1)}  # (dy, dx)
 _SPLITS = ("train", "val", "test")
+_CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm", ".avi": "avi"}
 
 
 def render_motion_clip(rng: np.random.Generator, label: int, num_frames: int = 16,
@@ -72,15 +74,21 @@ def render_motion_clip(rng: np.random.Generator, label: int, num_frames: int = 1
 
 def write_video(path: str | os.PathLike, frames: np.ndarray, fps: int = 8, codec: str = "libx264",
                 crf: int = 18) -> None:
-    """Encode uint8 ``(T, H, W, 3)`` frames to a video file (atomic: temp file then rename)."""
+    """Encode uint8 ``(T, H, W, 3)`` frames to a video file, atomically (container from the suffix).
+
+    Raises:
+        ValueError: a file suffix without a known container.
+    """
     import av
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
+    container_format = _CONTAINERS.get(path.suffix.lower())
+    if container_format is None:
+        raise ValueError(f"{path}: unknown video container {path.suffix!r}; use one of {sorted(_CONTAINERS)}")
     t, h, w, _ = frames.shape
-    try:
-        with av.open(str(tmp), "w") as container:
+
+    def encode(f) -> None:
+        with av.open(f, "w", format=container_format) as container:
             stream = container.add_stream(codec, rate=fps)
             stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
             if codec in ("libx264", "libvpx-vp9"):
@@ -91,10 +99,8 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, fps: int = 8, codec
                     container.mux(packet)
             for packet in stream.encode():
                 container.mux(packet)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+
+    atomic_write(path, encode)
 
 
 def _read_meta(path: Path) -> dict | None:
@@ -157,9 +163,8 @@ def make_demo_dataset(root: str | os.PathLike, num_train: int = 240, num_val: in
             entries.append((rel, label))
         write_list_file(out[split], entries)
     write_label_map(out["labels"], CLASS_SETS[classes][:num_classes])
-    tmp_meta = meta.with_name(meta.name + ".tmp")
-    tmp_meta.write_text(json.dumps(record, indent=1))
-    os.replace(tmp_meta, meta)
+    meta_text = json.dumps(record, indent=1).encode("utf-8")
+    atomic_write(meta, lambda f: f.write(meta_text))
     logger.info("demo set in %s: %s clips (%d written, %d reused)", root, counts, written,
                 sum(counts.values()) - written)
     return out

@@ -3,7 +3,7 @@
 Every item is a dict with exactly the keys ``"input"`` (float tensor ``(C, H, W)``), ``"label"``
 (int), ``"sample_index"`` (int), ``"view_index"`` (always 0: an image has one view) and
 ``"skipped"`` (int), so the training loop and the multi-view evaluation consume images and videos
-alike. Datasets expose ``num_classes``, ``num_views`` (1) and ``labels`` (list of ints).
+alike. Datasets satisfy :class:`~video_sparse.data.contract.ClassificationDataset` (one view).
 
 Unreadable images:
 - training: the failure is logged, the next sample (with its own index and label) is returned
@@ -30,7 +30,9 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from video_sparse.data.failures import FailureCount, failed_item, load_sample
 from video_sparse.data.image_transforms import IN21K_MEAN, IN21K_STD, eval_transform, train_transform
+from video_sparse.data.lists import parse_list_file
 
 __all__ = [
     "ImageClassificationDataset",
@@ -61,9 +63,8 @@ def load_rgb(path: str | os.PathLike) -> Image.Image:
 
 
 def read_image_list(path: str | os.PathLike, num_classes: int | None = None) -> list[tuple[str, int]]:
-    """Parses a list file with lines ``relative/path.jpg LABEL``.
-
-    Each line is split once from the right, so paths may contain spaces; blank lines are skipped.
+    """Parses an image list file, lines ``relative/path.jpg LABEL`` (the video-list format of
+    :func:`~video_sparse.data.lists.parse_list_file`: split from the right, so paths may hold spaces).
 
     Args:
         path: the list file.
@@ -74,36 +75,18 @@ def read_image_list(path: str | os.PathLike, num_classes: int | None = None) -> 
 
     Raises:
         FileNotFoundError: if the file does not exist.
-        ValueError: on a malformed line or a bad label, naming ``path:lineno``.
+        ValueError: on a malformed line, a bad label or an empty list, naming ``path:lineno``.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"list file not found: {path}")
-    entries = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, raw in enumerate(f, start=1):
-            line = raw.strip()
-            if not line:
-                continue
-            parts = line.rsplit(None, 1)
-            if len(parts) != 2:
-                raise ValueError(f"{path}:{lineno}: expected 'relative/path LABEL', got {line!r}")
-            rel, label_text = parts
-            try:
-                label = int(label_text)
-            except ValueError:
-                raise ValueError(
-                    f"{path}:{lineno}: label {label_text!r} is not an integer in {line!r}"
-                ) from None
-            if label < 0 or (num_classes is not None and label >= num_classes):
-                bound = f"[0, {num_classes})" if num_classes is not None else ">= 0"
-                raise ValueError(f"{path}:{lineno}: label {label} outside {bound}")
-            entries.append((rel, label))
-    return entries
+    records, _ = parse_list_file(path, "video", None, num_classes)
+    return [(r.path, r.label) for r in records]
 
 
 class ImageClassificationDataset(Dataset):
     """Base class: subclasses provide :meth:`load_image` and :meth:`sample_id`.
+
+    Satisfies :class:`~video_sparse.data.contract.ClassificationDataset` with one view per image;
+    unreadable images follow :mod:`video_sparse.data.failures` (substituted by the next sample
+    in training, reported as failed otherwise).
 
     Args:
         labels: class of each sample.
@@ -113,6 +96,8 @@ class ImageClassificationDataset(Dataset):
         max_substitutions: in training, give up after this many unreadable samples in a row.
     """
 
+    num_clips: int = 1
+    num_crops: int = 1
     num_views: int = 1
 
     def __init__(
@@ -128,6 +113,7 @@ class ImageClassificationDataset(Dataset):
         self.transform = transform
         self.train = bool(train)
         self.max_substitutions = int(max_substitutions)
+        self.failures = FailureCount()
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -145,56 +131,23 @@ class ImageClassificationDataset(Dataset):
         """Identifiers of all samples, indexed by sample index (for per-sample score files)."""
         return [self.sample_id(i) for i in range(len(self))]
 
-    def _item(self, image: Image.Image, index: int, skipped: int) -> dict[str, Any]:
-        return {
-            "input": self.transform(image),
-            "label": self.labels[index],
-            "sample_index": index,
-            "view_index": 0,
-            "skipped": skipped,
-        }
-
     def __getitem__(self, index: int) -> dict[str, Any]:
         n = len(self)
         if not -n <= index < n:
             raise IndexError(f"index {index} out of range for a dataset of {n} samples")
         index = int(index) % n
-        if not self.train:
-            try:
-                image = self.load_image(index)
-            except DECODE_ERRORS as e:
-                logger.warning(
-                    "cannot read %s (sample %d): %s; reported as failed", self.sample_id(index), index, e
-                )
-                return {
-                    "failed": True,
-                    "sample_index": index,
-                    "view_index": 0,
-                    "path": self.sample_id(index),
-                    "error": f"{type(e).__name__}: {e}",
-                }
-            return self._item(image, index, 0)
-
-        current = index
-        for skipped in range(self.max_substitutions + 1):
-            try:
-                image = self.load_image(current)
-            except DECODE_ERRORS as e:
-                nxt = (current + 1) % n
-                logger.warning(
-                    "cannot read %s (sample %d): %s; substituting sample %d",
-                    self.sample_id(current),
-                    current,
-                    e,
-                    nxt,
-                )
-                current = nxt
-                continue
-            return self._item(image, current, skipped)
-        raise RuntimeError(
-            f"{self.max_substitutions + 1} unreadable samples in a row starting at sample {index} "
-            f"({self.sample_id(index)}); check the dataset files"
-        )
+        got = load_sample(self.load_image, index, train=self.train, errors=DECODE_ERRORS, failures=self.failures,
+                          sample_id=self.sample_id, replace=lambda i: (i + 1) % n,
+                          max_tries=self.max_substitutions + 1)
+        if got.error is not None:
+            return failed_item(index, 0, self.sample_id(index), got.error)
+        return {
+            "input": self.transform(got.value),
+            "label": self.labels[got.sample_index],
+            "sample_index": got.sample_index,
+            "view_index": 0,
+            "skipped": got.skipped,
+        }
 
 
 class ImageFileDataset(ImageClassificationDataset):

@@ -29,6 +29,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
+from video_sparse.checkpoint.io import atomic_write
+
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".webm", ".mkv", ".mov", ".m4v", ".flv", ".mpg", ".mpeg")
 LAYOUTS = ("video", "frames", "frames_start")
 
@@ -406,19 +408,16 @@ def write_list_file(list_file: str | os.PathLike, entries: Iterable[tuple]) -> i
             lines.append(format_list_line(entry[0], entry[2], entry[1]))
         else:
             raise ValueError(f"list entry must have 2 or 3 fields, got {entry!r}")
-    path = Path(list_file)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-    os.replace(tmp, path)
+    text = "".join(line + "\n" for line in lines).encode("utf-8")
+    atomic_write(list_file, lambda f: f.write(text))
     return len(lines)
 
 
 def write_label_map(path: str | os.PathLike, names: Sequence[str]) -> None:
-    """Write class names one per line (index = line number)."""
+    """Write class names one per line (index = line number), atomically."""
     _check_names(list(names), str(path))
     for name in names:
         if "\n" in name or name != name.strip():
             raise ValueError(f"{path}: class name {name!r} cannot be written to a label map")
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text("".join(n + "\n" for n in names), encoding="utf-8")
+    text = "".join(n + "\n" for n in names).encode("utf-8")
+    atomic_write(path, lambda f: f.write(text))

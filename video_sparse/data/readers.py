@@ -391,7 +391,7 @@ class DecordReader(VideoReader):
 class FrameFolderReader(VideoReader):
     """Reader over a folder of JPEG frames named ``img_00001.jpg`` ... (1-based by default).
 
-    Frames written by :func:`video_sparse.data.frames.extract_frames` are already in display
+    Frames written by :func:`video_sparse.data.prepare.frames.extract_frames` are already in display
     orientation (see :func:`to_display`); frames of different sizes are an error.
 
     Args:

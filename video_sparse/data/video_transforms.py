@@ -8,7 +8,7 @@ on a ``tv_tensors.Video``).
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Protocol, Sequence
 
 import numpy as np
 import torch
@@ -18,6 +18,16 @@ from torchvision.transforms.v2 import functional as TF
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+MODES = ("train", "val", "test")
+
+
+class VideoTransform(Protocol):
+    """uint8 frames ``(T, H, W, 3)`` -> float32 clip ``(C, T, H, W)``; ``crop_index`` picks one of
+    ``num_crops`` spatial crops (evaluation; training transforms have ``num_crops == 1``)."""
+
+    num_crops: int
+
+    def __call__(self, frames: np.ndarray | torch.Tensor, crop_index: int = 0) -> torch.Tensor: ...
 
 
 def _to_video(frames: np.ndarray | torch.Tensor) -> tv_tensors.Video:
@@ -71,9 +81,12 @@ class VideoTrainTransform:
             ops.append(v2.RandAugment(num_ops=randaugment_ops, magnitude=randaugment_magnitude))
         self.ops = v2.Compose(ops)
         self.mean, self.std = _check_stats(mean, std)
+        self.num_crops = 1
+        self.hflip = bool(hflip)
 
-    def __call__(self, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
-        """Augment ``(T, H, W, 3)`` uint8 frames into a normalised ``(C, T, H, W)`` float32 clip."""
+    def __call__(self, frames: np.ndarray | torch.Tensor, crop_index: int = 0) -> torch.Tensor:
+        """Augment ``(T, H, W, 3)`` uint8 frames into a normalised ``(C, T, H, W)`` float32 clip
+        (``crop_index`` is accepted for a common signature; the crop is random)."""
         return normalize_clip(self.ops(_to_video(frames)), self.mean, self.std)
 
 
@@ -127,3 +140,23 @@ class VideoEvalTransform:
             top, left = crop_offsets(h, s, self.num_crops)[crop_index], (w - s) // 2
         video = TF.crop(video, top, left, s, s)
         return normalize_clip(video, self.mean, self.std)
+
+
+def video_transform(mode: str, *, input_size: int = 224, short_side_size: int = 256, num_crops: int = 3,
+                    hflip: bool = True, randaugment: bool = False, randaugment_ops: int = 2,
+                    randaugment_magnitude: int = 9, min_scale: float = 0.08, max_scale: float = 1.0,
+                    min_ratio: float = 3 / 4, max_ratio: float = 4 / 3, mean: Sequence[float] = IMAGENET_MEAN,
+                    std: Sequence[float] = IMAGENET_STD) -> VideoTransform:
+    """The transform of one split: augmentation for ``"train"``, one centred crop for ``"val"``,
+    ``num_crops`` crops for ``"test"`` (the augmentation arguments act in training only).
+
+    Raises:
+        ValueError: an unknown mode or an invalid argument (see the transform classes).
+    """
+    mean, std = tuple(float(m) for m in mean), tuple(float(s) for s in std)
+    if mode == "train":
+        return VideoTrainTransform(input_size, min_scale, max_scale, min_ratio, max_ratio, hflip, randaugment,
+                                   randaugment_ops, randaugment_magnitude, mean, std)
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    return VideoEvalTransform(input_size, short_side_size, num_crops if mode == "test" else 1, mean, std)

@@ -7,10 +7,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from ..data.collate import collate_samples
+from ..data.contract import ClassificationDataset
 from ..evaluation import (
     MergedScores,
     ViewScoreCollector,
@@ -38,11 +39,7 @@ class EvalResult:
     failed: set[int]
 
 
-def _num_items(dataset: Dataset) -> int:
-    return getattr(dataset, "num_videos", None) or len(dataset.labels)  # type: ignore[attr-defined]
-
-
-def eval_loader(dataset: Dataset, batch_size: int, num_workers: int, dist_info: DistInfo) -> DataLoader:
+def eval_loader(dataset: ClassificationDataset, batch_size: int, num_workers: int, dist_info: DistInfo) -> DataLoader:
     """A loader over this rank's padded share of ``dataset`` (every view; padding duplicates merge once)."""
     sampler = ResumableSampler(len(dataset), dist_info.world_size, dist_info.rank, shuffle=False, drop_last=False)
     return DataLoader(SeededDataset(dataset), batch_size=batch_size, sampler=sampler, num_workers=num_workers,
@@ -50,7 +47,7 @@ def eval_loader(dataset: Dataset, batch_size: int, num_workers: int, dist_info: 
 
 
 @torch.no_grad()
-def evaluate(forward: Callable[[torch.Tensor], torch.Tensor], dataset: Dataset, dist_info: DistInfo,
+def evaluate(forward: Callable[[torch.Tensor], torch.Tensor], dataset: ClassificationDataset, dist_info: DistInfo,
              batch_size: int = 8, num_workers: int = 0, how: str = "prob", dtype: torch.dtype = torch.float32,
              desc: str = "eval", out_dir: str | Path | None = None, video_ids: list[str] | None = None
              ) -> EvalResult:
@@ -58,7 +55,7 @@ def evaluate(forward: Callable[[torch.Tensor], torch.Tensor], dataset: Dataset, 
 
     Args:
         forward: maps an input batch on ``dist_info.device`` to logits.
-        dataset: items with ``sample_index`` and ``view_index`` (see ``video_sparse.data``).
+        dataset: any :class:`~video_sparse.data.contract.ClassificationDataset` (image or video).
         dist_info: this process's rank and device.
         how: view merge, ``"prob"`` (softmax then mean), ``"logit"`` or ``"max"``.
         out_dir: when given, rank 0 writes ``view_scores.npz`` and ``video_scores.csv`` there.
@@ -85,8 +82,8 @@ def evaluate(forward: Callable[[torch.Tensor], torch.Tensor], dataset: Dataset, 
     failed = gather_failed(collector.failed, dst=0)
     if not dist_info.is_main:
         return EvalResult({}, None, None, set())
-    merged = merge_views(records, num_views=getattr(dataset, "num_views", 1), how=how, failed=failed,
-                         num_samples=_num_items(dataset))
+    merged = merge_views(records, num_views=dataset.num_views, how=how, failed=failed,
+                         num_samples=len(dataset.sample_ids))
     summary = evaluation_summary(merged)
     if out_dir is not None:
         out_dir = Path(out_dir)

@@ -13,7 +13,7 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .lists import VIDEO_EXTENSIONS, write_label_map, write_list_file
+from video_sparse.data.lists import VIDEO_EXTENSIONS, write_label_map, write_list_file
 
 log = logging.getLogger(__name__)
 

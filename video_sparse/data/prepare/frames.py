@@ -16,10 +16,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
-from video_sparse.data.lists import (VIDEO_EXTENSIONS, LabelMapLike, UnsafePathError, load_label_map,
-                                     parse_list_file, resolve_inside, write_list_file)
-from video_sparse.data.readers import (DEFAULT_FRAME_TMPL, VideoReadError, count_frames,
-                                       default_multiprocessing_context, open_video)
+from video_sparse.data.lists import (
+    VIDEO_EXTENSIONS,
+    LabelMapLike,
+    UnsafePathError,
+    load_label_map,
+    parse_list_file,
+    resolve_inside,
+    write_list_file,
+)
+from video_sparse.data.readers import (
+    DEFAULT_FRAME_TMPL,
+    VideoReadError,
+    count_frames,
+    default_multiprocessing_context,
+    open_video,
+)
 
 logger = logging.getLogger(__name__)
 

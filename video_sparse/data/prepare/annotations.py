@@ -130,8 +130,8 @@ def _write_split(split: str, rows: Iterable[tuple[str, str | None]], video_index
         entries.append((rel, cls))
     report.num_written = write_list_file(report.list_file, entries)
     if report.missing:
-        resolve_inside(out_dir, f"{split}_missing.txt", f"split {split!r}").write_text("".join(k + "\n" for k in report.missing),
-                                                      encoding="utf-8")
+        resolve_inside(out_dir, f"{split}_missing.txt", f"split {split!r}").write_text(
+            "".join(k + "\n" for k in report.missing), encoding="utf-8")
     if report.unmapped:
         resolve_inside(out_dir, f"{split}_unmapped.txt", f"split {split!r}").write_text(
             "".join(f"{k}\t{v}\n" for k, v in report.unmapped.most_common()), encoding="utf-8")
