@@ -66,7 +66,9 @@ def test_every_group_option_instantiates(group):
     for option in group_options(group):
         overrides = [f"{group}={option}", "data.root=/nonexistent"]
         if group == "data":
-            overrides += ["data.task=cifar"] if option in ("vtab",) else []
+            overrides += ["data.task=cifar"] if option == "vtab" else []
+            if option in ("vtab", "cifar100", "svhn", "food101", "fashion_mnist"):
+                overrides.append("model=vit_base")
             if option == "custom":  # null settings are filled from the model before a run
                 overrides += ["data.num_classes=5", "data.num_frames=16", "data.input_size=224",
                               "data.mean=[0.5,0.5,0.5]", "data.std=[0.5,0.5,0.5]", "data.label_map=null"]

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
@@ -46,9 +47,9 @@ def check_arguments(target: Any, keys: list[str], group: str, given: tuple[str, 
     Raises:
         ConfigError: naming ``group.key``.
     """
-    params = inspect.signature(target).parameters
+    params = _parameters(target)
     name = getattr(target, "__qualname__", str(target))
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+    if params is None:
         return  # the target checks its own keyword arguments (e.g. create_model)
     accepted = [n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
     unknown = sorted(set(keys) - set(accepted))
@@ -59,6 +60,24 @@ def check_arguments(target: Any, keys: list[str], group: str, given: tuple[str, 
                 and n not in keys and n not in given]
     if required and not partial:
         raise ConfigError(f"{group}.{required[0]} must be set (an argument of {name})")
+
+
+def _parameters(target: Any) -> dict[str, inspect.Parameter] | None:
+    """The keyword arguments ``target`` takes; a class whose ``__init__`` passes ``**kwargs`` on adds its
+    bases' arguments. None when a function takes ``**kwargs`` (it checks them itself)."""
+    if not inspect.isclass(target):
+        params = inspect.signature(target).parameters
+        return None if any(p.kind is p.VAR_KEYWORD for p in params.values()) else dict(params)
+    found: dict[str, inspect.Parameter] = {}
+    for cls in target.__mro__:
+        if "__init__" not in vars(cls) or cls is object:
+            continue
+        params = inspect.signature(cls.__init__).parameters
+        found.update({k: p for k, p in params.items() if k != "self" and k not in found
+                      and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)})
+        if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            return found
+    return None
 
 
 def instantiate_group(node: DictConfig | Mapping[str, Any], group: str, **kwargs: Any) -> Any:
@@ -83,7 +102,12 @@ def instantiate_group(node: DictConfig | Mapping[str, Any], group: str, **kwargs
     keys = [k for k in values if k not in _SPECIAL]
     partial = bool(values.get("_partial_"))
     check_arguments(target, keys, group, tuple(kwargs), partial)
-    return instantiate(values, _convert_="all", **kwargs)
+    try:
+        return instantiate(values, _convert_="all", **kwargs)
+    except InstantiationException as err:  # the target's own error (a ConfigError naming its key) as it is
+        if err.__cause__ is not None:
+            raise err.__cause__ from None
+        raise
 
 
 def build_model(model_cfg: DictConfig | Mapping[str, Any], sparsity_cfg: DictConfig | Mapping[str, Any],
