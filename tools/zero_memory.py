@@ -215,7 +215,7 @@ def run_ranks(args: argparse.Namespace) -> dict[str, Any]:
     counts = parameter_counts(model)
     before = _fingerprints(model)
     optimizer = torch.optim.AdamW(param_groups(model, 0.0), lr=args.lr)
-    config = build_ds_config({"stage": args.stage, "config": {}}, args.batch, 1, None, "fp32")
+    config = build_ds_config(args.stage, {}, micro_batch=args.batch, accumulate=1, clip_grad=None, precision="fp32")
     engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer, config=config)
     params = list(engine.module.parameters())
     x = torch.randn(args.batch, 3, args.frames, args.size, args.size, generator=torch.Generator().manual_seed(1))

@@ -50,13 +50,14 @@ def test_the_payload_is_live(tmp_path):
 def _nano_model():
     from video_sparse.engine.builders import build_model
 
-    return build_model({"name": "sparse_vit_nano_patch16_64", "num_classes": 10, "img_size": 32,
-                        "adapter_dim": 16}, {"sparse_layers": [1, 2, 3], "keep_rate": 0.7})
+    return build_model({"_target_": "video_sparse.models.create_model", "model_name": "sparse_vit_nano_patch16_64",
+                        "num_classes": 10, "img_size": 32, "adapter_dim": 16},
+                       {"sparse_layers": [1, 2, 3], "keep_rate": 0.7})
 
 
 def test_pretrained_checkpoint_and_adapter_paths_refuse(tmp_path, marker):
     from video_sparse.checkpoint import load_adapter_checkpoint, load_pretrained
-    from video_sparse.engine.testing import load_trained_weights
+    from video_sparse.checkpoint import load_trained_weights
 
     payload = write_payload(tmp_path / "weights.pth", marker, state_dict={}, model_args={})
     model = _nano_model()

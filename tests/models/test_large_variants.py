@@ -139,15 +139,13 @@ def test_model_configs_compose_with_the_paper_sparsity(config, name, layers):
     from pathlib import Path
 
     from hydra import compose, initialize_config_dir
-    from omegaconf import OmegaConf
 
     from video_sparse.engine.builders import build_model
 
     root = Path(__file__).resolve().parents[2] / "configs"
     with initialize_config_dir(config_dir=str(root), version_base=None):
         cfg = compose("train", overrides=[f"model={config}", "sparsity=paper", "model.grad_checkpointing=true"])
-    assert cfg.model.name == name
+    assert cfg.model.model_name == name
     with torch.device("meta"):
-        model = build_model(OmegaConf.to_container(cfg.model, resolve=True),
-                            OmegaConf.to_container(cfg.sparsity, resolve=True))
+        model = build_model(cfg.model, cfg.sparsity)
     assert list(model.sparse_layers) == layers and model.grad_checkpointing
