@@ -148,7 +148,7 @@ def test_dense_test_clips_vs_constant_clips_per_video_sampler(fps):
         middle = math.floor(fps * two[1].clip_start_sec)
         for mode, n in (("test", 1), ("val", 1), ("val", 5)):
             assert dense_indices(num_total, num_frames, interval, mode, 0, n)[0] == middle
-    assert checked > 1500
+    assert checked > 1600
 
 
 @pytest.mark.parametrize("fps", FPS, ids=str)
@@ -176,7 +176,7 @@ def test_dense_test_clips_are_uniform_clip_sampler_windows(fps):
                 shift = math.ceil(exact) - round(exact)
                 assert ours.tolist() == (pv_idx - shift).tolist(), (num_frames, interval, num_total, n, k)
                 checked += 1
-    assert checked > 200
+    assert checked > 900
 
 
 @pytest.mark.parametrize("fps", FPS, ids=str)
@@ -288,7 +288,7 @@ def test_spatial_crops_vs_uniform_crop(num_crops):
                         shifts = (long_shift, short_shift) if height > width else (short_shift, long_shift)
                         assert (pv_top - top, pv_left - left) == shifts, (height, width, size, k)
                         checked += 1
-    assert checked > 1000
+    assert checked > 2000
 
 
 def test_pytorchvideo_decodes_the_frames_of_its_clips_as_our_test_views(tmp_path, painted):
