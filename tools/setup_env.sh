@@ -29,6 +29,10 @@ if ! ls .venv/share/opencv-doc/*.avi >/dev/null 2>&1; then
     mv "$deb_dir"/usr/share/doc/opencv-doc/examples/data/*.avi .venv/share/opencv-doc/
     rm -rf "$deb_dir"
 fi
+# pytorchvideo 0.1.5 (its last release; sdists, ~10 s to build) as an independent reference for clip sampling in
+# tests/data/test_pytorchvideo_reference.py: pytorchvideo.data needs only iopath and portalocker beyond what is here
+# (fvcore serves its models); pytorchvideo.transforms does not import with this torchvision (functional_tensor)
+.venv/bin/python -m pip install -q --no-deps pytorchvideo==0.1.5 iopath==0.1.10 portalocker==4.4.2
 # torchcodec (a third video backend) with Debian's FFmpeg 5.1 shared libraries, which it loads at import
 .venv/bin/python -m pip install -q --no-deps torchcodec==0.17.0
 if ! ldconfig -p | grep -q 'libavfilter.so.8 '; then
