@@ -54,6 +54,7 @@ def _model_and_inputs(args, overrides):
     import torch
 
     import video_sparse  # noqa: F401
+    from video_sparse.data.datamodules import DemoData, data_module_class
     from video_sparse.inference import VideoClassifier, discover_inputs
 
     torch.manual_seed(args.seed)
@@ -61,7 +62,7 @@ def _model_and_inputs(args, overrides):
         clf = VideoClassifier.from_experiment(args.experiment, args.checkpoint, args.pretrained, overrides,
                                               device="cpu", precision="fp32")
         model, inputs = clf.model, list(args.inputs)
-        if not inputs and clf.data_cfg.get("kind") == "demo":
+        if not inputs and issubclass(data_module_class(clf.data_cfg), DemoData):
             from video_sparse.data.demo import make_demo_dataset
 
             lists = make_demo_dataset(clf.data_cfg["root"], num_frames=int(clf.data_cfg.get("num_frames", 16)),

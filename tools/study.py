@@ -226,6 +226,7 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args, extra = parse_args(argv)
     if args.member:  # one member in this (fresh) process
         spec = json.loads(args.member.read_text())

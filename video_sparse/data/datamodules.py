@@ -14,7 +14,7 @@ Common attributes: ``num_classes``, ``batch_size`` (per process), ``num_workers`
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -407,3 +407,18 @@ class VTABData(DataModule):
         name = {"train": self.train_split, "val": self.val_split, "test": "test"}[_split(split)]
         return VTABDataset(self.root, self.task, split=name, transform=self.transform(split),
                            num_classes=self.num_classes, train=split == "train")
+
+
+def data_module_class(data_cfg: Mapping[str, Any]) -> type[DataModule]:
+    """The data-module class a ``data`` config names in ``_target_`` (without building it).
+
+    Raises:
+        ConfigError: no ``_target_``, or one that is not a :class:`DataModule`.
+    """
+    from hydra.utils import get_object
+
+    target = data_cfg.get("_target_")
+    cls = get_object(target) if target else None
+    if not (isinstance(cls, type) and issubclass(cls, DataModule)):
+        raise ConfigError(f"data._target_={target!r} is not a data module (video_sparse.data.VideoData, ...)")
+    return cls

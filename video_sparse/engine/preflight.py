@@ -107,15 +107,9 @@ def prepare_run(cfg: DictConfig, mode: str) -> None:
         raise ValueError(f"mode must be train or test, got {mode!r}")
     setup_logging(cfg.output_dir, int(os.environ.get("RANK", "0")) == 0)
     check_config(cfg)  # unknown keys and wrong types in the plain groups
-    try:
-        OmegaConf.to_container(cfg.data, resolve=True)
-    except InterpolationToMissingValueError:
-        raise
-    except InterpolationResolutionError as err:  # e.g. ${vtab_classes:...} of an unknown task
-        key = getattr(err, "full_key", "") or "data"
-        raise ConfigError(f"{key}: {str(err).splitlines()[0]}") from err
     with open_dict(cfg):
         _resolve_paths(cfg, mode)
+        _resolve_data(cfg)
         saved = read_checkpoint_settings(cfg.checkpoint) if mode == "test" else None
         _fill_data_defaults(cfg, saved)
         _cap_loader_workers(cfg)
@@ -137,6 +131,17 @@ def _check_objects(cfg: DictConfig) -> None:
     optimizer = build_optimizer(cfg.optim.optimizer, model, lr=1.0)
     instantiate_group(cfg.optim.scheduler, "optim.scheduler")(optimizer, steps_per_epoch=1, epochs=int(cfg.epochs))
     instantiate_group(cfg.deepspeed, "deepspeed")(micro_batch=1, accumulate=1, clip_grad=None, precision="fp32")
+
+
+def _resolve_data(cfg: DictConfig) -> None:
+    """Resolve the data group's interpolations now, so that one that cannot resolve names its key."""
+    try:
+        OmegaConf.to_container(cfg.data, resolve=True)
+    except InterpolationToMissingValueError:
+        raise
+    except InterpolationResolutionError as err:  # e.g. ${vtab_classes:...} of an unknown task
+        key = getattr(err, "full_key", "") or "data"
+        raise ConfigError(f"{key}: {str(err).splitlines()[0]}") from err
 
 
 def _resolve_paths(cfg: DictConfig, mode: str) -> None:

@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from video_sparse.data import default_multiprocessing_context, resolve_backend
 from video_sparse.data.collate import collate_samples
+from video_sparse.data.datamodules import data_module_class
 from video_sparse.evaluation import ViewScoreCollector, merge_views, softmax
 from video_sparse.inference.dataset import PredictionDataset
 from video_sparse.inference.inputs import InputItem, discover_inputs
@@ -91,7 +92,7 @@ class VideoClassifier:
             raise ValueError(f"{len(self.class_names)} class names for a model with {num_classes} classes")
         self.merge = merge
         self.is_video = getattr(getattr(model, "patch_embed", None), "tubelet_size", None) is not None or (
-            self.data_cfg.get("kind") in ("video", "demo"))
+            "_target_" in self.data_cfg and data_module_class(self.data_cfg).is_video)
 
     @classmethod
     def from_config(cls, cfg: Any, checkpoint: str | os.PathLike | None = None,

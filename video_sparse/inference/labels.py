@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from video_sparse.data.datamodules import DemoData, data_module_class
 from video_sparse.data.lists import load_label_map
 
 DATA_LISTS = Path(__file__).resolve().parents[2] / "data_lists"
@@ -35,7 +36,7 @@ def class_names_for(data_cfg: dict[str, Any], num_classes: int, experiment: str 
             raise ValueError(f"{source}: {0 if names is None else len(names)} class names for a model with "
                              f"{num_classes} classes")
         return names
-    if data_cfg.get("kind") == "demo":
+    if "_target_" in data_cfg and issubclass(data_module_class(data_cfg), DemoData):
         from video_sparse.data.demo import CLASS_SETS
 
         demo = data_cfg.get("demo") or {}
