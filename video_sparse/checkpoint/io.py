@@ -1,7 +1,7 @@
 """Atomic file writes: a temporary file next to the target, fsynced, then renamed onto it.
 
-This module imports nothing from the package, so any part of it (data, engine, checkpoint) may use
-:func:`atomic_write` without import cycles or side effects.
+This module imports only the standard library and torch, nothing from the package, so data, engine and
+checkpoint code may all use :func:`atomic_write` without import cycles.
 """
 
 from __future__ import annotations

@@ -165,8 +165,8 @@ class SparseViT(nn.Module):
         sparse_layers: 0-based indices of the sparsifying blocks; default
             :func:`default_sparse_layers` (the paper's 3/6/9 of 12, in proportion to ``depth``).
         fuse_token: fuse the dropped tokens into one token.
-        score: importance policy, ``"cls"``, ``"mean_attn"`` or ``"mean_query"``; default ``"cls"``
-            with a class token, else ``DEFAULT_VIDEO_SCORE``.
+        score: importance policy, a name in :data:`~video_sparse.sparsify.SCORE_POLICIES` (``"cls"``,
+            ``"mean_attn"``, ``"mean_query"``); default ``"cls"`` with a class token, else ``DEFAULT_VIDEO_SCORE``.
         fused_pool_weight: with mean pooling, count the fused token as ``"one"`` token or by the
             number of original tokens it absorbed (``"mass"``).
         adapter: ``"dense"`` (Dense Adapter, default), ``"dense_paper"``, ``"parallel"``
