@@ -88,7 +88,8 @@ def data_module(data_cfg: dict[str, Any]) -> Any:
                "cifar100": datamodules.CIFAR100Data, "svhn": datamodules.SVHNData,
                "food101": datamodules.Food101Data}
     _require(data_cfg, "root")
-    return classes[data_cfg["kind"]](**{k: v for k, v in data_cfg.items() if k != "kind"})
+    kwargs = {"num_classes": None, **{k: v for k, v in data_cfg.items() if k != "kind"}}
+    return classes[data_cfg["kind"]](**kwargs)
 
 
 def check_lists(data_cfg: dict[str, Any], splits: tuple[str, ...] = SPLITS,
