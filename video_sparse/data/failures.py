@@ -64,7 +64,8 @@ class Loaded(NamedTuple):
 
 def load_sample(load: Callable[[int], T], index: int, *, train: bool, errors: tuple[type[BaseException], ...],
                 failures: FailureCount, sample_id: Callable[[int], str], replace: Callable[[int], int],
-                max_tries: int, noun: str = "samples") -> Loaded:
+                max_tries: int, noun: str = "samples",
+                describe: Callable[[BaseException], str] = lambda e: f"{type(e).__name__}: {e}") -> Loaded:
     """Load sample ``index`` under the substitution (training) or exclusion (evaluation) policy.
 
     Args:
@@ -77,6 +78,7 @@ def load_sample(load: Callable[[int], T], index: int, *, train: bool, errors: tu
         replace: failed sample index -> the sample to try next (training).
         max_tries: loads attempted in a row before giving up (training).
         noun: what a sample is, for the error message (``"videos"``, ``"samples"``).
+        describe: the error text of a failed load (default ``"Type: message"``).
 
     Returns:
         A :class:`Loaded`; in evaluation ``value`` is None and ``error`` set when unreadable.
@@ -89,7 +91,7 @@ def load_sample(load: Callable[[int], T], index: int, *, train: bool, errors: tu
         try:
             return Loaded(current, load(current), skipped)
         except errors as e:
-            text = f"{type(e).__name__}: {e}"
+            text = describe(e)
             failures.add(sample_id(current))
             if not train:
                 logger.warning("cannot read %s (sample %d): %s; excluded from evaluation", sample_id(current),

@@ -193,7 +193,7 @@ class VideoClassificationDataset(Dataset):
         got = load_sample(lambda i: self.load_clip(i, clip_index, crop_index), video_index,
                           train=self.mode == "train", errors=(VideoReadError,), failures=self.failures,
                           sample_id=lambda i: self.sample_ids[i], replace=self._random_video,
-                          max_tries=self.max_retries, noun="videos")
+                          max_tries=self.max_retries, noun="videos", describe=str)
         if got.error is not None:
             return failed_item(video_index, view_index, self.sample_ids[video_index], got.error)
         return self._item(got.value, got.sample_index, view_index, clip_index, crop_index, got.skipped)
