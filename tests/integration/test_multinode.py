@@ -39,7 +39,7 @@ def test_two_nodes_train_save_and_resume_like_one(tmp_path):
     _launch(tmp_path / "one_node", common, nodes=1)
     two = tmp_path / "two_nodes"
     first = _launch(two, [*common, "train.max_steps=3"], nodes=2)  # stops mid-epoch, after the step-2 checkpoint
-    assert "2 rank(s)" in first
+    assert "= 2 process(es) x" in first
     assert (two / "checkpoints" / "latest").read_text().strip() == "step_00000002"
     assert sorted(p.name for p in (two / "checkpoints" / "step_00000002").glob("rng_rank*.pt")) == \
         ["rng_rank0.pt", "rng_rank1.pt"]

@@ -78,6 +78,7 @@ def exit_on_user_error(task: Callable[..., None]) -> Callable[..., None]:
 
     @functools.wraps(task)
     def wrapper(*args, **kwargs):
+        from hydra.errors import ConfigCompositionException
         from omegaconf.errors import (
             InterpolationToMissingValueError,
             MissingMandatoryValue,
@@ -98,7 +99,7 @@ def exit_on_user_error(task: Callable[..., None]) -> Callable[..., None]:
             logging.getLogger("video_sparse").error("%s: %s", err.full_key, reason)
             print(f"error: {err.full_key}: {reason}", file=sys.stderr)
             sys.exit(2)
-        except (ConfigError, CheckpointError, FileNotFoundError) as err:
+        except (ConfigError, CheckpointError, FileNotFoundError, ConfigCompositionException) as err:
             logging.getLogger("video_sparse").error("%s", err)
             print(f"error: {err}", file=sys.stderr)
             sys.exit(2)
