@@ -12,6 +12,7 @@ import timm
 import torch
 
 import video_sparse  # noqa: F401
+from video_sparse.adapters import set_trainable
 from video_sparse.checkpoint import save_adapter_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,6 +44,7 @@ def test_metrics_do_not_depend_on_the_number_of_processes(tmp_path):
     make_demo_dataset(data, num_train=4, num_val=4, num_test=7)
     torch.manual_seed(0)
     model = timm.create_model("sparse_videomae_nano_patch16_64", num_classes=4, checkpoint=str(BACKBONE))
+    set_trainable(model)  # the backbone frozen as in training: the file holds adapters and head only
     with torch.no_grad():
         for name, p in model.named_parameters():
             if p.requires_grad:
