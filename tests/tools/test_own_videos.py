@@ -9,8 +9,8 @@ import av
 import numpy as np
 import pytest
 
-from video_sparse.data.prepare.folders import build_folder_lists
 from video_sparse.data.lists import load_label_map, parse_list_file
+from video_sparse.data.prepare.folders import build_folder_lists
 
 REPO = Path(__file__).resolve().parents[2]
 # fast: 32 px, 8 frames, one epoch, one view (the README runs leave these at the model's values)
