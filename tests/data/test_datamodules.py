@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from hydra.utils import get_object
 from PIL import Image
 from test_image_datasets import write_cifar100
 
@@ -27,9 +28,7 @@ from video_sparse.data.vtab import VTAB_TASKS, make_digits_vtab
 from video_sparse.errors import ConfigError
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "data"
-MODULES = {"video": VideoData, "demo": DemoData, "vtab": VTABData, "cifar100": CIFAR100Data, "svhn": SVHNData,
-           "food101": Food101Data}
-NOT_ARGUMENTS = ("kind", "_target_", "defaults")
+NOT_ARGUMENTS = ("_target_", "defaults")
 
 
 def config_values(name: str, root: Path) -> tuple[type, dict]:
@@ -48,8 +47,7 @@ def config_values(name: str, root: Path) -> tuple[type, dict]:
             values[key] = VTAB_TASKS[values["task"]][0]
         elif isinstance(value, str) and "${data.root}" in value:
             values[key] = value.replace("${data.root}", str(root))
-    kind = values.get("kind", "vtab")
-    return MODULES[kind], values
+    return get_object(values["_target_"]), values
 
 
 def arguments(values: dict) -> dict:

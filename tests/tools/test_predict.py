@@ -169,7 +169,7 @@ def test_image_model_predicts_images_and_reports_a_corrupt_one(tmp_path):
     for i in range(3):
         Image.fromarray(rng.integers(0, 256, (40 + 10 * i, 80, 3), dtype=np.uint8)).save(tmp_path / f"im{i}.png")
     (tmp_path / "bad.jpg").write_bytes(b"not a jpeg at all")
-    clf = VideoClassifier(model, {"kind": "vtab", "input_size": 64, "mean": (0.5,) * 3, "std": (0.5,) * 3,
+    clf = VideoClassifier(model, {"_target_": "video_sparse.data.VTABData", "input_size": 64, "mean": (0.5,) * 3, "std": (0.5,) * 3,
                                   "batch_size": 2}, ["a", "b", "c"], device="cpu")
     preds = {Path(p.path).name: p for p in clf.predict([tmp_path], topk=3, progress=False)}
     assert set(preds) == {"im0.png", "im1.png", "im2.png", "bad.jpg"}
@@ -202,7 +202,7 @@ def test_full_checkpoint_gives_the_adapter_predictions_and_image_kept_tokens(tra
     from video_sparse.inference.outputs import save_kept_tokens
 
     Image.fromarray(np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(tmp_path / "x.png")
-    image_clf = VideoClassifier(timm.create_model("sparse_vit_nano_patch16_64", num_classes=2), {"kind": "vtab",
+    image_clf = VideoClassifier(timm.create_model("sparse_vit_nano_patch16_64", num_classes=2), {"_target_": "video_sparse.data.VTABData",
                                 "input_size": 64}, ["a", "b"], device="cpu")
     picture = save_kept_tokens(image_clf, 0, [InputItem(str(tmp_path / "x.png"), "image")], tmp_path / "kept", scale=1)
     assert picture.suffix == ".png" and Image.open(picture).width > 64 * 3  # input + one panel per dropping layer
