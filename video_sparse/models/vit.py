@@ -23,6 +23,7 @@ first forward selected, so both passes drop the same tokens.
 """
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any, NamedTuple
 
 import torch
@@ -371,34 +372,21 @@ class SparseViT(nn.Module):
         """
         keep_rate = self.keep_rate if keep_rate is None else keep_rate
         x = self._embed(x)
-        batch, num_patches = x.shape[0], x.shape[1] - self.num_prefix_tokens
         track_mass = track or (self.global_pool == "avg" and self.fused_pool_weight == "mass")
-        ids = torch.arange(num_patches, device=x.device).expand(batch, -1) if track else None
-        mass = torch.ones(batch, num_patches, device=x.device) if track_mass else None
-        kept_ids: list[torch.Tensor] = []
-        stage_sum = x if (self.dense_connections and self.dense_include_embedding) else None
+        tokens = _TokenTracker(x.shape[0], x.shape[1] - self.num_prefix_tokens, x.device, track, track_mass)
+        stages = _StageSums(self.stage_ends, len(self.blocks) - 1, self.dense_skip_last_block,
+                            x if self.dense_include_embedding else None) if self.dense_connections else None
         history: list[torch.Tensor] | None = [] if self.uses_history else None
-        last = len(self.blocks) - 1
         for i, block in enumerate(self.blocks):
             x, adapter_out, selection = self._run_block(block, x, keep_rate, history, keep_units)
             if selection is not None:
-                if ids is not None:
-                    ids = _reduce_ids(ids, selection)
-                    kept_ids.append(ids)
-                if mass is not None:
-                    mass = apply_selection(mass.unsqueeze(-1), selection, 0,
-                                           fuse_values=torch.ones_like(mass)).squeeze(-1)
-            if self.dense_connections and adapter_out is not None:
-                if not (i == last and self.dense_skip_last_block):
-                    stage_sum = adapter_out if stage_sum is None else stage_sum + adapter_out
-                if i in self.stage_ends:
-                    if stage_sum is not None:
-                        x = x + stage_sum
-                    stage_sum = None
+                tokens.select(selection)
+            if stages is not None and adapter_out is not None:
+                x = stages.add(i, x, adapter_out)
             if history is not None:
                 history.append(adapter_out)
                 del history[:-3]
-        return self.norm(x), mass, kept_ids
+        return self.norm(x), tokens.mass, tokens.kept_ids
 
     def forward_head(self, x: torch.Tensor, mass: torch.Tensor | None = None) -> torch.Tensor:
         """Pool tokens (B, P + N, C) and classify; ``mass`` (B, N) weights mean pooling."""
@@ -439,6 +427,41 @@ class SparseViT(nn.Module):
                 n = num_kept_tokens(n, keep_rate) + (1 if block.fuse_token else 0)
             counts.append((before + self.num_prefix_tokens, n + self.num_prefix_tokens))
         return counts
+
+
+class _TokenTracker:
+    """The original index and the mass (tokens fused into it) of every kept token, through the selections."""
+
+    def __init__(self, batch: int, num_patches: int, device: torch.device, ids: bool, mass: bool) -> None:
+        self.ids = torch.arange(num_patches, device=device).expand(batch, -1) if ids else None
+        self.mass = torch.ones(batch, num_patches, device=device) if mass else None
+        self.kept_ids: list[torch.Tensor] = []  # (B, N') per sparsifying block; -1 marks the fused token
+
+    def select(self, selection: TokenSelection) -> None:
+        if self.ids is not None:
+            self.ids = _reduce_ids(self.ids, selection)
+            self.kept_ids.append(self.ids)
+        if self.mass is not None:
+            self.mass = apply_selection(self.mass.unsqueeze(-1), selection, 0,
+                                        fuse_values=torch.ones_like(self.mass)).squeeze(-1)
+
+
+class _StageSums:
+    """Dense connections: a stage's adapter outputs (and, if given, the token embedding in the first stage)
+    are summed and added to the hidden state at the stage end; the last block's output is left out when
+    ``skip_last`` (as the released code)."""
+
+    def __init__(self, stage_ends: Collection[int], last: int, skip_last: bool, embedding: torch.Tensor | None):
+        self.stage_ends, self.last, self.skip_last, self.total = stage_ends, last, skip_last, embedding
+
+    def add(self, index: int, x: torch.Tensor, adapter_out: torch.Tensor) -> torch.Tensor:
+        if not (index == self.last and self.skip_last):
+            self.total = adapter_out if self.total is None else self.total + adapter_out
+        if index in self.stage_ends:
+            if self.total is not None:
+                x = x + self.total
+            self.total = None
+        return x
 
 
 def _forced_selection(scores: torch.Tensor, kept: torch.Tensor, fuse: bool) -> TokenSelection:
