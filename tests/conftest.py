@@ -7,6 +7,7 @@
   its own autograd function (which saves other tensors for the backward pass); later tests that count
   saved activations must see PyTorch's own.
 """
+
 import os
 
 import pytest

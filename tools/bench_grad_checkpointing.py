@@ -9,6 +9,7 @@ and the peak is ``torch.cuda.max_memory_allocated``; on the CPU the peak residen
 Markdown table: median step time (range) and peak memory, and the gradients' largest difference
 between the two settings on the first step (same weights, same batch).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,8 +32,9 @@ from video_sparse.analysis.flops import input_shape_of  # noqa: E402
 from video_sparse.analysis.memory import peak_mib, reset_peak  # noqa: E402
 
 
-def _step(model: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
-          device: torch.device) -> None:
+def _step(
+    model: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, device: torch.device
+) -> None:
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
     with autocast:
         loss = F.cross_entropy(model(x), y)
@@ -85,8 +87,19 @@ def main(argv: list[str] | None = None) -> None:
                 if device.type == "cuda":
                     torch.cuda.synchronize()
                 times.append(time.perf_counter() - start)
-            rows.append((name, args.batch, ckpt, statistics.median(times), min(times), max(times), peak_mib(device),
-                         diff, scale))
+            rows.append(
+                (
+                    name,
+                    args.batch,
+                    ckpt,
+                    statistics.median(times),
+                    min(times),
+                    max(times),
+                    peak_mib(device),
+                    diff,
+                    scale,
+                )
+            )
             del opt
         del model, x, y, ref
         if device.type == "cuda":

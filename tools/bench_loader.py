@@ -41,8 +41,7 @@ from video_sparse.data.video_dataset import build_video_dataset
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--work-dir", default="/tmp/vs_loader_bench",
-                        help="where clips and frames are written")
+    parser.add_argument("--work-dir", default="/tmp/vs_loader_bench", help="where clips and frames are written")
     parser.add_argument("--num-videos", type=int, default=32)
     parser.add_argument("--size", type=int, default=224, help="side of the generated demo clips")
     parser.add_argument("--real-videos", nargs="+", help="folders of real videos to cut clips from (not demo clips)")
@@ -55,20 +54,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--input-size", type=int, default=224)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--batches", type=int, default=8, help="batches per epoch (one warm-up, one timed)")
-    parser.add_argument("--workers", type=int, nargs="*", default=[0, 1, 2], help="worker counts (none: CPU table only)")
-    parser.add_argument("--sources", nargs="+", default=["decord", "torchcodec", "pyav", "auto", "frames"],
-                        choices=["decord", "torchcodec", "pyav", "auto", "frames"])
+    parser.add_argument(
+        "--workers", type=int, nargs="*", default=[0, 1, 2], help="worker counts (none: CPU table only)"
+    )
+    parser.add_argument(
+        "--sources",
+        nargs="+",
+        default=["decord", "torchcodec", "pyav", "auto", "frames"],
+        choices=["decord", "torchcodec", "pyav", "auto", "frames"],
+    )
     parser.add_argument("--quality", type=int, default=90, help="JPEG quality of the frame folders")
-    parser.add_argument("--cpu-rounds", type=int, default=3,
-                        help="rounds of the per-clip CPU-time table (0: skip it)")
+    parser.add_argument("--cpu-rounds", type=int, default=3, help="rounds of the per-clip CPU-time table (0: skip it)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(1)
 
     work = Path(args.work_dir)
     if args.real_videos:
-        sources = sorted(p for d in args.real_videos for p in Path(d).iterdir()
-                         if p.suffix.lower() in VIDEO_EXTENSIONS)
+        sources = sorted(p for d in args.real_videos for p in Path(d).iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS)
         if args.as_is:
             video_root = work / "as_is"
             video_list = link_videos(sources, video_root)
@@ -76,28 +79,54 @@ def main(argv: list[str] | None = None) -> int:
         else:
             size = tuple(int(v) for v in args.clip_size.split("x")) if args.clip_size else None
             video_root = work / (f"real_{args.clip_size}" if size else "real_videos")
-            video_list = make_benchmark_clips(sources, video_root, args.num_videos, args.video_frames,
-                                              args.short_side, size)
-            what = (f"real clips ({', '.join(p.name for p in sources)}) at "
-                    f"{args.clip_size or f'short side {args.short_side}'}")
+            video_list = make_benchmark_clips(
+                sources, video_root, args.num_videos, args.video_frames, args.short_side, size
+            )
+            what = (
+                f"real clips ({', '.join(p.name for p in sources)}) at "
+                f"{args.clip_size or f'short side {args.short_side}'}"
+            )
     else:
-        demo = make_demo_dataset(work / "videos", num_train=args.num_videos, num_val=0, num_test=0,
-                                 num_frames=args.video_frames, size=args.size)
+        demo = make_demo_dataset(
+            work / "videos",
+            num_train=args.num_videos,
+            num_val=0,
+            num_test=0,
+            num_frames=args.video_frames,
+            size=args.size,
+        )
         video_root, video_list = Path(demo["root"]), demo["train"]
         what = f"synthetic demo clips {args.size}x{args.size}"
     frames_root = video_root.with_name(video_root.name + "_frames")
     frames_list = work / f"{video_root.name}_frames.txt"
-    prepare_frames(video_root, frames_root, frames_list, list_file=video_list, short_side=None,
-                   quality=args.quality, workers=2, progress=False)
+    prepare_frames(
+        video_root,
+        frames_root,
+        frames_list,
+        list_file=video_list,
+        short_side=None,
+        quality=args.quality,
+        workers=2,
+        progress=False,
+    )
     kinds = [s for s in args.sources if s in ("frames", "auto") or backend_available(s)]
-    common = dict(mode="train", num_frames=args.num_frames, frame_interval=args.frame_interval,
-                  input_size=args.input_size)
-    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at "
-          f"start, torch {torch.__version__}, 1 intra-op thread per process")
-    amount = f"{len(sources)} {what}" if args.real_videos and args.as_is else \
-        f"{args.num_videos} {what}, {args.video_frames} frames each (H.264 mp4)"
-    print(f"data: {amount} / JPEG q{args.quality} folders; clip {args.num_frames}x{args.frame_interval} -> {args.input_size}px, "
-          f"batch {args.batch_size}, {args.batches} timed batches after a warm-up epoch\n")
+    common = dict(
+        mode="train", num_frames=args.num_frames, frame_interval=args.frame_interval, input_size=args.input_size
+    )
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at "
+        f"start, torch {torch.__version__}, 1 intra-op thread per process"
+    )
+    amount = (
+        f"{len(sources)} {what}"
+        if args.real_videos and args.as_is
+        else f"{args.num_videos} {what}, {args.video_frames} frames each (H.264 mp4)"
+    )
+    print(
+        f"data: {amount} / JPEG q{args.quality} folders; clip {args.num_frames}x{args.frame_interval} -> "
+        f"{args.input_size}px, "
+        f"batch {args.batch_size}, {args.batches} timed batches after a warm-up epoch\n"
+    )
     print("| source | workers | clips/s | s to first batch |")
     print("| --- | --- | --- | --- |")
     for source in kinds:
@@ -108,11 +137,15 @@ def main(argv: list[str] | None = None) -> int:
             ds = build_video_dataset(video_root, video_list, backend=source, **common)
             ctx = default_multiprocessing_context(source)
         for workers in args.workers:
-            timing = benchmark_loader(ds, num_workers=workers, batch_size=args.batch_size,
-                                      num_batches=args.batches, multiprocessing_context=ctx)
+            timing = benchmark_loader(
+                ds,
+                num_workers=workers,
+                batch_size=args.batch_size,
+                num_batches=args.batches,
+                multiprocessing_context=ctx,
+            )
             label = source if source == "frames" else f"video ({source})"
-            print(f"| {label} | {workers} | {timing.clips_per_s:.1f} | {timing.first_batch_s:.1f} |",
-                  flush=True)
+            print(f"| {label} | {workers} | {timing.clips_per_s:.1f} | {timing.first_batch_s:.1f} |", flush=True)
     backends = [s for s in kinds if s != "frames"]
     if args.cpu_rounds and backends:
         from video_sparse.data.lists import parse_list_file
@@ -120,8 +153,10 @@ def main(argv: list[str] | None = None) -> int:
         records, _ = parse_list_file(video_list, "video")
         paths = [str(video_root / r.path) for r in records]
         ms = cpu_ms_per_clip(paths, backends, args.num_frames, args.frame_interval, args.cpu_rounds)
-        print(f"\nCPU ms per clip (open + read {args.num_frames}x{args.frame_interval} frames, this process; "
-              f"median over files, per round; {args.cpu_rounds} interleaved rounds)\n")
+        print(
+            f"\nCPU ms per clip (open + read {args.num_frames}x{args.frame_interval} frames, this process; "
+            f"median over files, per round; {args.cpu_rounds} interleaved rounds)\n"
+        )
         print("| backend | median of rounds | range |")
         print("| --- | --- | --- |")
         for backend, values in ms.items():

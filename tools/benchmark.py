@@ -7,6 +7,7 @@ step time and peak memory in one run; writes <name>.json, <name>.md and a cost-c
     python tools/benchmark.py --model sparse_vit_small_patch16_224 --batch-size 8 --keep-rates 0.5 0.7
     python tools/benchmark.py --plot-from a.json b.json --plot docs/images/cost_curves.png
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,10 +23,20 @@ from tqdm import tqdm  # noqa: E402
 
 import video_sparse  # noqa: E402,F401
 from video_sparse.analysis.benchmark import (  # noqa: E402
-    DEFAULT_KEEP_RATES, PAPER_KEEP_RATE, BenchmarkConfig, BenchmarkResult, default_variants, planned_calls,
-    run_benchmark)
+    DEFAULT_KEEP_RATES,
+    PAPER_KEEP_RATE,
+    BenchmarkConfig,
+    BenchmarkResult,
+    default_variants,
+    planned_calls,
+    run_benchmark,
+)
 from video_sparse.analysis.benchmark_report import (  # noqa: E402
-    load_json, save_json, summary_dict, to_markdown)
+    load_json,
+    save_json,
+    summary_dict,
+    to_markdown,
+)
 from video_sparse.analysis.cost_plots import plot_cost_curves  # noqa: E402
 
 logger = logging.getLogger("benchmark")
@@ -50,32 +61,52 @@ def _parse_arg(text: str) -> tuple[str, object]:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--preset", choices=sorted(PRESETS), nargs="+",
-                   help="model, batch, reps and keep rates of a standard run; several run one after another "
-                   "and add a combined cost-curve plot")
+    p.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        nargs="+",
+        help="model, batch, reps and keep rates of a standard run; several run one after another "
+        "and add a combined cost-curve plot",
+    )
     p.add_argument("--model", help="registered model name (overrides the preset)")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--reps", type=int, help="timed rounds (median reported)")
     p.add_argument("--warmup", type=int, help="untimed rounds first")
     p.add_argument("--train-reps", type=int, help="timed training rounds (default: --reps; 0: no training)")
     p.add_argument("--keep-rates", type=float, nargs="+", help="Sparse-Tuning keep rates")
-    p.add_argument("--explicit-keep-rates", type=float, nargs="*", default=[PAPER_KEEP_RATE],
-                   help="keep rates of the explicit-attention rows (none: no such row)")
+    p.add_argument(
+        "--explicit-keep-rates",
+        type=float,
+        nargs="*",
+        default=[PAPER_KEEP_RATE],
+        help="keep rates of the explicit-attention rows (none: no such row)",
+    )
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--threads", type=int, help="torch threads (default: cores available)")
-    p.add_argument("--amp", choices=("auto", "bfloat16", "float16", "none"), default="auto",
-                   help="autocast dtype; auto = bf16 on CUDA, fp32 on CPU")
+    p.add_argument(
+        "--amp",
+        choices=("auto", "bfloat16", "float16", "none"),
+        default="auto",
+        help="autocast dtype; auto = bf16 on CUDA, fp32 on CPU",
+    )
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory processes")
     p.add_argument("--compile", action="store_true", help="time torch.compile'd models")
     p.add_argument("--num-classes", type=int, default=1000)
-    p.add_argument("--arg", action="append", type=_parse_arg, default=[],
-                   help="extra model constructor argument KEY=VALUE (repeatable)")
+    p.add_argument(
+        "--arg",
+        action="append",
+        type=_parse_arg,
+        default=[],
+        help="extra model constructor argument KEY=VALUE (repeatable)",
+    )
     p.add_argument("--out-dir", default="benchmarks", help="folder for <name>.json/.md/.png")
     p.add_argument("--name", help="file stem (default: <preset or model>_<device>)")
-    p.add_argument("--plot", help="cost-curve PNG path (default: <out-dir>/<name>.png, or "
-                   "<out-dir>/cost_curves_<device>.png for several presets)")
-    p.add_argument("--plot-from", nargs="+", metavar="JSON",
-                   help="only draw --plot from earlier result files")
+    p.add_argument(
+        "--plot",
+        help="cost-curve PNG path (default: <out-dir>/<name>.png, or "
+        "<out-dir>/cost_curves_<device>.png for several presets)",
+    )
+    p.add_argument("--plot-from", nargs="+", metavar="JSON", help="only draw --plot from earlier result files")
     return p
 
 
@@ -83,11 +114,19 @@ def _config(args: argparse.Namespace, preset_name: str | None) -> BenchmarkConfi
     on_gpu = args.device.startswith("cuda")
     model, batches, reps, warmup, _ = PRESETS[preset_name] if preset_name else (None, (16, 128), 5, 1, None)
     return BenchmarkConfig(
-        model=args.model or model, batch_size=args.batch_size or batches[on_gpu],
-        reps=args.reps or reps, warmup=warmup if args.warmup is None else args.warmup,
-        train_reps=args.train_reps, device=args.device, threads=args.threads,
-        amp=None if args.amp == "none" else args.amp, memory=not args.no_memory, compile=args.compile,
-        num_classes=args.num_classes, model_kwargs=dict(args.arg))
+        model=args.model or model,
+        batch_size=args.batch_size or batches[on_gpu],
+        reps=args.reps or reps,
+        warmup=warmup if args.warmup is None else args.warmup,
+        train_reps=args.train_reps,
+        device=args.device,
+        threads=args.threads,
+        amp=None if args.amp == "none" else args.amp,
+        memory=not args.no_memory,
+        compile=args.compile,
+        num_classes=args.num_classes,
+        model_kwargs=dict(args.arg),
+    )
 
 
 def run_one(args: argparse.Namespace, preset_name: str | None) -> tuple[BenchmarkResult, dict]:
@@ -98,9 +137,11 @@ def run_one(args: argparse.Namespace, preset_name: str | None) -> tuple[Benchmar
     name = args.name or f"{preset_name or config.model}_{args.device.replace(':', '')}"
     out_dir = Path(args.out_dir)
     with tqdm(total=planned_calls(config, variants), desc=name, unit="call") as bar:
+
         def progress(text: str) -> None:
             bar.set_postfix_str(text[:60])
             bar.update(1)
+
         result = run_benchmark(config, variants, progress)
     json_path = save_json(result, out_dir / f"{name}.json")
     markdown = to_markdown(result)

@@ -41,26 +41,30 @@ def _pairs(values: list[str], flag: str) -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "),
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0].replace("\n", " "), formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     sub = parser.add_subparsers(dest="dataset", required=True)
-    folders = sub.add_parser("folders", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-                             help="one sub-folder per class (UCF-101/HMDB layout, most own data)")
+    folders = sub.add_parser(
+        "folders",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        help="one sub-folder per class (UCF-101/HMDB layout, most own data)",
+    )
     folders.add_argument("root", help="folder holding one sub-folder of videos per class")
     folders.add_argument("--out", help="output folder for the lists (None: ROOT itself)")
     folders.add_argument("--val", type=float, default=0.1, help="share of each class for validation")
     folders.add_argument("--test", type=float, default=0.1, help="share of each class for the test")
     folders.add_argument("--seed", type=int, default=0, help="seed of the per-class shuffle")
     k400 = sub.add_parser("kinetics", help="Kinetics CSVs (label,youtube_id,time_start,time_end,...)")
-    k400.add_argument("--csv", action="append", required=True, metavar="SPLIT=PATH",
-                      help="annotation CSV per split")
+    k400.add_argument("--csv", action="append", required=True, metavar="SPLIT=PATH", help="annotation CSV per split")
     k400.add_argument("--label-map", help="class names in index order (default: sorted labels of the CSVs)")
     ssv2 = sub.add_parser("ssv2", help="Something-Something-v2 JSON annotations")
     ssv2.add_argument("--labels", required=True, help="something-something-v2-labels.json")
     ssv2.add_argument("--split", action="append", required=True, metavar="SPLIT=PATH", help="split JSON")
     for p in (k400, ssv2):
-        p.add_argument("--videos", required=True,
-                       help="folder of the downloaded videos (list paths are relative to it)")
+        p.add_argument(
+            "--videos", required=True, help="folder of the downloaded videos (list paths are relative to it)"
+        )
         p.add_argument("--out", required=True, help="output folder for the lists and reports")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -93,9 +97,14 @@ def _folders(args: argparse.Namespace) -> int:
     for name, path in result.files.items():
         print(f"  {name}: {path}")
     root = Path(args.root)
-    lists = "" if args.out is None else "".join(
-        f" data.{split}_list={result.files[split]}" for split in ("train", "val", "test") if split in result.files
-    ) + f" data.label_map={result.files['labels']}"
+    lists = (
+        ""
+        if args.out is None
+        else "".join(
+            f" data.{split}_list={result.files[split]}" for split in ("train", "val", "test") if split in result.files
+        )
+        + f" data.label_map={result.files['labels']}"
+    )
     print(f"next: python tools/train.py data=custom data.root={root}{lists} name={root.resolve().name}")
     return 0
 

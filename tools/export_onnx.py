@@ -13,6 +13,7 @@ max abs logit difference and whether the kept-token indices are identical; exit 
 difference exceeds --atol or an index differs. A bare --model has random weights and is checked on
 random inputs unless --inputs are given. Hydra overrides of the experiment follow ``--``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -59,14 +60,18 @@ def _model_and_inputs(args, overrides):
 
     torch.manual_seed(args.seed)
     if args.experiment:
-        clf = VideoClassifier.from_experiment(args.experiment, args.checkpoint, args.pretrained, overrides,
-                                              device="cpu", precision="fp32")
+        clf = VideoClassifier.from_experiment(
+            args.experiment, args.checkpoint, args.pretrained, overrides, device="cpu", precision="fp32"
+        )
         model, inputs = clf.model, list(args.inputs)
         if not inputs and issubclass(data_module_class(clf.data_cfg), DemoData):
             from video_sparse.data.demo import make_demo_dataset
 
-            lists = make_demo_dataset(clf.data_cfg["root"], num_frames=int(clf.data_cfg.get("num_frames", 16)),
-                                      **(clf.data_cfg.get("demo") or {}))
+            lists = make_demo_dataset(
+                clf.data_cfg["root"],
+                num_frames=int(clf.data_cfg.get("num_frames", 16)),
+                **(clf.data_cfg.get("demo") or {}),
+            )
             inputs = [str(Path(lists["root"]) / "videos" / "test")]
         dataset = clf.dataset(discover_inputs(inputs, images=not clf.is_video) if inputs else [], single_view=True)
     else:
@@ -80,8 +85,12 @@ def _model_and_inputs(args, overrides):
 
             num_frames = model.model_args.get("num_frames")
             size = model.model_args.get("img_size", 224)
-            dataset = PredictionDataset(discover_inputs(args.inputs, images=num_frames is None), num_frames,
-                                        input_size=size, short_side_size=size)
+            dataset = PredictionDataset(
+                discover_inputs(args.inputs, images=num_frames is None),
+                num_frames,
+                input_size=size,
+                short_side_size=size,
+            )
     if args.keep_rate is not None:
         model.keep_rate = float(args.keep_rate)
     model = model.eval().float()
@@ -103,7 +112,7 @@ def _model_and_inputs(args, overrides):
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    overrides = argv[argv.index("--") + 1:] if "--" in argv else []
+    overrides = argv[argv.index("--") + 1 :] if "--" in argv else []
     argv = argv[: argv.index("--")] if "--" in argv else argv
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -132,22 +141,33 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     out = Path(args.out)
     example = inputs[:2] if len(inputs) >= 2 else inputs.repeat(2, *([1] * (inputs.ndim - 1)))
-    report: dict = {"model": model.model_args.get("name", args.model or args.experiment),
-                    "keep_rate": model.keep_rate, "input_shape": list(inputs.shape[1:]), "check_inputs": origin}
+    report: dict = {
+        "model": model.model_args.get("name", args.model or args.experiment),
+        "keep_rate": model.keep_rate,
+        "input_shape": list(inputs.shape[1:]),
+        "check_inputs": origin,
+    }
     sparse_path = export_onnx(model, out / "sparse.onnx", example)
     session = ort_session(sparse_path, args.threads)
     batches = [inputs[:1], inputs[: min(len(inputs), 3)]] if len(inputs) > 1 else [inputs]
     check = check_onnx(sparse_path, model, batches, session)
     report["check"] = {**check.__dict__, "atol": args.atol, "passed": check.passed(args.atol)}
-    print(f"sparse.onnx vs PyTorch on {origin} inputs, batches {check.batch_sizes}: max abs logit diff "
-          f"{check.max_abs_diff:.2e}, kept-token indices {'identical' if check.kept_equal else 'DIFFER'} "
-          f"(batch axis: {check.input_batch_axis})")
+    print(
+        f"sparse.onnx vs PyTorch on {origin} inputs, batches {check.batch_sizes}: max abs logit diff "
+        f"{check.max_abs_diff:.2e}, kept-token indices {'identical' if check.kept_equal else 'DIFFER'} "
+        f"(batch axis: {check.input_batch_axis})"
+    )
     if not check.kept_equal:
-        print(f"  {check.kept_mismatches} kept indices differ; rows with the same kept set: {check.rows_same_set:.1%}; "
-              f"largest score gap between swapped tokens at the first dropping layer {check.first_layer_swap_gap:.2e} "
-              f"(mean score {check.first_layer_mean_score:.2e})"
-              + (": near-ties resolved differently by float rounding"
-                 if check.first_layer_swap_gap < 1e-3 * check.first_layer_mean_score else ""))
+        print(
+            f"  {check.kept_mismatches} kept indices differ; rows with the same kept set: {check.rows_same_set:.1%}; "
+            f"largest score gap between swapped tokens at the first dropping layer {check.first_layer_swap_gap:.2e} "
+            f"(mean score {check.first_layer_mean_score:.2e})"
+            + (
+                ": near-ties resolved differently by float rounding"
+                if check.first_layer_swap_gap < 1e-3 * check.first_layer_mean_score
+                else ""
+            )
+        )
     runners = {}
     if args.dense or args.benchmark:
         dense = copy.deepcopy(model)
@@ -158,31 +178,45 @@ def main(argv: list[str] | None = None) -> int:
         report["dense_check"] = {**dense_check.__dict__, "passed": dense_check.passed(args.atol)}
         print(f"dense.onnx vs PyTorch: max abs logit diff {dense_check.max_abs_diff:.2e}")
     if args.benchmark:
-        x = torch.randn(args.batch_size, *inputs.shape[1:]) if origin == "random" else inputs[:1].repeat(
-            args.batch_size, *([1] * (inputs.ndim - 1)))
+        x = (
+            torch.randn(args.batch_size, *inputs.shape[1:])
+            if origin == "random"
+            else inputs[:1].repeat(args.batch_size, *([1] * (inputs.ndim - 1)))
+        )
         feed = {"input": x.numpy()}
 
         def torch_run(m):
             def run():
                 with torch.no_grad():
                     m(x)
+
             return run
 
-        runners = {"ort_sparse": lambda: session.run(["logits"], feed),
-                   "ort_dense": lambda: dense_session.run(["logits"], feed),
-                   "torch_sparse": torch_run(model), "torch_dense": torch_run(dense)}
+        runners = {
+            "ort_sparse": lambda: session.run(["logits"], feed),
+            "ort_dense": lambda: dense_session.run(["logits"], feed),
+            "torch_sparse": torch_run(model),
+            "torch_dense": torch_run(dense),
+        }
         timing = time_interleaved(runners, repeats=args.repeats)
-        for name, t in timing.items():
+        for t in timing.values():
             t["samples_per_s"] = args.batch_size / t["median_s"]
-        report["benchmark"] = {"batch_size": args.batch_size, "threads": args.threads or torch.get_num_threads(),
-                               "timing": timing,
-                               "ort_speedup": timing["ort_dense"]["median_s"] / timing["ort_sparse"]["median_s"],
-                               "torch_speedup": timing["torch_dense"]["median_s"] / timing["torch_sparse"]["median_s"]}
+        report["benchmark"] = {
+            "batch_size": args.batch_size,
+            "threads": args.threads or torch.get_num_threads(),
+            "timing": timing,
+            "ort_speedup": timing["ort_dense"]["median_s"] / timing["ort_sparse"]["median_s"],
+            "torch_speedup": timing["torch_dense"]["median_s"] / timing["torch_sparse"]["median_s"],
+        }
         for name, t in timing.items():
-            print(f"{name:13s} {t['samples_per_s']:8.2f} samples/s  (median {t['median_s']:.3f} s, "
-                  f"range {t['min_s']:.3f}-{t['max_s']:.3f} s, {t['repeats']} rounds)")
-        print(f"sparse/dense throughput: onnxruntime {report['benchmark']['ort_speedup']:.2f}x, "
-              f"PyTorch {report['benchmark']['torch_speedup']:.2f}x")
+            print(
+                f"{name:13s} {t['samples_per_s']:8.2f} samples/s  (median {t['median_s']:.3f} s, "
+                f"range {t['min_s']:.3f}-{t['max_s']:.3f} s, {t['repeats']} rounds)"
+            )
+        print(
+            f"sparse/dense throughput: onnxruntime {report['benchmark']['ort_speedup']:.2f}x, "
+            f"PyTorch {report['benchmark']['torch_speedup']:.2f}x"
+        )
     (out / "report.json").write_text(json.dumps(report, indent=1, default=str))
     ok = report["check"]["passed"] and report.get("dense_check", {"passed": True})["passed"]
     return 0 if ok else 1

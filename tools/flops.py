@@ -8,6 +8,7 @@ Every figure is counted from a real forward pass (tokens really dropped). ``--de
 same forward on shape-only tensors: the same counts without computing (or allocating) anything,
 for when a full-size forward does not fit the machine.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,8 +44,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", action="append", help="registered model name (repeatable)")
     parser.add_argument("--keep-rate", type=float, default=None, help="override the keep rate")
-    parser.add_argument("--arg", action="append", type=_parse_arg, default=[],
-                        help="extra constructor argument KEY=VALUE (repeatable)")
+    parser.add_argument(
+        "--arg", action="append", type=_parse_arg, default=[], help="extra constructor argument KEY=VALUE (repeatable)"
+    )
     parser.add_argument("--large", action="store_true", help="count the large variants (ViT-L/H/g)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or meta (shape-only forward, same counts)")
     args = parser.parse_args(argv)
@@ -66,16 +68,36 @@ def main(argv: list[str] | None = None) -> None:
                 block.adapter = None
             model.dense_connections = False
             backbone = count_gmacs(model, inputs, keep_rate=1.0).gmacs
-        rows.append((name, model.keep_rate, tuple(model.sparse_layers), backbone, dense, sparse, sparse / dense,
-                     trainable / 1e6))
+        rows.append(
+            (
+                name,
+                model.keep_rate,
+                tuple(model.sparse_layers),
+                backbone,
+                dense,
+                sparse,
+                sparse / dense,
+                trainable / 1e6,
+            )
+        )
         del model, inputs
-    header = ("model", "keep", "layers", "backbone GMACs", "dense+adapter GMACs", "sparse GMACs", "sparse/dense",
-              "trainable M")
+    header = (
+        "model",
+        "keep",
+        "layers",
+        "backbone GMACs",
+        "dense+adapter GMACs",
+        "sparse GMACs",
+        "sparse/dense",
+        "trainable M",
+    )
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for name, keep, layers, backbone, dense, sparse, ratio, trainable in rows:
-        print(f"| {name} | {keep} | {layers} | {backbone:.2f} | {dense:.2f} | {sparse:.2f} | {ratio:.3f} "
-              f"| {trainable:.2f} |")
+        print(
+            f"| {name} | {keep} | {layers} | {backbone:.2f} | {dense:.2f} | {sparse:.2f} | {ratio:.3f} "
+            f"| {trainable:.2f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ Runs ``tools/train.py experiment=demo_pretrain`` (full training, diagonal motion
 backbone of ``model_final.pth`` (no head) in fp16 safetensors: a ~1 MB stand-in for the VideoMAE
 checkpoints that real runs start from.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,14 +28,18 @@ def main(argv: list[str] | None = None) -> None:
 
     from video_sparse.engine.finetune import run_training
 
-    run_training(compose_config(["experiment=demo_pretrain", f"output_dir={args.run_dir}", "resume=null",
-                                 *overrides]))
+    run_training(compose_config(["experiment=demo_pretrain", f"output_dir={args.run_dir}", "resume=null", *overrides]))
     state = torch.load(Path(args.run_dir) / "model_final.pth", weights_only=True)["model"]
     backbone = {k: v.half().contiguous() for k, v in state.items() if not k.startswith("head.")}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    save_file(backbone, str(out), metadata={"source": "experiment=demo_pretrain", "model": "sparse_videomae_nano_patch16_64"})
-    print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB, {sum(v.numel() for v in backbone.values()) / 1e6:.2f} M parameters)")
+    save_file(
+        backbone, str(out), metadata={"source": "experiment=demo_pretrain", "model": "sparse_videomae_nano_patch16_64"}
+    )
+    print(
+        f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB, "
+        f"{sum(v.numel() for v in backbone.values()) / 1e6:.2f} M parameters)"
+    )
 
 
 if __name__ == "__main__":

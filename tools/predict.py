@@ -11,6 +11,7 @@ images). An input that cannot be read is reported with its reason; the others go
 when every input was classified, 1 when any failed, 2 on a configuration or checkpoint error.
 Hydra overrides of the experiment follow ``--``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,15 +56,27 @@ def main(argv: list[str] | None = None) -> int:
     from video_sparse.inference.outputs import save_kept_tokens
 
     try:
-        classifier = VideoClassifier.from_experiment(args.experiment, args.checkpoint, args.pretrained, overrides,
-                                                     labels=args.labels, device=args.device,
-                                                     precision=args.precision)
+        classifier = VideoClassifier.from_experiment(
+            args.experiment,
+            args.checkpoint,
+            args.pretrained,
+            overrides,
+            labels=args.labels,
+            device=args.device,
+            precision=args.precision,
+        )
     except (ConfigError, CheckpointError, HydraException, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    predictions = classifier.predict(args.inputs, topk=args.topk, single_view=args.single_view,
-                                     batch_size=args.batch_size, num_workers=args.num_workers,
-                                     progress=not args.quiet, root=args.root)
+    predictions = classifier.predict(
+        args.inputs,
+        topk=args.topk,
+        single_view=args.single_view,
+        batch_size=args.batch_size,
+        num_workers=args.num_workers,
+        progress=not args.quiet,
+        root=args.root,
+    )
     json_path, csv_path = write_predictions(predictions, args.out)
     items = [(p.path, p.kind) for p in predictions]
     for index, p in enumerate(predictions):
@@ -74,11 +87,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.kept_tokens:
             from video_sparse.inference import InputItem
 
-            picture = save_kept_tokens(classifier, index, [InputItem(*i) for i in items], Path(args.out) / "kept_tokens")
+            picture = save_kept_tokens(
+                classifier, index, [InputItem(*i) for i in items], Path(args.out) / "kept_tokens"
+            )
             logger.info("kept tokens of %s: %s", p.path, picture)
     failed = sum(not p.ok for p in predictions)
-    print(f"{len(predictions) - failed}/{len(predictions)} inputs classified, {failed} failed; "
-          f"results in {json_path} and {csv_path}")
+    print(
+        f"{len(predictions) - failed}/{len(predictions)} inputs classified, {failed} failed; "
+        f"results in {json_path} and {csv_path}"
+    )
     return 1 if failed or not predictions else 0
 
 

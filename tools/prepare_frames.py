@@ -21,8 +21,9 @@ from video_sparse.data.prepare.frames import prepare_frames
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     parser.add_argument("--videos", required=True, help="folder of the videos")
     parser.add_argument("--out", required=True, help="output folder of the frame folders")
     parser.add_argument("--out-list", required=True, help="frame list to write (folder NUM_FRAMES LABEL)")
@@ -31,25 +32,40 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--short-side", type=int, default=256, help="resize the short side (0: keep size)")
     parser.add_argument("--quality", type=int, default=90, help="JPEG quality")
     parser.add_argument("--workers", type=int, default=4, help="worker processes (0: none)")
-    parser.add_argument("--backend", default="auto", choices=("pyav", "decord", "torchcodec", "auto"),
-                        help="decoder; auto: per file, the first exact backend (as data.backend in training)")
+    parser.add_argument(
+        "--backend",
+        default="auto",
+        choices=("pyav", "decord", "torchcodec", "auto"),
+        help="decoder; auto: per file, the first exact backend (as data.backend in training)",
+    )
     parser.add_argument("--failures", help="failures file (default <out-list>.failures.txt)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        report = prepare_frames(args.videos, args.out, args.out_list, list_file=args.list,
-                                label_map=args.label_map, short_side=args.short_side or None,
-                                quality=args.quality, workers=args.workers, backend=args.backend,
-                                failures_file=args.failures, progress=not args.no_progress)
+        report = prepare_frames(
+            args.videos,
+            args.out,
+            args.out_list,
+            list_file=args.list,
+            label_map=args.label_map,
+            short_side=args.short_side or None,
+            quality=args.quality,
+            workers=args.workers,
+            backend=args.backend,
+            failures_file=args.failures,
+            progress=not args.no_progress,
+        )
     except (ValueError, FileNotFoundError) as err:  # bad list lines, paths leaving --out
         print(f"error: {err}", file=sys.stderr)
         return 2
     stale = Path(args.failures or f"{args.out_list}.failures.txt")
     if not report.failures and stale.is_file():  # a clean re-run leaves no old failures behind
         stale.unlink()
-    print(f"{report.num_extracted} extracted, {report.num_skipped} already complete, "
-          f"{len(report.failures)} failed; frame list: {report.out_list}")
+    print(
+        f"{report.num_extracted} extracted, {report.num_skipped} already complete, "
+        f"{len(report.failures)} failed; frame list: {report.out_list}"
+    )
     for path, error in report.failures[:5]:
         print(f"  failed: {path}: {error}")
     return 0

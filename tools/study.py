@@ -16,6 +16,7 @@ where it stopped. By default every member runs in a fresh process so that its pe
 own; ``--in-process`` (implied by ``--quick``) runs them in this process, faster to start.
 Outputs: OUT/study.md, OUT/study.csv, OUT/study.png, OUT/keep_curve.{md,csv}, OUT/members/NAME/.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -98,37 +99,59 @@ def run_member(spec: dict[str, Any]) -> dict[str, Any]:
     seconds = time.perf_counter() - start
     peak = peak_mib(device)
     timing_path = out / "train_timing.json"
-    timing = json.loads(timing_path.read_text()) if timing_path.is_file() else {"seconds": 0.0, "epochs": 0,
-                                                                                 "peak_mib": 0.0}
+    timing = (
+        json.loads(timing_path.read_text()) if timing_path.is_file() else {"seconds": 0.0, "epochs": 0, "peak_mib": 0.0}
+    )
     if recipe.epoch > start_epoch:
-        timing = {"seconds": timing["seconds"] + seconds, "epochs": timing["epochs"] + recipe.epoch - start_epoch,
-                  "peak_mib": max(timing["peak_mib"], peak), "base_mib": base_mib, "exact_peak": exact_peak,
-                  "added_mib": max(timing.get("added_mib") or 0.0, peak - base_mib) if base_mib is not None else None}
+        timing = {
+            "seconds": timing["seconds"] + seconds,
+            "epochs": timing["epochs"] + recipe.epoch - start_epoch,
+            "peak_mib": max(timing["peak_mib"], peak),
+            "base_mib": base_mib,
+            "exact_peak": exact_peak,
+            "added_mib": max(timing.get("added_mib") or 0.0, peak - base_mib) if base_mib is not None else None,
+        }
         timing_path.write_text(json.dumps(timing))
     changed = sum(not torch.equal(before[n], p.detach()) for n, p in module.named_parameters() if n in before)
     results = recipe.test()
     record: dict[str, Any] = {
-        "name": spec["name"], "description": spec["description"], "keep_rate": spec["keep_rate"],
-        "lr": float(cfg.optim.lr), "overrides": spec["overrides"], "test": results.get("test", {}),
-        "gmacs": results.get("gmacs_per_view"), "trainable_params": recipe.param_counts["trainable_params"],
-        "total_params": recipe.param_counts["total_params"], "trainable_tensors": len(before),
+        "name": spec["name"],
+        "description": spec["description"],
+        "keep_rate": spec["keep_rate"],
+        "lr": float(cfg.optim.lr),
+        "overrides": spec["overrides"],
+        "test": results.get("test", {}),
+        "gmacs": results.get("gmacs_per_view"),
+        "trainable_params": recipe.param_counts["trainable_params"],
+        "total_params": recipe.param_counts["total_params"],
+        "trainable_tensors": len(before),
         "trainable_changed": changed / max(len(before), 1),
         "train_s_per_epoch": timing["seconds"] / timing["epochs"] if timing["epochs"] else None,
-        "train_peak_mib": timing["peak_mib"] or None, "mib_before_training": timing.get("base_mib"),
+        "train_peak_mib": timing["peak_mib"] or None,
+        "mib_before_training": timing.get("base_mib"),
         "train_added_mib": timing.get("added_mib"),
         "memory_isolated": spec["isolated"] or device.type == "cuda",
         "memory_meter": "cuda max_memory_allocated" if device.type == "cuda" else "process RSS high-water mark",
-        "device": str(device), "epochs": int(cfg.epochs), "history": recipe.history,
+        "device": str(device),
+        "epochs": int(cfg.epochs),
+        "history": recipe.history,
     }
-    record["infer_img_s"] = _inference_img_s(module, int(cfg.data.batch_size), device, recipe.dtype,
-                                             reps=spec.get("infer_reps", 5))
+    record["infer_img_s"] = _inference_img_s(
+        module, int(cfg.data.batch_size), device, recipe.dtype, reps=spec.get("infer_reps", 5)
+    )
     if spec.get("keep_curve"):
         test_set = recipe.data.dataset("test")
         curve = {}
         for keep in study.CURVE_KEEP_RATES:
-            result = evaluate(lambda x, k=keep: module(x, keep_rate=k), test_set, recipe.dist,
-                              batch_size=int(cfg.data.batch_size), num_workers=int(cfg.data.num_workers),
-                              dtype=recipe.dtype, desc=f"keep {keep}")
+            result = evaluate(
+                lambda x, k=keep: module(x, keep_rate=k),
+                test_set,
+                recipe.dist,
+                batch_size=int(cfg.data.batch_size),
+                num_workers=int(cfg.data.num_workers),
+                dtype=recipe.dtype,
+                desc=f"keep {keep}",
+            )
             curve[str(keep)] = float(result.summary["top1"])
         record["keep_curve"] = curve
     recipe.cleanup()
@@ -144,9 +167,15 @@ def run_member(spec: dict[str, Any]) -> dict[str, Any]:
 def prepare(args: argparse.Namespace, out: Path, settings: tuple) -> list[str]:
     """Data and weights of the study (written once under OUT); returns the overrides they need."""
     resolution, epochs, n_train, n_test, batch = settings
-    common = [f"experiment={EXPERIMENTS[args.task]}", f"epochs={epochs}", f"data.input_size={resolution}",
-              f"data.batch_size={batch}", f"data.num_workers={args.workers}", f"device={args.device}",
-              f"seed={args.seed}"]
+    common = [
+        f"experiment={EXPERIMENTS[args.task]}",
+        f"epochs={epochs}",
+        f"data.input_size={resolution}",
+        f"data.batch_size={batch}",
+        f"data.num_workers={args.workers}",
+        f"device={args.device}",
+        f"seed={args.seed}",
+    ]
     if args.task == "image":
         from video_sparse.checkpoint.onnx_vit import write_dinov2_safetensors
         from video_sparse.data.prepare.fashion_mnist import (
@@ -154,19 +183,31 @@ def prepare(args: argparse.Namespace, out: Path, settings: tuple) -> list[str]:
             write_fashion_mnist_vtab,
         )
 
-        write_fashion_mnist_vtab(out / "data", n_train=n_train, n_test=n_test, seed=args.seed,
-                                 source=args.fashion_mnist or DEFAULT_ROOT)
+        write_fashion_mnist_vtab(
+            out / "data", n_train=n_train, n_test=n_test, seed=args.seed, source=args.fashion_mnist or DEFAULT_ROOT
+        )
         weights = out / "dinov2_vits14.safetensors"
         if not weights.is_file():
             write_dinov2_safetensors(weights)
         return common + [f"data.root={out / 'data'}", f"pretrained={weights}"]
     n_test = n_test or 96
-    return common + [f"data.root={out / 'demo_data'}", f"pretrained={ROOT / 'assets/demo_backbone_nano.safetensors'}",
-                     f"data.demo.num_train={n_train}", f"data.demo.num_val={max(n_test // 2, 4)}",
-                     f"data.demo.num_test={n_test}", f"data.short_side_size={resolution}",
-                     f"data.demo.size={max(resolution, 32)}"] + (
-        ["data.test_num_clips=1", "data.test_num_crops=1", "data.num_frames=8", "model.num_frames=8"]
-        if args.quick else [])
+    return (
+        common
+        + [
+            f"data.root={out / 'demo_data'}",
+            f"pretrained={ROOT / 'assets/demo_backbone_nano.safetensors'}",
+            f"data.demo.num_train={n_train}",
+            f"data.demo.num_val={max(n_test // 2, 4)}",
+            f"data.demo.num_test={n_test}",
+            f"data.short_side_size={resolution}",
+            f"data.demo.size={max(resolution, 32)}",
+        ]
+        + (
+            ["data.test_num_clips=1", "data.test_num_crops=1", "data.num_frames=8", "model.num_frames=8"]
+            if args.quick
+            else []
+        )
+    )
 
 
 def missing_arguments(member: study.Member) -> list[str]:
@@ -215,8 +256,12 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     p.add_argument("--batch-size", type=int)
     p.add_argument("--workers", type=int, default=2, help="data-loader workers")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, help="CPU threads per process (default: torch's; --quick: 1, which "
-                   "is faster for its tiny matrices and on a shared machine)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        help="CPU threads per process (default: torch's; --quick: 1, which "
+        "is faster for its tiny matrices and on a shared machine)",
+    )
     p.add_argument("--methods", nargs="+", help="member names or shell patterns (default: all)")
     p.add_argument("--fashion-mnist", type=Path, help="folder of the idx files (default /usr/share/datasets/...)")
     p.add_argument("--in-process", action="store_true", help="run members in this process (memory not isolated)")
@@ -240,8 +285,10 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["OMP_NUM_THREADS"] = str(threads)  # member processes too
         torch.set_num_threads(threads)
     defaults = (QUICK if args.quick else FULL)[args.task]
-    settings = tuple(v if v is not None else d for v, d in zip(
-        (args.resolution, args.epochs, args.train_images, args.test_images, args.batch_size), defaults))
+    settings = tuple(
+        v if v is not None else d
+        for v, d in zip((args.resolution, args.epochs, args.train_images, args.test_images, args.batch_size), defaults)
+    )
     out = args.out or ROOT / "outputs" / "study" / (args.task + ("_quick" if args.quick else ""))
     out.mkdir(parents=True, exist_ok=True)
     setup_logging(out, True)
@@ -267,12 +314,26 @@ def main(argv: list[str] | None = None) -> int:
     for m in members:
         if m.name not in plan.done and m.name not in plan.skipped:
             plan.estimate_s[m.name] = study.estimate_member_seconds(
-                gmacs[m.keep_rate], n_train, epochs, n_test,
-                len(study.CURVE_KEEP_RATES) - 1 if m.keep_curve else 0, speed,
-                overhead_s=5.0 if in_process else 20.0, train_factor=1.0 if m.lr_family == "head" else 3.0)
-    log.info("study %s: %d px, %d epochs, %d training / %d test images, %s; measured %.1f forward GMAC/s\n%s",
-             args.task, resolution, epochs, n_train, n_test, "in-process" if in_process else "one process per "
-             "member", speed, plan.format())
+                gmacs[m.keep_rate],
+                n_train,
+                epochs,
+                n_test,
+                len(study.CURVE_KEEP_RATES) - 1 if m.keep_curve else 0,
+                speed,
+                overhead_s=5.0 if in_process else 20.0,
+                train_factor=1.0 if m.lr_family == "head" else 3.0,
+            )
+    log.info(
+        "study %s: %d px, %d epochs, %d training / %d test images, %s; measured %.1f forward GMAC/s\n%s",
+        args.task,
+        resolution,
+        epochs,
+        n_train,
+        n_test,
+        "in-process" if in_process else "one process per member",
+        speed,
+        plan.format(),
+    )
     if args.plan:
         return 0
 
@@ -280,9 +341,16 @@ def main(argv: list[str] | None = None) -> int:
     for m in members:
         if m.name in plan.done or m.name in plan.skipped:
             continue
-        spec = {"name": m.name, "description": m.description, "keep_rate": m.keep_rate,
-                "overrides": common + m.all_overrides(), "output_dir": str(out / "members" / m.name),
-                "keep_curve": m.keep_curve, "isolated": not in_process, "infer_reps": 2 if args.quick else 10}
+        spec = {
+            "name": m.name,
+            "description": m.description,
+            "keep_rate": m.keep_rate,
+            "overrides": common + m.all_overrides(),
+            "output_dir": str(out / "members" / m.name),
+            "keep_curve": m.keep_curve,
+            "isolated": not in_process,
+            "infer_reps": 2 if args.quick else 10,
+        }
         log.info("[%s] %s", m.name, " ".join(spec["overrides"]))
         member_start = time.time()
         error = run_in_process(spec) if in_process else run_in_subprocess(spec, out / "members" / m.name)
@@ -316,8 +384,13 @@ def run_in_subprocess(spec: dict[str, Any], folder: Path) -> str | None:
     folder.mkdir(parents=True, exist_ok=True)
     spec_path = folder / "spec.json"
     spec_path.write_text(json.dumps(spec, indent=1))
-    result = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--member", str(spec_path)],
-                            check=False, cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    result = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), "--member", str(spec_path)],
+        check=False,
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     if result.returncode == 0:
         return None
     sys.stderr.write(result.stderr[-4000:])
@@ -325,31 +398,49 @@ def run_in_subprocess(spec: dict[str, Any], folder: Path) -> str | None:
     return (lines[-1].strip() if lines else f"exit status {result.returncode}")[:300]
 
 
-def write_report(args: argparse.Namespace, out: Path, grid: list[study.Member], settings: tuple,
-                 argv: list[str], wall_s: float, failures: dict[str, str], plots: bool = True) -> None:
+def write_report(
+    args: argparse.Namespace,
+    out: Path,
+    grid: list[study.Member],
+    settings: tuple,
+    argv: list[str],
+    wall_s: float,
+    failures: dict[str, str],
+    plots: bool = True,
+) -> None:
     """Tables, plots and the claim check from every finished member's ``study.json``."""
     import torch
 
     from video_sparse.analysis.benchmark import _cpu_name
 
-    records = {m.name: json.loads((out / "members" / m.name / "study.json").read_text())
-               for m in grid if (out / "members" / m.name / "study.json").is_file()}
+    records = {
+        m.name: json.loads((out / "members" / m.name / "study.json").read_text())
+        for m in grid
+        if (out / "members" / m.name / "study.json").is_file()
+    }
     rows = [study.row_from_record(records[m.name]) for m in grid if m.name in records]
     device = next(iter(records.values()), {}).get("device", "?")
-    machine = (torch.cuda.get_device_name(0) if device.startswith("cuda") else
-               f"{_cpu_name()}, {torch.get_num_threads()} threads")
+    machine = (
+        torch.cuda.get_device_name(0)
+        if device.startswith("cuda")
+        else f"{_cpu_name()}, {torch.get_num_threads()} threads"
+    )
     resolution, epochs, n_train, _, batch = settings
     unit = "images" if args.task == "image" else "clips"
-    header = (f"Command: `python tools/study.py {shlex.join(argv)}`  \n"
-              f"Machine: {machine} ({platform.system()}, torch {torch.__version__}); this run's wall time "
-              f"{wall_s / 60:.1f} min  \n"
-              f"Regime: {args.task}, {resolution} px, {epochs} epochs, {n_train} training / "
-              f"{rows[0]['test_images'] if rows else '?'} test {unit}, batch {batch}\n")
+    header = (
+        f"Command: `python tools/study.py {shlex.join(argv)}`  \n"
+        f"Machine: {machine} ({platform.system()}, torch {torch.__version__}); this run's wall time "
+        f"{wall_s / 60:.1f} min  \n"
+        f"Regime: {args.task}, {resolution} px, {epochs} epochs, {n_train} training / "
+        f"{rows[0]['test_images'] if rows else '?'} test {unit}, batch {batch}\n"
+    )
     table = study.write_table(rows, out / "study.md", out / "study.csv", header=header)
     claim = study.claim_check(rows)
     if any(not r.get("memory_isolated", True) for r in records.values()):
-        claim.append("- note: some members ran in one shared process (--in-process on CPU), so their training "
-                     "peak memory includes what earlier members left; rerun them without --in-process")
+        claim.append(
+            "- note: some members ran in one shared process (--in-process on CPU), so their training "
+            "peak memory includes what earlier members left; rerun them without --in-process"
+        )
     with open(out / "study.md", "a") as handle:
         handle.write("\nClaim (Sparse-Tuning keep 0.7 vs Dense Adapters keep 1.0):\n" + "\n".join(claim) + "\n")
     if failures:

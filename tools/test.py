@@ -1,8 +1,9 @@
 """Multi-view test of trained weights (adapter-only file + backbone, or a full state dict).
 
-    python tools/test.py experiment=demo checkpoint=outputs/demo/adapter.pth
-    bash tools/dist_test.sh k400_videomae_base outputs/k400_videomae_base/adapter.pth 8 data.root=... pretrained=...
+python tools/test.py experiment=demo checkpoint=outputs/demo/adapter.pth
+bash tools/dist_test.sh k400_videomae_base outputs/k400_videomae_base/adapter.pth 8 data.root=... pretrained=...
 """
+
 from __future__ import annotations
 
 import sys

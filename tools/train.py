@@ -1,9 +1,10 @@
 """Fine-tune with Sparse-Tuning. With no arguments it runs the built-in CPU demo.
 
-    python tools/train.py                                       # demo: tiny video model, demo clips
-    python tools/train.py experiment=k400_videomae_base data.root=/data/k400 pretrained=/w/vit_b_pt.pth
-    torchrun --nproc_per_node 8 tools/train.py experiment=...   # or tools/dist_train.sh
+python tools/train.py                                       # demo: tiny video model, demo clips
+python tools/train.py experiment=k400_videomae_base data.root=/data/k400 pretrained=/w/vit_b_pt.pth
+torchrun --nproc_per_node 8 tools/train.py experiment=...   # or tools/dist_train.sh
 """
+
 from __future__ import annotations
 
 import sys

@@ -12,6 +12,7 @@ per tube stacked. An image model given a video uses the frame --frame (default: 
 file) or an adapter-only one (video_sparse.checkpoint.save_adapter_checkpoint); without --model
 the model is rebuilt from the checkpoint's model_args.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -65,19 +66,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help=".png for images; .gif, .mp4 or .png (stacked) for videos")
     p.add_argument("--model", help="registered model name (default: from the checkpoint's model_args)")
     p.add_argument("--checkpoint", help="full or adapter-only checkpoint")
-    p.add_argument("--backbone",
-                   help="pre-trained backbone loaded before --checkpoint (.npz/.pth/.safetensors/.onnx)")
+    p.add_argument("--backbone", help="pre-trained backbone loaded before --checkpoint (.npz/.pth/.safetensors/.onnx)")
     p.add_argument("--keep-rate", type=float, help="override the model's keep rate")
-    p.add_argument("--arg", action="append", type=_parse_arg, default=[],
-                   help="extra model constructor argument KEY=VALUE (repeatable)")
-    p.add_argument("--norm", choices=("auto", *NORMS), default="auto",
-                   help="input normalisation; auto = the one saved in --checkpoint (training's data.mean/std), "
-                        "else in21k (0.5) for 16-px image models, else ImageNet")
-    p.add_argument("--backend", choices=("pyav", "decord", "auto"), default="pyav",
-                   help="video decoder (default pyav: a sequential decode; auto: as data.backend=auto)")
+    p.add_argument(
+        "--arg",
+        action="append",
+        type=_parse_arg,
+        default=[],
+        help="extra model constructor argument KEY=VALUE (repeatable)",
+    )
+    p.add_argument(
+        "--norm",
+        choices=("auto", *NORMS),
+        default="auto",
+        help="input normalisation; auto = the one saved in --checkpoint (training's data.mean/std), "
+        "else in21k (0.5) for 16-px image models, else ImageNet",
+    )
+    p.add_argument(
+        "--backend",
+        choices=("pyav", "decord", "auto"),
+        default="pyav",
+        help="video decoder (default pyav: a sequential decode; auto: as data.backend=auto)",
+    )
     p.add_argument("--frame", type=int, help="frame of a video fed to an image model (default: middle)")
-    p.add_argument("--stride", type=int, default=0,
-                   help="video: take every STRIDE-th frame from --start (default 0: spread over the video)")
+    p.add_argument(
+        "--stride",
+        type=int,
+        default=0,
+        help="video: take every STRIDE-th frame from --start (default 0: spread over the video)",
+    )
     p.add_argument("--start", type=int, default=0, help="video: first frame with --stride")
     p.add_argument("--scale", type=int, default=0, help="panel upscaling (default: to at least 160 px)")
     p.add_argument("--fps", type=float, default=4.0, help="animation frame rate")
@@ -107,8 +124,10 @@ def build_model(args: argparse.Namespace) -> nn.Module:
     elif args.checkpoint:
         load_pretrained(model, args.checkpoint, strict=not args.backbone)
     if not (args.checkpoint or args.backbone):
-        logger.warning("no --checkpoint or --backbone: backbone and adapters are random, so the kept tokens "
-                       "show the mechanism only, not what a trained model attends to")
+        logger.warning(
+            "no --checkpoint or --backbone: backbone and adapters are random, so the kept tokens "
+            "show the mechanism only, not what a trained model attends to"
+        )
     elif not args.backbone and is_adapter_checkpoint(content):
         logger.warning("adapter-only checkpoint without --backbone: the frozen backbone is random")
     return model.eval()
@@ -146,6 +165,7 @@ def load_pixels(args: argparse.Namespace, model: nn.Module) -> np.ndarray:
             if args.stride > 0:
                 return [min(total - 1, args.start + i * args.stride) for i in range(num)]
             return np.linspace(0, total - 1, num).round().astype(int).tolist()
+
         frames = _read_frames(str(path), indices, args.backend)
         return np.stack([center_crop(Image.fromarray(f), size) for f in frames])
     if is_image_file:
@@ -154,8 +174,7 @@ def load_pixels(args: argparse.Namespace, model: nn.Module) -> np.ndarray:
                 return center_crop(image, size)
         except UnidentifiedImageError as err:
             raise SystemExit(f"{path}: not a readable image ({err})") from err
-    frame = _read_frames(str(path), lambda total: [total // 2 if args.frame is None else args.frame],
-                         args.backend)[0]
+    frame = _read_frames(str(path), lambda total: [total // 2 if args.frame is None else args.frame], args.backend)[0]
     return center_crop(Image.fromarray(frame), size)
 
 

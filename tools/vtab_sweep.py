@@ -9,6 +9,7 @@ A task whose results.json and adapter.pth exist is skipped, so an interrupted sw
 stopped (a task killed mid-way resumes). The table goes to OUT/vtab.md and OUT/vtab.csv, with GMACs and
 trainable parameters beside the accuracies.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,8 +29,13 @@ def run_task(task: str, root: str, out: Path, overrides: list[str]) -> Path:
     if results.is_file() and (out / task / "adapter.pth").is_file():  # written last: the task ran to its end
         print(f"[{task}] done already: {results}")
         return results
-    task_overrides = ["experiment=vtab", f"data.root={root}", f"data.task={task}", f"output_dir={out / task}",
-                      *overrides]
+    task_overrides = [
+        "experiment=vtab",
+        f"data.root={root}",
+        f"data.task={task}",
+        f"output_dir={out / task}",
+        *overrides,
+    ]
     print(f"[{task}] {' '.join(task_overrides)}", flush=True)
     run_training(compose_config(task_overrides))
     if not results.is_file():
@@ -58,8 +64,10 @@ def main(argv: list[str] | None = None) -> None:
     table = write_vtab_table(result, out / "vtab.md", out / "vtab.csv")
     gmacs = {round(c[0], 2) for c in costs.values() if c[0] is not None}
     params = {c[1] for c in costs.values() if c[1] is not None}
-    footer = (f"\nGMACs per image: {', '.join(map(str, sorted(gmacs)))}; trainable parameters (M): "
-              f"{', '.join(f'{p / 1e6:.3f}' for p in sorted(params))}\n")
+    footer = (
+        f"\nGMACs per image: {', '.join(map(str, sorted(gmacs)))}; trainable parameters (M): "
+        f"{', '.join(f'{p / 1e6:.3f}' for p in sorted(params))}\n"
+    )
     with open(out / "vtab.md", "a") as handle:
         handle.write(footer)
     print(table + footer)

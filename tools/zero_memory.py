@@ -23,6 +23,7 @@ block's inputs plus the largest single block's activations, recomputed one block
 omit what exists only during the backward pass (activation gradients), transient workspaces, the
 allocator's slack and the CUDA context: an estimate to compare settings, not a measured peak.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,9 +46,13 @@ from video_sparse.adapters import set_trainable
 from video_sparse.models import vit as vit_module
 
 log = logging.getLogger("zero_memory")
-GiB = 2 ** 30
-VIDEO_MODELS = {"ViT-B": "sparse_videomae_base_patch16_224", "ViT-L": "sparse_videomae_large_patch16_224",
-                "ViT-H": "sparse_videomae_huge_patch16_224", "ViT-g": "sparse_videomae_v2_giant_patch14_224"}
+GiB = 2**30
+VIDEO_MODELS = {
+    "ViT-B": "sparse_videomae_base_patch16_224",
+    "ViT-L": "sparse_videomae_large_patch16_224",
+    "ViT-H": "sparse_videomae_huge_patch16_224",
+    "ViT-g": "sparse_videomae_v2_giant_patch14_224",
+}
 
 
 # --------------------------------------------------------------------------------------------- counting
@@ -75,8 +80,9 @@ def model_states_bytes(counts: dict[str, int], stage: int, gpus: int) -> int:
         _, trained = estimate_zero2_model_states_mem_needs(counts["trainable"], gpus, 1, cpu_offload=False)
         return trained + 2 * counts["frozen"]
     if stage == 3:
-        _, trained, _ = estimate_zero3_model_states_mem_needs(counts["trainable"], counts["largest_layer"], gpus, 1,
-                                                              cpu_offload=False, cpu_offload_params=False)
+        _, trained, _ = estimate_zero3_model_states_mem_needs(
+            counts["trainable"], counts["largest_layer"], gpus, 1, cpu_offload=False, cpu_offload_params=False
+        )
         return trained + 2 * counts["frozen"] // gpus
     raise ValueError(f"stage must be 2 or 3, got {stage}")
 
@@ -131,8 +137,11 @@ def activation_bytes(model: torch.nn.Module, x: torch.Tensor, keep_rate: float, 
     saved, per_block, hooks = _SavedTensors(), [], []
     for block in model.blocks:  # each block's own activations, measured without checkpointing
         hooks.append(block.register_forward_pre_hook(lambda m, a: per_block.append(len(saved.sizes))))
-        hooks.append(block.register_forward_hook(
-            lambda m, a, o: per_block.append(sum(list(saved.sizes.values())[per_block.pop():]))))
+        hooks.append(
+            block.register_forward_hook(
+                lambda m, a, o: per_block.append(sum(list(saved.sizes.values())[per_block.pop() :]))
+            )
+        )
     try:
         saved.forward(model, x, keep_rate)
     finally:
@@ -159,9 +168,13 @@ def activation_bytes(model: torch.nn.Module, x: torch.Tensor, keep_rate: float, 
 
 def fit_table(gpus: int, batch: int, frames: int, size: int, models: dict[str, str]) -> str:
     """The Markdown "will it fit" table: per GPU, bf16, model states and saved activations x ``batch``."""
-    rows = [("| model | params (trainable) | keep | act. ckpt | saved activations / clip | ZeRO-2 states | "
-             f"ZeRO-3 states | ZeRO-2 total, batch {batch} | ZeRO-3 total, batch {batch} |"),
-            "|---|---|---|---|---|---|---|---|---|"]
+    rows = [
+        (
+            "| model | params (trainable) | keep | act. ckpt | saved activations / clip | ZeRO-2 states | "
+            f"ZeRO-3 states | ZeRO-2 total, batch {batch} | ZeRO-3 total, batch {batch} |"
+        ),
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for label, name in models.items():
         with torch.device("meta"):
             model = timm.create_model(name, num_classes=400, num_frames=frames, img_size=size).to(torch.bfloat16)
@@ -174,19 +187,28 @@ def fit_table(gpus: int, batch: int, frames: int, size: int, models: dict[str, s
             for ckpt in (False, True):
                 act = activation_bytes(model, x, keep, ckpt)
                 first = keep == 0.7 and not ckpt
-                cells = [label if first else "",
-                         f"{counts['total'] / 1e6:.0f} M ({counts['trainable'] / 1e6:.1f} M)" if first else "",
-                         "0.7" if keep < 1 else "1.0 (dense)", "yes" if ckpt else "no", f"{act / GiB:.2f} GiB",
-                         f"{states[2] / GiB:.2f} GiB" if first else "", f"{states[3] / GiB:.2f} GiB" if first else "",
-                         f"{(states[2] + batch * act) / GiB:.1f} GiB", f"{(states[3] + batch * act) / GiB:.1f} GiB"]
+                cells = [
+                    label if first else "",
+                    f"{counts['total'] / 1e6:.0f} M ({counts['trainable'] / 1e6:.1f} M)" if first else "",
+                    "0.7" if keep < 1 else "1.0 (dense)",
+                    "yes" if ckpt else "no",
+                    f"{act / GiB:.2f} GiB",
+                    f"{states[2] / GiB:.2f} GiB" if first else "",
+                    f"{states[3] / GiB:.2f} GiB" if first else "",
+                    f"{(states[2] + batch * act) / GiB:.1f} GiB",
+                    f"{(states[3] + batch * act) / GiB:.1f} GiB",
+                ]
                 rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
 
 # -------------------------------------------------------------------------------------- ranks (DeepSpeed)
 def _fingerprints(model: torch.nn.Module) -> dict[str, str]:
-    return {n: hashlib.sha1(p.detach().contiguous().view(torch.uint8).numpy().tobytes()).hexdigest()
-            for n, p in model.named_parameters() if not p.requires_grad}
+    return {
+        n: hashlib.sha1(p.detach().contiguous().view(torch.uint8).numpy().tobytes()).hexdigest()
+        for n, p in model.named_parameters()
+        if not p.requires_grad
+    }
 
 
 def _local_bytes(params) -> int:
@@ -227,12 +249,18 @@ def run_ranks(args: argparse.Namespace) -> dict[str, Any]:
         engine.step()
         losses.append(float(loss.detach()))
     base = engine.optimizer.optimizer if hasattr(engine.optimizer, "optimizer") else engine.optimizer
-    masters = (getattr(engine.optimizer, "fp32_partitioned_groups_flat", None)  # ZeRO-3
-               or getattr(engine.optimizer, "single_partition_of_fp32_groups", None)  # ZeRO-1/2
-               or [p for g in base.param_groups for p in g["params"]])
+    masters = (
+        getattr(engine.optimizer, "fp32_partitioned_groups_flat", None)  # ZeRO-3
+        or getattr(engine.optimizer, "single_partition_of_fp32_groups", None)  # ZeRO-1/2
+        or [p for g in base.param_groups for p in g["params"]]
+    )
     optim_bytes = sum(p.numel() * p.element_size() for p in masters)  # fp32 master weights of this rank
-    optim_bytes += sum(t.numel() * t.element_size() for s in base.state.values() for t in s.values()
-                       if isinstance(t, torch.Tensor) and t.dim() > 0)  # Adam moments
+    optim_bytes += sum(
+        t.numel() * t.element_size()
+        for s in base.state.values()
+        for t in s.values()
+        if isinstance(t, torch.Tensor) and t.dim() > 0
+    )  # Adam moments
     identical = True
     for name, p in engine.module.named_parameters():
         if p.requires_grad:
@@ -241,14 +269,24 @@ def run_ranks(args: argparse.Namespace) -> dict[str, Any]:
         with ctx:
             digest = hashlib.sha1(p.detach().contiguous().view(torch.uint8).numpy().tobytes()).hexdigest()
         identical &= digest == before[name]
-    mine = {"rank": info.rank, "param_bytes": _local_bytes(params),
-            "frozen_param_bytes": _local_bytes(p for p in params if not p.requires_grad),
-            "optimizer_bytes": optim_bytes, "max_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-            "frozen_bit_identical": bool(identical)}
+    mine = {
+        "rank": info.rank,
+        "param_bytes": _local_bytes(params),
+        "frozen_param_bytes": _local_bytes(p for p in params if not p.requires_grad),
+        "optimizer_bytes": optim_bytes,
+        "max_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "frozen_bit_identical": bool(identical),
+    }
     everyone: list[Any] = [None] * info.world_size
     dist.all_gather_object(everyone, mine)
-    return {"model": args.model, "stage": args.stage, "world_size": info.world_size, "counts": counts,
-            "losses": losses, "ranks": everyone}
+    return {
+        "model": args.model,
+        "stage": args.stage,
+        "world_size": info.world_size,
+        "counts": counts,
+        "losses": losses,
+        "ranks": everyone,
+    }
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -2,6 +2,7 @@
 
 Importing the package registers the ``sparse_vit_*`` and ``sparse_videomae_*`` models in timm.
 """
+
 from .models import SparseViT
 
 __version__ = "0.1.0"

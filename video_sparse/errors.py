@@ -1,4 +1,5 @@
 """Errors shared by every layer of the package."""
+
 from __future__ import annotations
 
 

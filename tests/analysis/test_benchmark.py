@@ -1,4 +1,5 @@
 """The benchmark's plumbing on a tiny model: rows, counts, ratios, JSON, Markdown (not timings)."""
+
 import statistics
 
 import pytest
@@ -68,8 +69,9 @@ def test_gmacs_match_an_independent_count(tiny_run):
     _, _, result = tiny_run
     for r in result.results:
         kwargs = {"adapter": "none"} if not r.variant.adapter else {}
-        model = timm.create_model(TINY, num_classes=5, keep_rate=r.variant.keep_rate,
-                                  attn_impl=r.variant.attn_impl, **kwargs)
+        model = timm.create_model(
+            TINY, num_classes=5, keep_rate=r.variant.keep_rate, attn_impl=r.variant.attn_impl, **kwargs
+        )
         expected = count_gmacs(model, torch.zeros(input_shape_of(model, 1))).gmacs
         assert r.gmacs == pytest.approx(expected, rel=1e-9)
     assert result.get("sparse_0.5").gmacs < result.get("sparse_0.7").gmacs < result.get("dense_adapter").gmacs
@@ -119,17 +121,18 @@ def test_json_round_trip(tiny_run, tmp_path):
 
 
 def _row(name, keep, infer, train=(1.0,), adapter=True, attn="sdpa", gmacs=1.0, memory=None):
-    return VariantResult(Variant(name, keep, adapter, attn), gmacs, list(infer), [], list(train), [],
-                         memory or {})
+    return VariantResult(Variant(name, keep, adapter, attn), gmacs, list(infer), [], list(train), [], memory or {})
 
 
 def test_key_ratios_from_medians():
-    rows = [_row("dense_vit", 1.0, [2.0, 9.0, 3.0], adapter=False, gmacs=10.0),
-            _row("dense_adapter", 1.0, [4.0, 3.5, 3.2], train=[5.0], gmacs=10.5,
-                 memory={"train": 800.0, "train_base": 400.0}),
-            _row("sparse_0.7", 0.7, [2.0, 1.5, 2.5], train=[3.0], gmacs=7.0,
-                 memory={"train": 600.0, "train_base": 400.0}),
-            _row("explicit_0.7", 0.7, [2.4, 2.6, 9.0], train=[3.3], attn="explicit", gmacs=7.0)]
+    rows = [
+        _row("dense_vit", 1.0, [2.0, 9.0, 3.0], adapter=False, gmacs=10.0),
+        _row(
+            "dense_adapter", 1.0, [4.0, 3.5, 3.2], train=[5.0], gmacs=10.5, memory={"train": 800.0, "train_base": 400.0}
+        ),
+        _row("sparse_0.7", 0.7, [2.0, 1.5, 2.5], train=[3.0], gmacs=7.0, memory={"train": 600.0, "train_base": 400.0}),
+        _row("explicit_0.7", 0.7, [2.4, 2.6, 9.0], train=[3.3], attn="explicit", gmacs=7.0),
+    ]
     result = BenchmarkResult(_config(batch_size=8), {}, [8, 3, 64, 64], rows)
     ratios = key_ratios(result, 0.7)
     median = statistics.median

@@ -1,4 +1,5 @@
 """Peak-memory meters, the fresh-process measurement and the memory of the exact video score."""
+
 import mmap
 
 import pytest
@@ -47,12 +48,10 @@ def test_bad_mode_is_reported():
 def test_cuda_run_uses_bf16_and_allocator_peaks():
     from video_sparse.analysis.benchmark import default_variants, run_benchmark
 
-    cfg = BenchmarkConfig(model="sparse_vit_nano_patch16_64", batch_size=8, reps=2, device="cuda",
-                          num_classes=5)
+    cfg = BenchmarkConfig(model="sparse_vit_nano_patch16_64", batch_size=8, reps=2, device="cuda", num_classes=5)
     result = run_benchmark(cfg, default_variants((0.5,), (0.5,)))
     assert cfg.amp == "bfloat16" and result.environment["memory_meter"].startswith("cuda")
     assert all(r.memory["train"] > 0 and not r.infer_cpu_s for r in result.results)
-
 
 
 def _plain_autograd(q, k, v, scale, chunk):
@@ -74,8 +73,8 @@ def test_mean_attn_training_keeps_no_attention_matrix_and_same_gradients(use):
     for fn in (attention_with_received, _plain_autograd):
         q, k, v = (t.clone().requires_grad_() for t in leaves)
         saved = []
-        with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.numel()) or t, lambda t: t):
-            out, scores = fn(q, k, v, d ** -0.5, chunk)
+        with torch.autograd.graph.saved_tensors_hooks(lambda t, saved=saved: saved.append(t.numel()) or t, lambda t: t):
+            out, scores = fn(q, k, v, d**-0.5, chunk)
         loss = (out * d_out).sum() * (use != "scores") + (scores * d_scores).sum() * (use != "out")
         loss.backward()
         results.append((out.detach(), scores.detach(), q.grad, k.grad, v.grad, max(saved)))

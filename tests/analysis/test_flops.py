@@ -1,4 +1,5 @@
 """The FLOPs counter agrees with an analytic count from token numbers and layer shapes."""
+
 import pytest
 import timm
 import torch
@@ -16,8 +17,11 @@ def _analytic_gmacs(model) -> float:
         kernel *= s
     macs = model.patch_embed.num_patches * C * proj.in_channels * kernel
     adapter = model.blocks[0].adapter
-    adapter_per_token = sum(m.in_features * m.out_features for m in adapter.modules()
-                            if isinstance(m, torch.nn.Linear)) if adapter is not None else 0
+    adapter_per_token = (
+        sum(m.in_features * m.out_features for m in adapter.modules() if isinstance(m, torch.nn.Linear))
+        if adapter is not None
+        else 0
+    )
     for block, (n_attn, n_mlp) in zip(model.blocks, model.tokens_per_block()):
         macs += 4 * C * C * n_attn + 2 * n_attn * n_attn * C + 2 * C * hidden * n_mlp + adapter_per_token * n_mlp
         if n_mlp < n_attn:
@@ -28,13 +32,16 @@ def _analytic_gmacs(model) -> float:
     return macs / 1e9
 
 
-@pytest.mark.parametrize("name,kwargs", [
-    ("sparse_vit_nano_patch16_64", {}),
-    ("sparse_vit_nano_patch16_64", {"adapter": "none", "keep_rate": 1.0}),
-    ("sparse_videomae_nano_patch16_64", {"keep_rate": 0.5}),
-    ("sparse_videomae_nano_patch16_64", {"keep_rate": 0.5, "score": "mean_query"}),
-    ("sparse_vit_base_patch16_224", {}),
-])
+@pytest.mark.parametrize(
+    "name,kwargs",
+    [
+        ("sparse_vit_nano_patch16_64", {}),
+        ("sparse_vit_nano_patch16_64", {"adapter": "none", "keep_rate": 1.0}),
+        ("sparse_videomae_nano_patch16_64", {"keep_rate": 0.5}),
+        ("sparse_videomae_nano_patch16_64", {"keep_rate": 0.5, "score": "mean_query"}),
+        ("sparse_vit_base_patch16_224", {}),
+    ],
+)
 def test_counter_matches_analytic(name, kwargs):
     model = timm.create_model(name, num_classes=10, **kwargs)
     got = count_gmacs(model, torch.zeros(input_shape_of(model, 2))).gmacs

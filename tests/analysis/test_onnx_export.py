@@ -1,5 +1,6 @@
 """ONNX export of the sparse nano image and video models: onnxruntime equals PyTorch (logits within 1e-4,
 kept-token indices identical) at batch sizes other than the export's; the dense export; the tool's report."""
+
 import copy
 import json
 import subprocess
@@ -109,15 +110,35 @@ def test_dense_export_and_rejects_batch_of_one(tmp_path):
 def test_tool_exports_a_trained_demo_adapter_and_checks_on_real_clips(tmp_path):
     from video_sparse.checkpoint import save_adapter_checkpoint
 
-    model = _perturbed("sparse_videomae_nano_patch16_64", num_classes=4, checkpoint=str(BACKBONE), adapter_dim=16,
-                       sparse_layers=(1, 2, 3))
+    model = _perturbed(
+        "sparse_videomae_nano_patch16_64",
+        num_classes=4,
+        checkpoint=str(BACKBONE),
+        adapter_dim=16,
+        sparse_layers=(1, 2, 3),
+    )
     adapter = save_adapter_checkpoint(model, tmp_path / "adapter.pth")
     data = tmp_path / "demo"
     make_demo_dataset(data, num_train=1, num_val=1, num_test=4, seed=1)
     out = tmp_path / "onnx"
-    cmd = [sys.executable, str(ROOT / "tools" / "export_onnx.py"), "--experiment", "demo", "--checkpoint", str(adapter),
-           "--pretrained", str(BACKBONE), "--out", str(out), "--", f"data.root={data}",
-           "data.demo.num_train=1", "data.demo.num_val=1", "data.demo.num_test=4", "data.demo.seed=1"]
+    cmd = [
+        sys.executable,
+        str(ROOT / "tools" / "export_onnx.py"),
+        "--experiment",
+        "demo",
+        "--checkpoint",
+        str(adapter),
+        "--pretrained",
+        str(BACKBONE),
+        "--out",
+        str(out),
+        "--",
+        f"data.root={data}",
+        "data.demo.num_train=1",
+        "data.demo.num_val=1",
+        "data.demo.num_test=4",
+        "data.demo.seed=1",
+    ]
     result = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     report = json.loads((out / "report.json").read_text())
@@ -137,7 +158,7 @@ def test_chunked_video_score_exports_for_every_batch_size(tmp_path, monkeypatch)
     CPU); the graph exported at batch 2 must still be right at batches 1 and 3."""
     from video_sparse.layers import chunked_attention
 
-    monkeypatch.setattr(chunked_attention, "CPU_CHUNK_ELEMENTS", 2 ** 16)
+    monkeypatch.setattr(chunked_attention, "CPU_CHUNK_ELEMENTS", 2**16)
     model = _perturbed("sparse_videomae_nano_patch16_64", num_classes=4, score="mean_attn")
     heads, tokens = model.blocks[0].attn.num_heads, model.patch_embed.num_patches
     assert chunked_attention.score_chunk_rows(2 * heads, tokens, torch.device("cpu")) < tokens  # several chunks ...

@@ -1,4 +1,5 @@
 """Kept-token masks and pictures."""
+
 import av
 import numpy as np
 import pytest
@@ -37,8 +38,7 @@ def test_kept_masks_match_a_loop():
         kept_masks([torch.tensor([[20]])], 20)
 
 
-@pytest.mark.parametrize("name,keep", [("sparse_vit_nano_patch16_64", 0.7),
-                                       ("sparse_videomae_nano_patch16_64", 0.5)])
+@pytest.mark.parametrize("name,keep", [("sparse_vit_nano_patch16_64", 0.7), ("sparse_videomae_nano_patch16_64", 0.5)])
 def test_masks_follow_the_token_counts(name, keep):
     torch.manual_seed(0)
     model = timm.create_model(name, num_classes=3)

@@ -22,8 +22,9 @@ def timm_vit(seed: int = 0, **kwargs) -> torch.nn.Module:
     return randomize(timm.create_model("vit_tiny_patch16_224", pretrained=False, **args), seed)
 
 
-def to_npz_arrays(sd: dict[str, torch.Tensor], num_heads: int, scanned: bool = False,
-                  root: str = "") -> dict[str, np.ndarray]:
+def to_npz_arrays(
+    sd: dict[str, torch.Tensor], num_heads: int, scanned: bool = False, root: str = ""
+) -> dict[str, np.ndarray]:
     """timm state dict -> Google ViT .npz arrays (the inverse mapping, written independently).
 
     ``scanned=False`` gives the original ViT / AugReg naming (``encoderblock_{i}``,
@@ -35,8 +36,11 @@ def to_npz_arrays(sd: dict[str, torch.Tensor], num_heads: int, scanned: bool = F
     c = sd["cls_token"].shape[-1]
     hd = c // num_heads
     depth = 1 + max(int(k.split(".")[1]) for k in sd if k.startswith("blocks."))
-    mha, ln2, mlp = ("MultiHeadDotProductAttention_0", "LayerNorm_1", "MlpBlock_0") if scanned else \
-        ("MultiHeadDotProductAttention_1", "LayerNorm_2", "MlpBlock_3")
+    mha, ln2, mlp = (
+        ("MultiHeadDotProductAttention_0", "LayerNorm_1", "MlpBlock_0")
+        if scanned
+        else ("MultiHeadDotProductAttention_1", "LayerNorm_2", "MlpBlock_3")
+    )
     out = {
         "embedding/kernel": n(sd["patch_embed.proj.weight"].permute(2, 3, 1, 0)),
         "embedding/bias": n(sd["patch_embed.proj.bias"]),
@@ -58,8 +62,9 @@ def to_npz_arrays(sd: dict[str, torch.Tensor], num_heads: int, scanned: bool = F
             f"{mha}/out/kernel": n(sd[b + "attn.proj.weight"].T.reshape(num_heads, hd, c)),
             f"{mha}/out/bias": n(sd[b + "attn.proj.bias"]),
         }
-        for name, w, bias in zip(("query", "key", "value"), sd[b + "attn.qkv.weight"].chunk(3),
-                                 sd[b + "attn.qkv.bias"].chunk(3)):
+        for name, w, bias in zip(
+            ("query", "key", "value"), sd[b + "attn.qkv.weight"].chunk(3), sd[b + "attn.qkv.bias"].chunk(3)
+        ):
             blk[f"{mha}/{name}/kernel"] = n(w.T.reshape(c, num_heads, hd))
             blk[f"{mha}/{name}/bias"] = n(bias.reshape(num_heads, hd))
         for j in range(2):

@@ -1,4 +1,5 @@
 """The checkpoint modules import each other without a cycle; ``io`` imports nothing from the package."""
+
 from __future__ import annotations
 
 import ast
@@ -12,8 +13,11 @@ PACKAGE = Path(__file__).resolve().parents[2] / "video_sparse" / "checkpoint"
 def _sibling_imports(path: Path) -> set[str]:
     """Modules of this package that ``path`` imports (``from .x import ...``), inside functions too."""
     tree = ast.parse(path.read_text())
-    return {node.module.split(".")[0] for node in ast.walk(tree)
-            if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module}
+    return {
+        node.module.split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module
+    }
 
 
 def test_no_import_cycle_between_checkpoint_modules():
@@ -37,9 +41,12 @@ def test_atomic_write_module_imports_nothing_from_the_package():
     tree = ast.parse((PACKAGE / "io.py").read_text())
     imports = [node for node in ast.walk(tree) if isinstance(node, (ast.Import, ast.ImportFrom))]
     assert not [n for n in imports if isinstance(n, ast.ImportFrom) and (n.level or "video_sparse" in n.module)]
-    code = ("import importlib.util, sys; spec = importlib.util.spec_from_file_location('io_alone', sys.argv[1]); "
-            "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m); "
-            "assert not [k for k in sys.modules if k.startswith('video_sparse')]; print(m.atomic_write.__name__)")
-    result = subprocess.run([sys.executable, "-c", code, str(PACKAGE / "io.py")], capture_output=True, text=True,
-                            check=False, timeout=120)
+    code = (
+        "import importlib.util, sys; spec = importlib.util.spec_from_file_location('io_alone', sys.argv[1]); "
+        "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m); "
+        "assert not [k for k in sys.modules if k.startswith('video_sparse')]; print(m.atomic_write.__name__)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(PACKAGE / "io.py")], capture_output=True, text=True, check=False, timeout=120
+    )
     assert result.returncode == 0 and result.stdout.strip() == "atomic_write", result.stderr[-2000:]

@@ -176,8 +176,13 @@ def test_vit_b_adapter_checkpoint_is_a_few_mb(tmp_path):
 
 def test_add_on_rule_agrees_with_the_freezing_rule(image_nano, video_nano):
     """The keys an adapter checkpoint holds are exactly the parameters a frozen model leaves trainable."""
-    models = (image_nano(), video_nano(), image_nano(adapter="parallel"), video_nano(adapter="dense_paper"),
-              image_nano(head_norm="batchnorm", num_classes=3))
+    models = (
+        image_nano(),
+        video_nano(),
+        image_nano(adapter="parallel"),
+        video_nano(adapter="dense_paper"),
+        image_nano(head_norm="batchnorm", num_classes=3),
+    )
     for model in models:
         assert set(adapter_state_dict(model)) == {k for k in model.state_dict() if is_add_on_key(k)}
         for name, param in model.named_parameters():

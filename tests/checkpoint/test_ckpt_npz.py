@@ -75,8 +75,10 @@ def test_npz_position_table_is_resized_for_another_image_size(tmp_path):
 
 def test_npz_into_sparse_vit_matches_timm(tmp_path, image_nano):
     """The same .npz gives SparseViT (dense setting) the logits of timm's ViT."""
-    src = randomize(timm.create_model(
-        "vit_tiny_patch16_224", embed_dim=96, depth=4, num_heads=3, img_size=64, num_classes=6), seed=3)
+    src = randomize(
+        timm.create_model("vit_tiny_patch16_224", embed_dim=96, depth=4, num_heads=3, img_size=64, num_classes=6),
+        seed=3,
+    )
     path = _write(tmp_path / "vit.npz", to_npz_arrays(src.state_dict(), num_heads=3))
     model = image_nano(adapter=None, keep_rate=1.0, num_classes=6)
 
@@ -89,8 +91,10 @@ def test_npz_into_sparse_vit_matches_timm(tmp_path, image_nano):
 
 
 def test_npz_into_sparse_vit_with_adapters_reports_them_as_expected(tmp_path, image_nano):
-    src = randomize(timm.create_model(
-        "vit_tiny_patch16_224", embed_dim=96, depth=4, num_heads=3, img_size=64, num_classes=6), seed=3)
+    src = randomize(
+        timm.create_model("vit_tiny_patch16_224", embed_dim=96, depth=4, num_heads=3, img_size=64, num_classes=6),
+        seed=3,
+    )
     path = _write(tmp_path / "vit.npz", to_npz_arrays(src.state_dict(), num_heads=3))
     model = image_nano(num_classes=10)
 

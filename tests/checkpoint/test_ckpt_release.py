@@ -124,10 +124,25 @@ def _released(seed: int = 0) -> ReleasedViT:
 
 
 def _save(model: ReleasedViT, path, args: argparse.Namespace | None = None) -> None:
-    args = args or argparse.Namespace(model="vit_base_patch16_224", nb_classes=CLASSES, lr=1e-3, keep_rate=0.7,
-                                      ffn_adapt=True, ffn_option="parallel", data_path="/data/vtab/cifar")
-    torch.save({"model": model.state_dict(), "optimizer": {"state": {}, "param_groups": [{"lr": 1e-3}]},
-                "epoch": 99, "scaler": {"scale": 65536.0}, "args": args}, path)
+    args = args or argparse.Namespace(
+        model="vit_base_patch16_224",
+        nb_classes=CLASSES,
+        lr=1e-3,
+        keep_rate=0.7,
+        ffn_adapt=True,
+        ffn_option="parallel",
+        data_path="/data/vtab/cifar",
+    )
+    torch.save(
+        {
+            "model": model.state_dict(),
+            "optimizer": {"state": {}, "param_groups": [{"lr": 1e-3}]},
+            "epoch": 99,
+            "scaler": {"scale": 65536.0},
+            "args": args,
+        },
+        path,
+    )
 
 
 def _images() -> torch.Tensor:
@@ -136,14 +151,29 @@ def _images() -> torch.Tensor:
 
 def _ours(head_norm: str) -> SparseViT:
     torch.manual_seed(1)
-    return SparseViT(img_size=64, embed_dim=DIM, depth=DEPTH, num_heads=HEADS, num_classes=CLASSES,
-                     adapter_dim=HIDDEN, dense_include_embedding=True, head_norm=head_norm).eval()
+    return SparseViT(
+        img_size=64,
+        embed_dim=DIM,
+        depth=DEPTH,
+        num_heads=HEADS,
+        num_classes=CLASSES,
+        adapter_dim=HIDDEN,
+        dense_include_embedding=True,
+        head_norm=head_norm,
+    ).eval()
 
 
 def test_reference_file_has_the_released_layout(tmp_path):
     sd = _released().state_dict()
-    assert {"blocks.0.adaptmlp.down1.weight", "blocks.11.adaptmlp.up2.bias", "head.0.running_mean",
-            "head.0.running_var", "head.0.num_batches_tracked", "head.1.weight", "head.1.bias"} <= set(sd)
+    assert {
+        "blocks.0.adaptmlp.down1.weight",
+        "blocks.11.adaptmlp.up2.bias",
+        "head.0.running_mean",
+        "head.0.running_var",
+        "head.0.num_batches_tracked",
+        "head.1.weight",
+        "head.1.bias",
+    } <= set(sd)
     assert sum(".adaptmlp." in k for k in sd) + sum(k.startswith("head.") for k in sd) == 125
 
 
@@ -157,8 +187,11 @@ def test_release_loads_completely_and_gives_its_logits(tmp_path, head_norm):
     assert report.format == "sparse-tuning"
     assert (report.missing, report.expected_missing, report.unexpected, report.dropped) == ([], [], [], [])
     if head_norm == "none":
-        assert sorted(report.folded) == ["head_norm.num_batches_tracked", "head_norm.running_mean",
-                                         "head_norm.running_var"]
+        assert sorted(report.folded) == [
+            "head_norm.num_batches_tracked",
+            "head_norm.running_mean",
+            "head_norm.running_var",
+        ]
     else:
         assert report.folded == [] and torch.equal(model.head_norm.running_var, ref.head[0].running_var)
     assert report.args["model"] == "vit_base_patch16_224" and report.args["nb_classes"] == CLASSES

@@ -14,8 +14,15 @@ from video_sparse.checkpoint import CheckpointError, create_model_from_checkpoin
 from video_sparse.layers import sincos_position_table
 from video_sparse.models import SparseViT
 
-TINY = {"embed_dim": 192, "depth": 2, "num_heads": 3, "img_size": 64, "num_classes": 7, "adapter": None,
-        "keep_rate": 1.0}
+TINY = {
+    "embed_dim": 192,
+    "depth": 2,
+    "num_heads": 3,
+    "img_size": 64,
+    "num_classes": 7,
+    "adapter": None,
+    "keep_rate": 1.0,
+}
 
 
 def _image(seed: int = 0) -> torch.Tensor:
@@ -65,8 +72,9 @@ def test_model_built_from_the_file_has_layerscale_and_the_savers_logits(tmp_path
 
 def test_arch_from_checkpoint_through_timm_create_model(tmp_path):
     src, path = _layerscale_file(tmp_path)
-    model = timm.create_model("sparse_vit_base_patch16_224", checkpoint=str(path), arch_from_checkpoint=True,
-                              adapter="none", keep_rate=1.0).eval()
+    model = timm.create_model(
+        "sparse_vit_base_patch16_224", checkpoint=str(path), arch_from_checkpoint=True, adapter="none", keep_rate=1.0
+    ).eval()
     assert (model.embed_dim, len(model.blocks), model.patch_embed.img_size) == (192, 2, (64, 64))
     with torch.no_grad():
         torch.testing.assert_close(model(_image()), src(_image()), rtol=1e-5, atol=1e-5)
@@ -118,7 +126,7 @@ def test_torch_compile_prefix_loads_like_any_other(tmp_path, wrap):
     sd = compiled.state_dict()
     assert all(k.startswith("_orig_mod.") for k in sd)
     path = tmp_path / "compiled.pth"
-    torch.save({"model": {wrap.format(k[len("_orig_mod."):]): v for k, v in sd.items()}}, path)
+    torch.save({"model": {wrap.format(k[len("_orig_mod.") :]): v for k, v in sd.items()}}, path)
     dst = timm_vit(seed=5)
     report = load_pretrained(dst, path)
     assert report.loaded == len(src.state_dict()) and report.unexpected == []
@@ -134,8 +142,9 @@ def test_pretraining_decoder_is_not_an_error_and_is_listed(tmp_path, video_nano)
     path = tmp_path / "pt.pth"
     torch.save({"model": to_videomae_pretrain(model.state_dict())}, path)
     report = load_pretrained(video_nano(adapter="none"), path)
-    assert report.unexpected and all(k.startswith(("decoder.", "encoder_to_decoder", "mask_token"))
-                                     for k in report.unexpected)
+    assert report.unexpected and all(
+        k.startswith(("decoder.", "encoder_to_decoder", "mask_token")) for k in report.unexpected
+    )
 
 
 def test_unknown_module_is_an_error(tmp_path):

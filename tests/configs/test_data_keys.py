@@ -5,6 +5,7 @@ composed through Hydra. ``data.start_index=0`` must be accepted and reach the da
 at the right numbers), and a key nothing reads (``+data.foo=1``) must be refused with its name: the
 ``data`` group is the constructor of its ``_target_``, so every argument is a key and every key an argument.
 """
+
 import subprocess
 import sys
 from pathlib import Path
@@ -37,17 +38,27 @@ def _frame_set(root: Path, tmpl: str, first: int) -> None:
     for name in ("a", "b"):
         (root / name).mkdir(parents=True)
         for k in range(NUM_FRAMES):
-            Image.fromarray(np.full((16, 16, 3), 40 * k, np.uint8)).save(root / name / tmpl.format(first + k),
-                                                                         quality=100)
+            Image.fromarray(np.full((16, 16, 3), 40 * k, np.uint8)).save(
+                root / name / tmpl.format(first + k), quality=100
+            )
     for split in ("train", "val", "test"):
         (root / f"{split}.txt").write_text(f"a {NUM_FRAMES} 0\nb {NUM_FRAMES} 399\n")
 
 
 def _small(root: Path) -> list[str]:
-    return [f"data.root={root}", f"data.train_list={root}/train.txt", f"data.val_list={root}/val.txt",
-            f"data.test_list={root}/test.txt", f"data.num_frames={NUM_FRAMES}", "data.frame_interval=1",
-            "data.input_size=16", "data.short_side_size=16", "data.test_num_clips=1", "data.test_num_crops=1",
-            "data.backend=pyav"]
+    return [
+        f"data.root={root}",
+        f"data.train_list={root}/train.txt",
+        f"data.val_list={root}/val.txt",
+        f"data.test_list={root}/test.txt",
+        f"data.num_frames={NUM_FRAMES}",
+        "data.frame_interval=1",
+        "data.input_size=16",
+        "data.short_side_size=16",
+        "data.test_num_clips=1",
+        "data.test_num_crops=1",
+        "data.backend=pyav",
+    ]
 
 
 def _grey_levels(item) -> list[int]:
@@ -57,10 +68,13 @@ def _grey_levels(item) -> list[int]:
     return [round(float(p.mean()) * 255 / 40) for p in pixels]
 
 
-@pytest.mark.parametrize("tmpl, overrides", [
-    ("img_{:05d}.jpg", ["data.start_index=0"]),
-    ("frame_{:04d}.jpg", ["data.start_index=0", "data.filename_tmpl='frame_{:04d}.jpg'"]),
-])
+@pytest.mark.parametrize(
+    "tmpl, overrides",
+    [
+        ("img_{:05d}.jpg", ["data.start_index=0"]),
+        ("frame_{:04d}.jpg", ["data.start_index=0", "data.filename_tmpl='frame_{:04d}.jpg'"]),
+    ],
+)
 def test_frame_folders_numbered_from_zero_through_hydra(tmp_path, tmpl, overrides):
     _frame_set(tmp_path, tmpl, first=0)
     cfg = _data_cfg(_small(tmp_path) + overrides)
@@ -97,8 +111,14 @@ def test_label_out_of_range_names_file_line_and_key(tmp_path):
 
 
 def _tool(name, *overrides):
-    return subprocess.run([sys.executable, str(ROOT / "tools" / f"{name}.py"), *overrides], capture_output=True,
-                          text=True, timeout=300, cwd=ROOT, check=False)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "tools" / f"{name}.py"), *overrides],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+        check=False,
+    )
 
 
 def test_train_and_test_fail_on_a_bad_label_before_any_model_is_built(tmp_path):
@@ -109,15 +129,20 @@ def test_train_and_test_fail_on_a_bad_label_before_any_model_is_built(tmp_path):
     (tmp_path / "data" / "test.txt").write_text(f"a {NUM_FRAMES} 0\nb {NUM_FRAMES} 400\n")
     (tmp_path / "junk_backbone.pth").write_bytes(b"not a checkpoint")
     torch.save({}, tmp_path / "weights.pth")
-    common = ["experiment=k400_videomae_base", *_small(tmp_path / "data"), "device=cpu",
-              f"pretrained={tmp_path}/junk_backbone.pth"]
-    for tool, extra in (("train", [f"output_dir={tmp_path}/train"]),
-                        ("test", [f"output_dir={tmp_path}/test", f"checkpoint={tmp_path}/weights.pth"])):
+    common = [
+        "experiment=k400_videomae_base",
+        *_small(tmp_path / "data"),
+        "device=cpu",
+        f"pretrained={tmp_path}/junk_backbone.pth",
+    ]
+    for tool, extra in (
+        ("train", [f"output_dir={tmp_path}/train"]),
+        ("test", [f"output_dir={tmp_path}/test", f"checkpoint={tmp_path}/weights.pth"]),
+    ):
         result = _tool(tool, *common, *extra)
         assert result.returncode == 2, result.stderr[-2000:]
         assert "test.txt:2: label 400 out of range for data.num_classes=400" in result.stderr
         assert "junk_backbone" not in result.stderr
     (tmp_path / "data" / "test.txt").write_text(f"a {NUM_FRAMES} 0\nb {NUM_FRAMES} 399\n")
     result = _tool("train", *common, "+data.foo=1", f"output_dir={tmp_path}/foo")
-    assert result.returncode == 2 and "data.foo is not an argument of VideoData" in result.stderr, \
-        result.stderr[-2000:]
+    assert result.returncode == 2 and "data.foo is not an argument of VideoData" in result.stderr, result.stderr[-2000:]

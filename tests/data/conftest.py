@@ -25,8 +25,15 @@ def clip_indices(clip: torch.Tensor, mean=(0.485, 0.456, 0.406), std=(0.229, 0.2
     return [read_index(f) for f in pixels]
 
 
-def write_video(path: Path, num_frames: int, height: int = 64, width: int = 64, fps: int = 25,
-                faststart: bool = False, gop: int = 10) -> Path:
+def write_video(
+    path: Path,
+    num_frames: int,
+    height: int = 64,
+    width: int = 64,
+    fps: int = 25,
+    faststart: bool = False,
+    gop: int = 10,
+) -> Path:
     """Encode a painted clip with PyAV (codec from the extension), a keyframe every ``gop`` frames.
 
     Short GOPs make readers seek to keyframes other than the first, so exactness tests cover seeking.
@@ -66,8 +73,14 @@ def truncate(path: Path, fraction: float = 0.6) -> Path:
 @pytest.fixture
 def painted():
     """Helpers to write and read painted clips."""
-    return types.SimpleNamespace(paint_frame=paint_frame, read_index=read_index, clip_indices=clip_indices,
-                                 write_video=write_video, write_frames=write_frames, truncate=truncate)
+    return types.SimpleNamespace(
+        paint_frame=paint_frame,
+        read_index=read_index,
+        clip_indices=clip_indices,
+        write_video=write_video,
+        write_frames=write_frames,
+        truncate=truncate,
+    )
 
 
 @pytest.fixture(scope="session")

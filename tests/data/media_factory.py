@@ -152,8 +152,9 @@ def write_case(case: Case, folder: Path) -> Path:
     return path
 
 
-def sequential_reference(path: Path, hflip: bool = False, sar: Fraction | None = None
-                         ) -> tuple[list[np.ndarray], list[int]]:
+def sequential_reference(
+    path: Path, hflip: bool = False, sar: Fraction | None = None
+) -> tuple[list[np.ndarray], list[int]]:
     """Every frame of a plain sequential PyAV decode, shown as a player shows it.
 
     Independent of the readers: a size change is resized to the first frame's size with PIL (its
@@ -169,7 +170,7 @@ def sequential_reference(path: Path, hflip: bool = False, sar: Fraction | None =
 
     out, painted, rotation, first = [], [], 0, None
     with av.open(str(path)) as container:
-        for i, frame in enumerate(container.decode(video=0)):
+        for frame in container.decode(video=0):
             rgb = frame.to_ndarray(format="rgb24")
             if first is None:
                 first, rotation = rgb.shape[:2], int(frame.rotation)

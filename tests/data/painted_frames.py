@@ -2,6 +2,7 @@
 
 A plain module rather than conftest.py: helper modules import it by a name no other test folder uses.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -14,7 +15,7 @@ def paint_frame(index: int, height: int = 64, width: int = 64) -> np.ndarray:
     block = width // 8
     for bit in range(8):
         if (index >> bit) & 1:
-            frame[: height // 2, bit * block:(bit + 1) * block] = 255
+            frame[: height // 2, bit * block : (bit + 1) * block] = 255
     return frame
 
 
@@ -25,6 +26,6 @@ def read_index(frame: np.ndarray) -> int:
     value = 0
     for bit in range(8):
         x0, x1 = int(bit * block + block / 4), int((bit + 1) * block - block / 4)
-        if frame[h // 8: 3 * h // 8, x0:x1].astype(float).mean() > 127:
+        if frame[h // 8 : 3 * h // 8, x0:x1].astype(float).mean() > 127:
             value |= 1 << bit
     return value

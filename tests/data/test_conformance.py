@@ -115,8 +115,17 @@ def test_auto_picks_the_first_exact_backend(media):
             assert isinstance(reader, classes[expected]), name
     problems = {n: probe_video(p).problem("decord") for n, (p, _, _) in media.items()}
     assert {n for n, p in problems.items() if p is None} == {
-        "h264_mp4_b", "h264_mp4_vfr", "h264_mkv_b_vfr", "vp8_webm", "vp9_webm_odd", "mjpeg_mov", "h264_mp4_small",
-        "vp8_webm_resize", "h264_mp4_long_audio", "vp9_webm_long_audio"}
+        "h264_mp4_b",
+        "h264_mp4_vfr",
+        "h264_mkv_b_vfr",
+        "vp8_webm",
+        "vp9_webm_odd",
+        "mjpeg_mov",
+        "h264_mp4_small",
+        "vp8_webm_resize",
+        "h264_mp4_long_audio",
+        "vp9_webm_long_audio",
+    }
 
 
 def test_sample_aspect_ratio_and_small_frames_through_the_dataset(media, tmp_path):
@@ -128,7 +137,16 @@ def test_sample_aspect_ratio_and_small_frames_through_the_dataset(media, tmp_pat
         path = media[name][0]
         (tmp_path / "list.txt").write_text(f"{path.name} 0\n")
         for mode in ("train", "test"):
-            ds = build_video_dataset(path.parent, tmp_path / "list.txt", mode, backend="auto", num_frames=4,
-                                            frame_interval=2, input_size=64, short_side_size=64, num_clips=2)
+            ds = build_video_dataset(
+                path.parent,
+                tmp_path / "list.txt",
+                mode,
+                backend="auto",
+                num_frames=4,
+                frame_interval=2,
+                input_size=64,
+                short_side_size=64,
+                num_clips=2,
+            )
             item = ds[len(ds) - 1]
             assert not item.get("failed") and item["input"].shape == (3, 4, 64, 64), (name, mode)

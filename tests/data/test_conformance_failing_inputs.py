@@ -62,9 +62,22 @@ def test_resolution_change_is_resized_to_the_first_frame(tmp_path, painted, back
     assert [painted.read_index(f) for f in frames] == list(range(24))
     (tmp_path / "list.txt").write_text("browser.webm 1\n")
     for mode in ("train", "test"):
-        ds = build_video_dataset(tmp_path, tmp_path / "list.txt", mode, backend=backend, num_frames=8,
-                                        frame_interval=3, input_size=48, short_side_size=48, num_clips=2,
-                                        num_crops=1, min_scale=1.0, min_ratio=1.0, max_ratio=1.0, hflip=False)
+        ds = build_video_dataset(
+            tmp_path,
+            tmp_path / "list.txt",
+            mode,
+            backend=backend,
+            num_frames=8,
+            frame_interval=3,
+            input_size=48,
+            short_side_size=48,
+            num_clips=2,
+            num_crops=1,
+            min_scale=1.0,
+            min_ratio=1.0,
+            max_ratio=1.0,
+            hflip=False,
+        )
         torch.manual_seed(0)
         item = ds[len(ds) - 1]
         assert not item.get("failed") and item["input"].shape == (3, 8, 48, 48) and item["skipped"] == 0
@@ -75,14 +88,24 @@ def test_any_sample_exception_becomes_a_named_read_error(tmp_path, painted, capl
     painted.write_video(tmp_path / "good.mp4", 20)
     painted.write_video(tmp_path / "poison.mp4", 20, width=80)  # the transform below fails on 80 px wide frames
     (tmp_path / "list.txt").write_text("# header comment\ngood.mp4 0\npoison.mp4 1\n")
-    common = dict(backend="pyav", num_frames=4, frame_interval=2, input_size=32, short_side_size=32,
-                  num_clips=1, num_crops=1, hflip=False, max_retries=3)
+    common = dict(
+        backend="pyav",
+        num_frames=4,
+        frame_interval=2,
+        input_size=32,
+        short_side_size=32,
+        num_clips=1,
+        num_crops=1,
+        hflip=False,
+        max_retries=3,
+    )
 
     def poisoned(inner):
         def transform(frames, *args):
             if frames.shape[2] == 80:
                 raise ValueError("all input arrays must have the same shape")
             return inner(frames, *args)
+
         return transform
 
     for mode in ("test", "train"):
@@ -119,12 +142,29 @@ def _demo_run(tmp_path: Path, broken: int) -> tuple[subprocess.CompletedProcess,
     model = timm.create_model("sparse_videomae_nano_patch16_64", num_classes=4, checkpoint=str(backbone))
     adapter = save_adapter_checkpoint(model, tmp_path / "adapter.pth")
     out = tmp_path / "run"
-    overrides = ["experiment=demo", f"data.root={data}", "data.demo.num_train=4", "data.demo.num_val=4",
-                 "data.demo.num_test=3", "data.test_num_clips=2", "data.test_num_crops=1", "data.batch_size=4",
-                 "test.confusion_matrix=true", f"checkpoint={adapter}", f"pretrained={backbone}", f"output_dir={out}"]
-    result = subprocess.run([sys.executable, str(ROOT / "tools" / "test.py"), *overrides], capture_output=True,
-                            check=False,
-                            text=True, timeout=600, cwd=ROOT, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    overrides = [
+        "experiment=demo",
+        f"data.root={data}",
+        "data.demo.num_train=4",
+        "data.demo.num_val=4",
+        "data.demo.num_test=3",
+        "data.test_num_clips=2",
+        "data.test_num_crops=1",
+        "data.batch_size=4",
+        "test.confusion_matrix=true",
+        f"checkpoint={adapter}",
+        f"pretrained={backbone}",
+        f"output_dir={out}",
+    ]
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "test.py"), *overrides],
+        capture_output=True,
+        check=False,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+    )
     summary = json.loads((out / "results.json").read_text())["test"] if (out / "results.json").exists() else {}
     return result, summary, test_paths
 

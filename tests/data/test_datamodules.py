@@ -84,12 +84,26 @@ def test_unknown_keyword_is_refused(cls, tmp_path):
         cls(**kwargs, strat_index=0)
 
 
-@pytest.mark.parametrize("key, value", [
-    ("num_frames", 0), ("sampling", "uniform"), ("backend", "ffmpeg"), ("layout", "folders"),
-    ("filename_tmpl", "img_{x}.jpg"), ("start_index", -1), ("short_side_size", 100), ("mean", [0.5, 0.5]),
-    ("std", [0.2, 0.0, 0.2]), ("batch_size", 0), ("num_workers", -1), ("hflip", "yes"), ("min_scale", 0.0),
-    ("test_num_crops", 0), ("num_classes", 2.5),
-])
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("num_frames", 0),
+        ("sampling", "uniform"),
+        ("backend", "ffmpeg"),
+        ("layout", "folders"),
+        ("filename_tmpl", "img_{x}.jpg"),
+        ("start_index", -1),
+        ("short_side_size", 100),
+        ("mean", [0.5, 0.5]),
+        ("std", [0.2, 0.0, 0.2]),
+        ("batch_size", 0),
+        ("num_workers", -1),
+        ("hflip", "yes"),
+        ("min_scale", 0.0),
+        ("test_num_crops", 0),
+        ("num_classes", 2.5),
+    ],
+)
 def test_bad_video_value_names_its_key(key, value, tmp_path):
     with pytest.raises(ConfigError, match=rf"data\.{key}\b"):
         VideoData(**{"root": str(tmp_path), "num_classes": 3, key: value})
@@ -122,7 +136,7 @@ def paint(i: int, size: int = 32) -> np.ndarray:
     frame = np.full((size, size, 3), 40, np.uint8)
     for bit in range(8):
         if i >> bit & 1:
-            frame[: size // 2, bit * size // 8:(bit + 1) * size // 8] = 220
+            frame[: size // 2, bit * size // 8 : (bit + 1) * size // 8] = 220
     return frame
 
 
@@ -141,9 +155,22 @@ def zero_based_frames(tmp_path):
 
 def test_frame_folders_numbered_from_zero(zero_based_frames):
     root, lst, counts = zero_based_frames
-    module = VideoData(root=str(root), num_classes=2, train_list=str(lst), val_list=str(lst), test_list=str(lst),
-                       layout="frames", filename_tmpl="f_{:03d}.jpg", start_index=0, num_frames=4, frame_interval=2,
-                       input_size=32, short_side_size=32, test_num_clips=2, test_num_crops=1)
+    module = VideoData(
+        root=str(root),
+        num_classes=2,
+        train_list=str(lst),
+        val_list=str(lst),
+        test_list=str(lst),
+        layout="frames",
+        filename_tmpl="f_{:03d}.jpg",
+        start_index=0,
+        num_frames=4,
+        frame_interval=2,
+        input_size=32,
+        short_side_size=32,
+        test_num_clips=2,
+        test_num_crops=1,
+    )
     assert module.check_lists() == {"train": 2, "val": 2, "test": 2}
     for split in ("val", "test"):
         ds = module.dataset(split)
@@ -154,12 +181,21 @@ def test_frame_folders_numbered_from_zero(zero_based_frames):
             folder, total = list(counts.items())[video]
             wanted = sample_indices("dense", total, 4, 2, split, clip, ds.num_clips)
             # the sequential read: every file of the folder in order, frame i = file f_{i:03d}
-            frames = np.stack([np.asarray(Image.open(root / folder / f"f_{i:03d}.jpg").convert("RGB"))
-                               for i in range(total)])
+            frames = np.stack(
+                [np.asarray(Image.open(root / folder / f"f_{i:03d}.jpg").convert("RGB")) for i in range(total)]
+            )
             torch.testing.assert_close(item["input"], transform(frames[np.asarray(wanted)]), rtol=0, atol=0)
-    one_based = VideoData(root=str(root), num_classes=2, val_list=str(lst), layout="frames",
-                          filename_tmpl="f_{:03d}.jpg", num_frames=4, frame_interval=4, input_size=32,
-                          short_side_size=32)
+    one_based = VideoData(
+        root=str(root),
+        num_classes=2,
+        val_list=str(lst),
+        layout="frames",
+        filename_tmpl="f_{:03d}.jpg",
+        num_frames=4,
+        frame_interval=4,
+        input_size=32,
+        short_side_size=32,
+    )
     failed = one_based.dataset("val")[1]  # start_index=1 asks for f_009.jpg, which does not exist
     assert failed["failed"] and "f_009.jpg" in failed["error"]
 
@@ -177,9 +213,20 @@ def _contract(ds, num_samples: int, num_clips: int, num_crops: int, labels: list
 
 def test_video_datasets_satisfy_the_protocol(zero_based_frames):
     root, lst, _ = zero_based_frames
-    module = VideoData(root=str(root), num_classes=2, train_list=str(lst), test_list=str(lst), layout="frames",
-                       filename_tmpl="f_{:03d}.jpg", start_index=0, num_frames=4, input_size=24,
-                       short_side_size=32, test_num_clips=2, test_num_crops=3)
+    module = VideoData(
+        root=str(root),
+        num_classes=2,
+        train_list=str(lst),
+        test_list=str(lst),
+        layout="frames",
+        filename_tmpl="f_{:03d}.jpg",
+        start_index=0,
+        num_frames=4,
+        input_size=24,
+        short_side_size=32,
+        test_num_clips=2,
+        test_num_crops=3,
+    )
     _contract(module.dataset("train"), 2, 1, 1, [0, 1], ["clip a", "clip_b"])
     _contract(module.dataset("test"), 2, 2, 3, [0, 1], ["clip a", "clip_b"])
     assert module.dataset("test").num_classes == 2
@@ -187,13 +234,20 @@ def test_video_datasets_satisfy_the_protocol(zero_based_frames):
 
 def test_image_datasets_satisfy_the_protocol(tmp_path):
     make_digits_vtab(tmp_path / "vtab", task="digits", n_train=10, n_test=6, size=16)
-    vtab = VTABData(root=str(tmp_path / "vtab"), task="digits", num_classes=10, train_split="train800",
-                    val_split="val200", input_size=16)
+    vtab = VTABData(
+        root=str(tmp_path / "vtab"),
+        task="digits",
+        num_classes=10,
+        train_split="train800",
+        val_split="val200",
+        input_size=16,
+    )
     for split, name in (("train", "train800"), ("val", "val200"), ("test", "test")):
         lines = (tmp_path / "vtab" / "digits" / f"{name}.txt").read_text().split("\n")[:-1]
         ds = vtab.dataset(split)
-        _contract(ds, len(lines), 1, 1, [int(x.rsplit(None, 1)[1]) for x in lines],
-                  [x.rsplit(None, 1)[0] for x in lines])
+        _contract(
+            ds, len(lines), 1, 1, [int(x.rsplit(None, 1)[1]) for x in lines], [x.rsplit(None, 1)[0] for x in lines]
+        )
         assert ds.train == (split == "train") and ds.num_classes == 10
     write_cifar100(tmp_path / "cifar")
     cifar = CIFAR100Data(root=str(tmp_path / "cifar"), num_classes=100, input_size=16)
@@ -203,9 +257,17 @@ def test_image_datasets_satisfy_the_protocol(tmp_path):
 
 
 def test_demo_module_writes_only_on_the_main_process(tmp_path):
-    module = DemoData(root=str(tmp_path / "demo"), num_classes=4, num_frames=4, input_size=32, short_side_size=32,
-                      test_num_clips=2, test_num_crops=3, hflip=False,
-                      demo={"num_train": 4, "num_val": 2, "num_test": 2, "size": 32})
+    module = DemoData(
+        root=str(tmp_path / "demo"),
+        num_classes=4,
+        num_frames=4,
+        input_size=32,
+        short_side_size=32,
+        test_num_clips=2,
+        test_num_crops=3,
+        hflip=False,
+        demo={"num_train": 4, "num_val": 2, "num_test": 2, "size": 32},
+    )
     module.prepare(is_main=False)
     assert not (tmp_path / "demo").exists()
     module.prepare(is_main=True)
@@ -224,8 +286,18 @@ def _corrupt_video_module(root: Path) -> VideoData:
     (root / "v1" / "img_00003.jpg").write_bytes(b"not a jpeg")
     lst = root / "list.txt"
     lst.write_text("v0 6 0\nv1 6 1\nv2 6 0\n")
-    return VideoData(root=str(root), num_classes=2, train_list=str(lst), test_list=str(lst), num_frames=4,
-                     frame_interval=1, input_size=32, short_side_size=32, test_num_clips=2, test_num_crops=1)
+    return VideoData(
+        root=str(root),
+        num_classes=2,
+        train_list=str(lst),
+        test_list=str(lst),
+        num_frames=4,
+        frame_interval=1,
+        input_size=32,
+        short_side_size=32,
+        test_num_clips=2,
+        test_num_crops=1,
+    )
 
 
 def _image_dataset(root: Path, train: bool) -> ImageFileDataset:

@@ -72,14 +72,31 @@ def test_make_demo_dataset_files_lists_and_reuse(tmp_path):
 @pytest.mark.parametrize("input_size", [64, 32])
 def test_demo_training_configuration(tmp_path, input_size):
     out = make_demo_dataset(tmp_path, num_train=8, num_val=4, num_test=4, seed=3)
-    train = build_video_dataset(out["root"], out["train"], "train", backend="pyav", num_frames=16,
-                                       frame_interval=1, input_size=input_size, hflip=False, min_scale=0.5,
-                                       label_map=out["labels"])
+    train = build_video_dataset(
+        out["root"],
+        out["train"],
+        "train",
+        backend="pyav",
+        num_frames=16,
+        frame_interval=1,
+        input_size=input_size,
+        hflip=False,
+        min_scale=0.5,
+        label_map=out["labels"],
+    )
     torch.manual_seed(0)
     item = train[5]
     assert item["input"].shape == (3, 16, input_size, input_size) and item["label"] == 1
-    val = build_video_dataset(out["root"], out["val"], "val", backend="pyav", num_frames=16,
-                                     frame_interval=1, input_size=input_size, short_side_size=input_size)
+    val = build_video_dataset(
+        out["root"],
+        out["val"],
+        "val",
+        backend="pyav",
+        num_frames=16,
+        frame_interval=1,
+        input_size=input_size,
+        short_side_size=input_size,
+    )
     mean = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1, 1)
     std = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1, 1)
     for i in range(len(val)):

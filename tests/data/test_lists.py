@@ -27,7 +27,9 @@ def test_video_list_with_spaces_comments_and_blanks(tmp_path):
     records, layout = parse_list_file(path)
     assert layout == "video"
     assert [(r.path, r.label, r.num_frames, r.lineno) for r in records] == [
-        ("my videos/clip one.mp4", 3, None, 3), ("b.webm", 0, None, 4)]
+        ("my videos/clip one.mp4", 3, None, 3),
+        ("b.webm", 0, None, 4),
+    ]
 
 
 def test_frame_list_splits_last_two_fields(tmp_path):
@@ -38,18 +40,29 @@ def test_frame_list_splits_last_two_fields(tmp_path):
     assert got == [("folder with space", 12, 5), ("plain", 300, 0)]
 
 
-@pytest.mark.parametrize("line, layout", [
-    ("a.mp4 1", "video"), ("dir/clip 12.mp4 3", "video"), ("clip.mp4 12 3", "frames"),
-    ("folder 12 3", "frames"), ("x/y.MKV 0", "video"), ("no_extension 4", "video")])
+@pytest.mark.parametrize(
+    "line, layout",
+    [
+        ("a.mp4 1", "video"),
+        ("dir/clip 12.mp4 3", "video"),
+        ("clip.mp4 12 3", "frames"),
+        ("folder 12 3", "frames"),
+        ("x/y.MKV 0", "video"),
+        ("no_extension 4", "video"),
+    ],
+)
 def test_layout_detection(line, layout):
     assert detect_line_layout(line) == layout
 
 
-@pytest.mark.parametrize("text, lineno", [
-    ("a.mp4 1\nlonely\n", 2),
-    ("a.mp4 1\nb.mp4 x\n", 2),
-    ("a.mp4 1\n\n# c\nb.mp4 -1\n", 4),
-])
+@pytest.mark.parametrize(
+    "text, lineno",
+    [
+        ("a.mp4 1\nlonely\n", 2),
+        ("a.mp4 1\nb.mp4 x\n", 2),
+        ("a.mp4 1\n\n# c\nb.mp4 -1\n", 4),
+    ],
+)
 def test_malformed_video_line_names_file_and_line(tmp_path, text, lineno):
     path = _write(tmp_path, text)
     with pytest.raises(ValueError, match=rf"list.txt:{lineno}\b"):
@@ -138,8 +151,13 @@ def test_shipped_kinetics400_labels():
     assert len(names) == 400 and len(set(names)) == 400
     assert names == sorted(names)  # public order: sorted class names
     assert names[0] == "abseiling" and names[-1] == "zumba"
-    for name in ("passing American football (in game)", "skiing (not slalom or crosscountry)",
-                 "tying knot (not on a tie)", "massaging person's head", "air drumming"):
+    for name in (
+        "passing American football (in game)",
+        "skiing (not slalom or crosscountry)",
+        "tying knot (not on a tie)",
+        "massaging person's head",
+        "air drumming",
+    ):
         assert name in names
 
 
@@ -152,9 +170,16 @@ def test_shipped_ssv2_labels():
     assert names[-1] == "Wiping something off of something"
 
 
-@pytest.mark.parametrize("name, layout, n", [
-    ("video_list.txt", "video", 2), ("frames_list.txt", "frames", 2), ("frames_start_list.txt", "frames_start", 2),
-    ("video_list_header.csv", "video", 2), ("video_list_videomae.csv", "video", 2)])
+@pytest.mark.parametrize(
+    "name, layout, n",
+    [
+        ("video_list.txt", "video", 2),
+        ("frames_list.txt", "frames", 2),
+        ("frames_start_list.txt", "frames_start", 2),
+        ("video_list_header.csv", "video", 2),
+        ("video_list_videomae.csv", "video", 2),
+    ],
+)
 def test_documented_examples_parse(name, layout, n):
     label_map = DATA_LISTS / "kinetics400_labels.txt"
     records, got = parse_list_file(DATA_LISTS / "examples" / name, label_map=label_map)
@@ -163,8 +188,9 @@ def test_documented_examples_parse(name, layout, n):
         assert [r.label for r in records] == [0, 1]
         assert records[1].path == "air drumming/--nQbRBEz2s_000104_000114.mp4"
     readme = (DATA_LISTS / "README.md").read_text()
-    first = next(line for line in (DATA_LISTS / "examples" / name).read_text().splitlines()
-                 if line and not line.startswith("#"))
+    first = next(
+        line for line in (DATA_LISTS / "examples" / name).read_text().splitlines() if line and not line.startswith("#")
+    )
     assert first in readme
 
 
@@ -179,32 +205,41 @@ def test_four_column_frames_start_layout(tmp_path):
     assert detect_line_layout("a/b 12.mp4 0") == "video"
 
 
-@pytest.mark.parametrize("text, layout, lineno", [
-    ("a.mp4 1\nf 0 30 2\n", "auto", 2),          # a four-column line inside a video list
-    ("f 30 2\ng 0 30 2\n", "auto", 2),           # ... inside a frame list
-    ("f 30 2\n", "video", 1),                    # frame line read as a video line
-    ("f 0 30 2\n", "frames", 1),                 # four-column line read as a frame line
-    ("f 30 2\n", "frames_start", 1),             # too few columns
-    ("f 0 -1 2\n", "auto", 1),                   # VideoMAE V2's "whole video" marker is no frame count
-    ("f -1 30 2\n", "frames_start", 1),
-])
+@pytest.mark.parametrize(
+    "text, layout, lineno",
+    [
+        ("a.mp4 1\nf 0 30 2\n", "auto", 2),  # a four-column line inside a video list
+        ("f 30 2\ng 0 30 2\n", "auto", 2),  # ... inside a frame list
+        ("f 30 2\n", "video", 1),  # frame line read as a video line
+        ("f 0 30 2\n", "frames", 1),  # four-column line read as a frame line
+        ("f 30 2\n", "frames_start", 1),  # too few columns
+        ("f 0 -1 2\n", "auto", 1),  # VideoMAE V2's "whole video" marker is no frame count
+        ("f -1 30 2\n", "frames_start", 1),
+    ],
+)
 def test_lines_fitting_no_declared_layout_are_refused_at_parse_time(tmp_path, text, layout, lineno):
     path = _write(tmp_path, text)
     with pytest.raises(ValueError, match=rf"list.txt:{lineno}: "):
         parse_list_file(path, layout=layout)
 
 
-@pytest.mark.parametrize("text, label_map, lineno, label", [
-    ("a.mp4 0\nb.mp4 4\n", None, 2, 4),
-    ("f 30 1\ng 30 7\n", None, 2, 7),
-    ("f 0 30 3\ng 0 30 5\n", None, 2, 5),
-    ("a.mp4,4\n", None, 1, 4),
-    ("path,label\na.mp4,e\n", ["a", "b", "c", "d", "e"], 2, 4),   # a name beyond the head
-])
+@pytest.mark.parametrize(
+    "text, label_map, lineno, label",
+    [
+        ("a.mp4 0\nb.mp4 4\n", None, 2, 4),
+        ("f 30 1\ng 30 7\n", None, 2, 7),
+        ("f 0 30 3\ng 0 30 5\n", None, 2, 5),
+        ("a.mp4,4\n", None, 1, 4),
+        ("path,label\na.mp4,e\n", ["a", "b", "c", "d", "e"], 2, 4),  # a name beyond the head
+    ],
+)
 def test_labels_checked_against_num_classes_up_front(tmp_path, text, label_map, lineno, label):
     path = _write(tmp_path, text)
-    with pytest.raises(ValueError, match=rf"list.txt:{lineno}: label {label} out of range for "
-                                         rf"data.num_classes=4"):
+    with pytest.raises(
+        ValueError,
+        match=rf"list.txt:{lineno}: label {label} out of range for "
+        rf"data.num_classes=4",
+    ):
         parse_list_file(path, label_map=label_map, num_classes=4)
     assert len(parse_list_file(path, label_map=label_map, num_classes=label + 1)[0]) >= 1
 
@@ -235,11 +270,23 @@ def test_frames_start_list_reads_each_folder_from_its_own_start(tmp_path):
         (tmp_path / name).mkdir()
         for k in range(4):  # frame k of the video is grey level 50 * k
             Image.fromarray(np.full((8, 8, 3), 50 * k, np.uint8)).save(
-                tmp_path / name / f"img_{start + k:05d}.jpg", quality=100)
+                tmp_path / name / f"img_{start + k:05d}.jpg", quality=100
+            )
     list_file = _write(tmp_path, "a 0 4 1\nb b 5 4 0\n")
-    ds = build_video_dataset(tmp_path, list_file, "test", num_frames=4, frame_interval=1, input_size=8,
-                                    short_side_size=8, num_clips=1, num_crops=1, mean=(0, 0, 0), std=(1, 1, 1),
-                                    num_classes=2)
+    ds = build_video_dataset(
+        tmp_path,
+        list_file,
+        "test",
+        num_frames=4,
+        frame_interval=1,
+        input_size=8,
+        short_side_size=8,
+        num_clips=1,
+        num_crops=1,
+        mean=(0, 0, 0),
+        std=(1, 1, 1),
+        num_classes=2,
+    )
     assert ds.layout == "frames_start" and ds.labels == [1, 0]
     for i in range(2):
         item = ds[i]

@@ -39,34 +39,53 @@ def site(tmp_path, painted):
     return tmp_path / "site"
 
 
-@pytest.mark.parametrize("line, lineno", [
-    ("../../x.mp4 1", 2), ("{abs} 1", 2), ("link/b.mp4 0", 2), ("ok/../../x.mp4 1", 2)])
+@pytest.mark.parametrize(
+    "line, lineno", [("../../x.mp4 1", 2), ("{abs} 1", 2), ("link/b.mp4 0", 2), ("ok/../../x.mp4 1", 2)]
+)
 def test_hostile_list_lines_are_refused_before_anything_is_written(site, line, lineno, capsys):
     work = site / "work"
     line = line.format(abs=site / "x.mp4")
     (work / "videos.txt").write_text(f"ok/a.mp4 0\n{line}\n")
     before = _tree(site)
-    args = ["--videos", str(work / "videos"), "--list", str(work / "videos.txt"), "--out", str(work / "out"),
-            "--out-list", str(work / "frames.txt"), "--workers", "0", "--no-progress"]
+    args = [
+        "--videos",
+        str(work / "videos"),
+        "--list",
+        str(work / "videos.txt"),
+        "--out",
+        str(work / "out"),
+        "--out-list",
+        str(work / "frames.txt"),
+        "--workers",
+        "0",
+        "--no-progress",
+    ]
     assert _tool("prepare_frames")(args) == 2
     err = capsys.readouterr().err
     assert f"videos.txt:{lineno}: path" in err and "would write outside --out" in err
     assert _tree(site) == before  # no frames, no folders, no frame list anywhere
     with pytest.raises(UnsafePathError, match=rf"videos.txt:{lineno}: path"):
-        prepare_frames(work / "videos", work / "out", work / "frames.txt", list_file=work / "videos.txt",
-                       workers=0, progress=False)
+        prepare_frames(
+            work / "videos", work / "out", work / "frames.txt", list_file=work / "videos.txt", workers=0, progress=False
+        )
     assert _tree(site) == before
 
 
 def test_clean_list_still_extracts_inside_out(site):
     work = site / "work"
     (work / "videos.txt").write_text("ok/a.mp4 0\nok/./a.mp4 1\n")
-    report = prepare_frames(work / "videos", work / "out", work / "frames.txt", list_file=work / "videos.txt",
-                            short_side=None, workers=0, progress=False)
+    report = prepare_frames(
+        work / "videos",
+        work / "out",
+        work / "frames.txt",
+        list_file=work / "videos.txt",
+        short_side=None,
+        workers=0,
+        progress=False,
+    )
     assert report.failures == [] and report.num_extracted == 1 and report.num_skipped == 1
     records, layout = parse_list_file(work / "frames.txt")
-    assert layout == "frames" and [(r.path, r.num_frames, r.label) for r in records] == [("ok/a", 6, 0),
-                                                                                         ("ok/a", 6, 1)]
+    assert layout == "frames" and [(r.path, r.num_frames, r.label) for r in records] == [("ok/a", 6, 0), ("ok/a", 6, 1)]
 
 
 def test_missing_video_creates_no_folder(tmp_path):
@@ -80,8 +99,9 @@ def test_folder_mode_refuses_symlinked_output(site):
     work = site / "work"
     (work / "classes.txt").write_text("ok\nlink\n")
     with pytest.raises(UnsafePathError, match="outside the output root"):
-        prepare_frames(work / "videos", work / "out", work / "all.txt", label_map=work / "classes.txt",
-                       workers=0, progress=False)
+        prepare_frames(
+            work / "videos", work / "out", work / "all.txt", label_map=work / "classes.txt", workers=0, progress=False
+        )
     assert not any((site / "elsewhere").iterdir())
 
 
@@ -96,8 +116,17 @@ def test_build_lists_refuses_split_names_leaving_out(tmp_path, split, capsys):
     (tmp_path / "s.json").write_text('[{"id": "1", "template": "a"}]')
     with pytest.raises(UnsafePathError, match=f"split '{split}'"):
         build_ssv2_lists(tmp_path / "labels.json", {split: tmp_path / "s.json"}, tmp_path / "videos", out)
-    code = _tool("build_lists")(["kinetics", "--csv", f"{split}={tmp_path / 'train.csv'}",
-                                 "--videos", str(tmp_path / "videos"), "--out", str(out)])
+    code = _tool("build_lists")(
+        [
+            "kinetics",
+            "--csv",
+            f"{split}={tmp_path / 'train.csv'}",
+            "--videos",
+            str(tmp_path / "videos"),
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 2 and "the output root" in capsys.readouterr().err
     assert not out.exists() and not (tmp_path / "evil.txt").exists() and not os.path.exists("/tmp/evil.txt")
 
@@ -120,5 +149,10 @@ def test_score_dumps_take_no_path_from_the_list(tmp_path):
     for suffix in ("csv", "npz"):
         save_video_scores(out / f"video_scores.{suffix}", merge_views(scores, 1), video_ids=ids)
         assert load_video_scores(out / f"video_scores.{suffix}")[1] == ids
-    assert _tree(tmp_path) == {"run", "run/test", "run/test/view_scores.npz", "run/test/video_scores.csv",
-                               "run/test/video_scores.npz"}
+    assert _tree(tmp_path) == {
+        "run",
+        "run/test",
+        "run/test/view_scores.npz",
+        "run/test/video_scores.csv",
+        "run/test/video_scores.npz",
+    }

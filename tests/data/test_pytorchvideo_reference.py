@@ -30,8 +30,10 @@ try:
     from pytorchvideo.data.frame_video import FrameVideo
     from pytorchvideo.data.ssv2 import SSv2
 except ImportError as e:  # a collection error, so a missing reference fails the run
-    raise ImportError(f"{e}; install the reference: pip install --no-deps pytorchvideo==0.1.5 iopath==0.1.10 "
-                      "portalocker==4.4.2 (tools/setup_env.sh does)") from e
+    raise ImportError(
+        f"{e}; install the reference: pip install --no-deps pytorchvideo==0.1.5 iopath==0.1.10 "
+        "portalocker==4.4.2 (tools/setup_env.sh does)"
+    ) from e
 
 from video_sparse.data.clip_sampling import dense_indices, segment_indices
 from video_sparse.data.video_dataset import VideoClassificationDataset
@@ -54,8 +56,21 @@ NUM_CLIPS = (2, 3, 4, 5, 7, 10)
 
 def _lengths(span: int) -> list[int]:
     """Video lengths around the clip span: shorter, equal, a little and much longer."""
-    candidates = (1, 2, span - 1, span, span + 1, span + 2, span + 3, 2 * span - 1, 3 * span + 2,
-                  5 * span, 5 * span + 3, 10 * span + 7, 300)
+    candidates = (
+        1,
+        2,
+        span - 1,
+        span,
+        span + 1,
+        span + 2,
+        span + 3,
+        2 * span - 1,
+        3 * span + 2,
+        5 * span,
+        5 * span + 3,
+        10 * span + 7,
+        300,
+    )
     return sorted({n for n in candidates if n >= 1})
 
 
@@ -101,8 +116,7 @@ def test_frames_inside_a_dense_clip_are_uniform_temporal_subsample_of_its_span()
     the last frame; both start at frame 0 and end at the last frame, and ours is never earlier."""
     for num_frames, interval, span, num_total in _cases():
         ours = dense_indices(num_total, num_frames, interval, "test", 0, 2)
-        pv = PV_F.uniform_temporal_subsample(torch.arange(min(num_total, span)), num_frames,
-                                             temporal_dim=0).numpy()
+        pv = PV_F.uniform_temporal_subsample(torch.arange(min(num_total, span)), num_frames, temporal_dim=0).numpy()
         case = (num_frames, interval, num_total)
         if num_total >= span:
             assert ours.tolist() == pv.tolist(), case
@@ -200,9 +214,8 @@ def test_dense_training_start_range_is_random_clip_sampler_range(fps, monkeypatc
         monkeypatch.undo()
         assert pv_range == [0, max_start], (num_frames, interval, num_total)
         draws = 400 if max_start <= 30 else 50
-        starts = [int(dense_indices(num_total, num_frames, interval, "train", generator=gen)[0])
-                  for _ in range(draws)]
-        assert 0 <= min(starts) and max(starts) <= max_start
+        starts = [int(dense_indices(num_total, num_frames, interval, "train", generator=gen)[0]) for _ in range(draws)]
+        assert min(starts) >= 0 and max(starts) <= max_start
         if max_start <= 30:
             assert min(starts) == 0 and max(starts) == max_start, (num_frames, interval, num_total)
 
@@ -278,7 +291,7 @@ def test_spatial_crops_vs_uniform_crop(num_crops):
                         pv = PV_F.uniform_crop(pv_in, size, 1 if num_crops == 1 else k)
                         assert ours.shape == pv.shape == (3, 2, size, size)
                         top, left = _offsets(ours)
-                        assert torch.equal(ours.round(), pv_in[:, :, top:top + size, left:left + size])
+                        assert torch.equal(ours.round(), pv_in[:, :, top : top + size, left : left + size])
                         pv_top, pv_left = _offsets(pv)
                         long_room, short_room = long - size, short - size
                         if num_crops == 1 or k == 1:
@@ -303,14 +316,23 @@ def test_pytorchvideo_decodes_the_frames_of_its_clips_as_our_test_views(tmp_path
     span = (num_frames - 1) * interval + 1
     painted.write_video(tmp_path / "a.mp4", num_total, fps=fps)
     (tmp_path / "list.txt").write_text("a.mp4 0\n")
-    ds = VideoClassificationDataset(tmp_path, tmp_path / "list.txt", "test", backend="pyav", sampling="dense",
-                                    num_frames=num_frames, frame_interval=interval, input_size=64,
-                                    short_side_size=64, num_clips=n, num_crops=1)
+    ds = VideoClassificationDataset(
+        tmp_path,
+        tmp_path / "list.txt",
+        "test",
+        backend="pyav",
+        sampling="dense",
+        num_frames=num_frames,
+        frame_interval=interval,
+        input_size=64,
+        short_side_size=64,
+        num_clips=n,
+        num_crops=1,
+    )
     video = EncodedVideo.from_path(str(tmp_path / "a.mp4"), decode_audio=False, decoder="pyav")
     assert video.duration == Fraction(num_total, fps)
     stride = Fraction(num_total - span, n - 1) / fps
-    clips = _pv_clips(pv_sampling.UniformClipSampler(Fraction(span, fps), stride, backpad_last=True),
-                      video.duration)
+    clips = _pv_clips(pv_sampling.UniformClipSampler(Fraction(span, fps), stride, backpad_last=True), video.duration)
     assert len(clips) == n
     ours, theirs = [], []
     for k, clip in enumerate(clips):

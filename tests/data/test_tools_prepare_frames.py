@@ -35,10 +35,23 @@ def video_folder(tmp_path, painted):
 
 def test_extract_report_resume_and_round_trip(video_folder, painted, capsys):
     root = video_folder
-    args = ["--videos", str(root / "videos"), "--list", str(root / "videos.txt"),
-            "--out", str(root / "frames"),
-            "--out-list", str(root / "frames.txt"), "--short-side", "64", "--quality", "92", "--workers", "2",
-            "--no-progress"]
+    args = [
+        "--videos",
+        str(root / "videos"),
+        "--list",
+        str(root / "videos.txt"),
+        "--out",
+        str(root / "frames"),
+        "--out-list",
+        str(root / "frames.txt"),
+        "--short-side",
+        "64",
+        "--quality",
+        "92",
+        "--workers",
+        "2",
+        "--no-progress",
+    ]
     main = _tool_main()
     assert main(args) == 0
     assert "2 extracted, 0 already complete, 1 failed" in capsys.readouterr().out
@@ -64,8 +77,9 @@ def test_extract_report_resume_and_round_trip(video_folder, painted, capsys):
     assert not (root / "frames" / "right" / ".b c.partial").exists()
 
     # the frame list round-trips: same views and the same clips as the video list
-    kw = dict(backend="pyav", num_frames=8, frame_interval=3, input_size=64, short_side_size=64, num_clips=2,
-              num_crops=3)
+    kw = dict(
+        backend="pyav", num_frames=8, frame_interval=3, input_size=64, short_side_size=64, num_clips=2, num_crops=3
+    )
     vids = build_video_dataset(root / "videos", root / "videos.txt", "test", **kw)
     frms = build_video_dataset(root / "frames", root / "frames.txt", "test", **kw)
     assert len(frms) == 2 * 6 and vids.video_paths[:2] == ["left/a.mp4", "right/b c.webm"]
@@ -81,8 +95,15 @@ def test_extract_report_resume_and_round_trip(video_folder, painted, capsys):
 def test_folder_mode_labels_from_class_folders(video_folder, tmp_path):
     root = video_folder
     (root / "classes.txt").write_text("left\nright\n")
-    report = prepare_frames(root / "videos", root / "frames2", root / "all.txt",
-                            label_map=root / "classes.txt", short_side=None, workers=0, progress=False)
+    report = prepare_frames(
+        root / "videos",
+        root / "frames2",
+        root / "all.txt",
+        label_map=root / "classes.txt",
+        short_side=None,
+        workers=0,
+        progress=False,
+    )
     assert report.num_extracted == 2 and [Path(p).name for p, _ in report.failures] == ["bad.mp4"]
     records, _ = parse_list_file(root / "all.txt")
     assert [(r.path, r.num_frames, r.label) for r in records] == [("left/a", 40, 0), ("right/b c", 30, 1)]

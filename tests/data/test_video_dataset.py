@@ -16,8 +16,17 @@ KEYS = {"input", "label", "sample_index", "view_index", "clip_index", "crop_inde
 
 
 def _small(root, list_file, mode, **kw):
-    args = dict(backend="pyav", num_frames=8, frame_interval=2, input_size=64, short_side_size=64,
-                min_scale=1.0, min_ratio=1.0, max_ratio=1.0, hflip=False)
+    args = dict(
+        backend="pyav",
+        num_frames=8,
+        frame_interval=2,
+        input_size=64,
+        short_side_size=64,
+        min_scale=1.0,
+        min_ratio=1.0,
+        max_ratio=1.0,
+        hflip=False,
+    )
     args.update(kw)
     return build_video_dataset(root, list_file, mode, **args)
 
@@ -165,8 +174,10 @@ def test_frame_folders_give_the_same_clip_as_the_video(tmp_path, painted, backen
     for k, name in enumerate(names):
         painted.write_video(tmp_path / "videos" / name, 45 + 10 * k, height=80, width=96)
     (tmp_path / "videos.txt").write_text("".join(f"{n} {k}\n" for k, n in enumerate(names)))
-    counts = [extract_frames(tmp_path / "videos" / n, tmp_path / "frames" / n.split(".")[0], short_side=None,
-                             quality=95) for n in names]
+    counts = [
+        extract_frames(tmp_path / "videos" / n, tmp_path / "frames" / n.split(".")[0], short_side=None, quality=95)
+        for n in names
+    ]
     assert counts == [45, 55]
     (tmp_path / "frames.txt").write_text("v0 45 0\nv1 55 1\n")
     common = dict(input_size=64, short_side_size=72, min_scale=0.3, max_ratio=1.3, hflip=True)

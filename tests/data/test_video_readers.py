@@ -74,9 +74,8 @@ def test_truncated_file_raises(tmp_path, painted, backend, faststart):
     """Cut in the middle: without faststart the index (moov) is lost; with it, the frame data."""
     _need(backend)
     path = painted.truncate(painted.write_video(tmp_path / "cut.mp4", 100, faststart=faststart), 0.6)
-    with pytest.raises(VideoReadError, match="cut.mp4"):
-        with open_video(path, backend) as reader:
-            reader.get_frames(range(reader.num_frames))
+    with pytest.raises(VideoReadError, match="cut.mp4"), open_video(path, backend) as reader:
+        reader.get_frames(range(reader.num_frames))
 
 
 def test_pyav_detects_a_cut_mp4_at_open(tmp_path, painted):

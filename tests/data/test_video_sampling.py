@@ -65,9 +65,22 @@ def test_bad_arguments():
 
 
 def _dataset(root, list_file, mode, backend, sampling, **kw):
-    return build_video_dataset(root, list_file, mode, backend=backend, sampling=sampling, num_frames=8,
-                                      frame_interval=3, input_size=64, short_side_size=64, min_scale=1.0,
-                                      min_ratio=1.0, max_ratio=1.0, hflip=False, **kw)
+    return build_video_dataset(
+        root,
+        list_file,
+        mode,
+        backend=backend,
+        sampling=sampling,
+        num_frames=8,
+        frame_interval=3,
+        input_size=64,
+        short_side_size=64,
+        min_scale=1.0,
+        min_ratio=1.0,
+        max_ratio=1.0,
+        hflip=False,
+        **kw,
+    )
 
 
 @pytest.mark.parametrize("backend", ["decord", "pyav"])
@@ -86,6 +99,7 @@ def test_readers_return_the_sampled_frames(tmp_path, painted, backend, sampling)
             item = ds[i]
             torch.manual_seed(i)
             n_clips = 2 if mode == "test" else 1
-            expected = sample_indices(sampling, totals[item["sample_index"]], 8, 3, mode, item["clip_index"],
-                                      n_clips).tolist()
+            expected = sample_indices(
+                sampling, totals[item["sample_index"]], 8, 3, mode, item["clip_index"], n_clips
+            ).tolist()
             assert painted.clip_indices(item["input"]) == expected, (mode, i)

@@ -57,7 +57,7 @@ def test_items_follow_the_contract(digits_root):
     assert item["input"].shape == (3, 48, 48) and item["input"].dtype == torch.float32
     assert item["label"] == ds.labels[5] and item["sample_index"] == 5
     assert item["view_index"] == 0 and item["skipped"] == 0
-    assert -1.0 <= float(item["input"].min()) and float(item["input"].max()) <= 1.0  # (x - 0.5) / 0.5
+    assert float(item["input"].min()) >= -1.0 and float(item["input"].max()) <= 1.0  # (x - 0.5) / 0.5
     assert ds.train and not VTABDataset(digits_root, "digits", split="val200").train
 
 

@@ -26,9 +26,7 @@ def test_test_split_with_corrupt_image(tmp_path):
         collector.add(batch["sample_index"], batch["view_index"], batch["label"], logits)
         all_logits.update(zip(batch["sample_index"].tolist(), logits.numpy()))
     assert collector.failed == {5}
-    merged = merge_views(
-        collector.result(), num_views=ds.num_views, failed=collector.failed, num_samples=len(ds)
-    )
+    merged = merge_views(collector.result(), num_views=ds.num_views, failed=collector.failed, num_samples=len(ds))
     summary = evaluation_summary(merged)
     assert (summary["num_videos"], summary["num_views"], summary["num_failed"]) == (11, 11, 1)
     kept = [i for i in range(len(ds)) if i != 5]

@@ -1,4 +1,5 @@
 """Fixtures of the in-process recipe runs (see recipe_helpers.py)."""
+
 import socket
 from pathlib import Path
 
@@ -16,8 +17,13 @@ def single_process_group():
     """The one-process group the recipe joins (made by the first test, then reused; env vars as a plain
     `python tools/train.py` sets). The variables are removed after each test module, so the tools that
     later tests start in subprocesses do not inherit them."""
-    env = {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1",
-           "MASTER_PORT": str(_free_port())}
+    env = {
+        "RANK": "0",
+        "WORLD_SIZE": "1",
+        "LOCAL_RANK": "0",
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(_free_port()),
+    }
     with pytest.MonkeyPatch.context() as mp:
         for key, value in env.items():
             mp.setenv(key, value)

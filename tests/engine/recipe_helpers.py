@@ -1,4 +1,5 @@
 """Tiny in-process fine-tuning runs (nano image ViT on real digit images, one process, DeepSpeed on CPU)."""
+
 from __future__ import annotations
 
 import json
@@ -19,17 +20,37 @@ class Killed(BaseException):
 
 def tiny_overrides(data_root: Path, out: Path) -> list[str]:
     """A 2-epoch, 12-step run checkpointing every 4 steps (keep 1), validating every epoch."""
-    return ["experiment=vtab", "model=vit_nano", "sparsity=nano", f"data.root={data_root}", "data.task=cifar",
-            "data.num_classes=10", "data.input_size=32", "data.batch_size=4", "data.num_workers=0", "epochs=2",
-            "optim.scheduler.warmup_epochs=0.5", "optim.lr=0.01", "deepspeed=zero2", "train.save_every_steps=4",
-            "train.keep_last=1", "train.log_every=1", "train.eval_every=1", "device=cpu", "seed=1",
-            f"output_dir={out}"]
+    return [
+        "experiment=vtab",
+        "model=vit_nano",
+        "sparsity=nano",
+        f"data.root={data_root}",
+        "data.task=cifar",
+        "data.num_classes=10",
+        "data.input_size=32",
+        "data.batch_size=4",
+        "data.num_workers=0",
+        "epochs=2",
+        "optim.scheduler.warmup_epochs=0.5",
+        "optim.lr=0.01",
+        "deepspeed=zero2",
+        "train.save_every_steps=4",
+        "train.keep_last=1",
+        "train.log_every=1",
+        "train.eval_every=1",
+        "device=cpu",
+        "seed=1",
+        f"output_dir={out}",
+    ]
 
 
 def subprocess_env() -> dict[str, str]:
     """The environment of a separate run: without the one-process group variables of this process."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+    }
     return {**env, "OMP_NUM_THREADS": "1"}
 
 
@@ -107,15 +128,20 @@ def scalars(out: Path) -> dict[str, list[tuple[int, float]]]:
 
     # TensorBoard reads event files in name order, which puts a process's 10th writer of one second
     # (`...<pid>.10`) before its 9th: name links by (seconds, writer number) so the order is creation's
-    files = sorted((out / "tensorboard").glob("events.out.tfevents.*"),
-                   key=lambda f: (int(f.name.split(".")[3]), int(f.name.rsplit(".", 1)[1])))
+    files = sorted(
+        (out / "tensorboard").glob("events.out.tfevents.*"),
+        key=lambda f: (int(f.name.split(".")[3]), int(f.name.rsplit(".", 1)[1])),
+    )
     with tempfile.TemporaryDirectory() as ordered:
         for i, f in enumerate(files):
             (Path(ordered) / f"events.out.tfevents.{i:06d}").symlink_to(f.resolve())
         acc = EventAccumulator(ordered, size_guidance={"scalars": 0})
         acc.Reload()
-    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]
-            if tag != "train/clips_per_s"}
+    return {
+        tag: [(e.step, e.value) for e in acc.Scalars(tag)]
+        for tag in acc.Tags()["scalars"]
+        if tag != "train/clips_per_s"
+    }
 
 
 def results(out: Path) -> dict[str, Any]:

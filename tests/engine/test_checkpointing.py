@@ -1,4 +1,5 @@
 """Atomic checkpoint writes: a failure mid-save leaves the previous checkpoint and `latest` intact."""
+
 import os
 
 import pytest

@@ -6,6 +6,7 @@ sees it. The AOT backends (``aot_eager``, ``inductor``) specialise further on a 
 recipe passes the rate as an integer of 1/10000 (``keep_units``), which they keep symbolic: the last
 test checks that with ``aot_eager``.
 """
+
 from __future__ import annotations
 
 import json
@@ -33,6 +34,7 @@ def _counting_backend(gm: torch.fx.GraphModule, example_inputs: list) -> object:
     def forward(*args):
         _calls[_where["phase"]] = _calls.get(_where["phase"], 0) + 1
         return gm.forward(*args)
+
     return forward
 
 
@@ -56,11 +58,14 @@ def test_compile_setting_names_a_backend():
         compile_backend("no_such_backend")
 
 
-@pytest.mark.parametrize("name,score,shape", [
-    ("sparse_vit_nano_patch16_64", "cls", (2, 3, 64, 64)),
-    ("sparse_videomae_nano_patch16_64", "mean_attn", (2, 3, 2, 64, 64)),
-    ("sparse_videomae_nano_patch16_64", "mean_query", (2, 3, 2, 64, 64)),
-])
+@pytest.mark.parametrize(
+    "name,score,shape",
+    [
+        ("sparse_vit_nano_patch16_64", "cls", (2, 3, 64, 64)),
+        ("sparse_videomae_nano_patch16_64", "mean_attn", (2, 3, 2, 64, 64)),
+        ("sparse_videomae_nano_patch16_64", "mean_query", (2, 3, 2, 64, 64)),
+    ],
+)
 def test_keep_rate_ramp_compiles_each_path_once(name, score, shape):
     """Two sparsifying layers, so the second one's input length follows the keep rate."""
     torch.manual_seed(0)
@@ -86,8 +91,9 @@ def test_keep_rate_ramp_with_an_aot_backend_compiles_each_path_once():
     from torch._dynamo.backends.debugging import aot_eager
 
     torch.manual_seed(0)
-    model = timm.create_model("sparse_videomae_nano_patch16_64", num_classes=3, depth=2, sparse_layers=(0, 1),
-                              score="mean_attn", num_frames=2)
+    model = timm.create_model(
+        "sparse_videomae_nano_patch16_64", num_classes=3, depth=2, sparse_layers=(0, 1), score="mean_attn", num_frames=2
+    )
     x = torch.randn(2, 3, 2, 64, 64)
     counter = CompileCounter()
 
@@ -97,8 +103,9 @@ def test_keep_rate_ramp_with_an_aot_backend_compiles_each_path_once():
 
     model.compile(backend=counted_aot_eager, dynamic=True)
     frames = []
-    eager = timm.create_model("sparse_videomae_nano_patch16_64", num_classes=3, depth=2, sparse_layers=(0, 1),
-                              score="mean_attn", num_frames=2)
+    eager = timm.create_model(
+        "sparse_videomae_nano_patch16_64", num_classes=3, depth=2, sparse_layers=(0, 1), score="mean_attn", num_frames=2
+    )
     eager.load_state_dict(model.state_dict())
     for rate in (1.0, 0.9, 0.8, 0.7):
         out = model(x, keep_units=keep_units(rate))
@@ -109,8 +116,7 @@ def test_keep_rate_ramp_with_an_aot_backend_compiles_each_path_once():
     assert frames[3] == frames[2] == frames[1], f"recompiled as the keep rate ramped: {frames}"
 
 
-def test_recipe_compiles_training_and_testing_once_per_path(tmp_path, digits_root, single_process_group,
-                                                            monkeypatch):
+def test_recipe_compiles_training_and_testing_once_per_path(tmp_path, digits_root, single_process_group, monkeypatch):
     """A keep-rate ramp over the first epoch (6 steps, 16 tokens: 5 token counts) is captured as the
     dense and the sparse training graphs once each; evaluation adds one (eval mode, no grad) and the
     test reuses it. ``tools/test.py`` (run_test) compiles too and scores the same."""
@@ -132,6 +138,7 @@ def test_recipe_compiles_training_and_testing_once_per_path(tmp_path, digits_roo
         def wrapped(self):
             _where["phase"] = phase
             return method(self)
+
         return wrapped
 
     monkeypatch.setattr(FinetuneRecipe, "_keep_rate", recorded_keep_rate)
@@ -139,9 +146,15 @@ def test_recipe_compiles_training_and_testing_once_per_path(tmp_path, digits_roo
     monkeypatch.setattr(FinetuneRecipe, "test", in_phase("test", test))
     _events.clear()
     _calls.clear()
-    overrides = ["data.input_size=64", "+model.depth=2", "sparsity.sparse_layers=[0,1]",
-                 "sparsity.ramp_epochs=1", "train.save_every_steps=0", "train.export_full=true",
-                 f"train.compile={COUNTING_BACKEND}"]
+    overrides = [
+        "data.input_size=64",
+        "+model.depth=2",
+        "sparsity.sparse_layers=[0,1]",
+        "sparsity.ramp_epochs=1",
+        "train.save_every_steps=0",
+        "train.export_full=true",
+        f"train.compile={COUNTING_BACKEND}",
+    ]
     cfg = tiny_cfg(digits_root, tmp_path / "run", *overrides)
     recipe = run(cfg)
     assert recipe.finished and recipe.engine.is_compiled
@@ -159,9 +172,15 @@ def test_recipe_compiles_training_and_testing_once_per_path(tmp_path, digits_roo
     _events.clear()
     _where["phase"] = "run_test"
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
-        test_cfg = compose("test", overrides=[*tiny_overrides(digits_root, tmp_path / "run"), *overrides,
-                                              f"checkpoint={tmp_path / 'run' / 'model_final.pth'}",
-                                              f"output_dir={tmp_path / 'test'}"])
+        test_cfg = compose(
+            "test",
+            overrides=[
+                *tiny_overrides(digits_root, tmp_path / "run"),
+                *overrides,
+                f"checkpoint={tmp_path / 'run' / 'model_final.pth'}",
+                f"output_dir={tmp_path / 'test'}",
+            ],
+        )
     tested = run_test(test_cfg)["test"]
     assert len(_events) == 1 and _calls.get("run_test"), (_events, _calls)
     assert tested["num_videos"] == trained["num_videos"] == 8

@@ -1,5 +1,6 @@
 """A kill at any step of a checkpoint save leaves a run that resumes to the uninterrupted run's weights,
 train-loss history, TensorBoard curves and results.json (one process, real DeepSpeed ZeRO-2, nano ViT)."""
+
 import shutil
 import subprocess
 import sys
@@ -90,7 +91,10 @@ def test_explicit_resume_from_an_older_checkpoint_moves_the_later_ones_aside(tmp
     run(tiny_cfg(digits_root, out, "train.keep_last=0", "train.max_steps=9"))
     ckpt = out / "checkpoints"
     assert [p.name for p in checkpointing.complete_checkpoints(ckpt)] == [
-        "step_00000004", "step_00000006", "step_00000008"]
+        "step_00000004",
+        "step_00000006",
+        "step_00000008",
+    ]
     resumed = run(tiny_cfg(digits_root, out, "train.keep_last=0", f"resume={ckpt / 'step_00000004'}"))
     assert sorted(p.name for p in (ckpt / checkpointing.ABANDONED).iterdir()) == ["step_00000006", "step_00000008"]
     _assert_same_run(out, reference, resumed)
@@ -117,12 +121,26 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_real_process_kill_between_commit_and_pointer(tmp_path, digits_root, reference):
     out = tmp_path / "run"
     train = [str(ROOT / "tools" / "train.py"), *tiny_overrides(digits_root, out)]
-    killed = subprocess.run([sys.executable, "-c", _KILLING_TRAIN, "committed", "2", *train], cwd=ROOT,
-                            env=subprocess_env(), capture_output=True, text=True, timeout=600, check=False)
+    killed = subprocess.run(
+        [sys.executable, "-c", _KILLING_TRAIN, "committed", "2", *train],
+        cwd=ROOT,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert killed.returncode == 137, killed.stderr[-3000:]
     assert (out / "run.lock").is_file() and (out / "checkpoints" / "latest").read_text() == "step_00000004"
-    resumed = subprocess.run([sys.executable, *train], cwd=ROOT, env=subprocess_env(), capture_output=True,
-                             text=True, timeout=600, check=False)
+    resumed = subprocess.run(
+        [sys.executable, *train],
+        cwd=ROOT,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resumed from" in resumed.stdout + resumed.stderr
     adapter = torch.load(out / "adapter.pth", weights_only=True)["state_dict"]
@@ -139,8 +157,15 @@ def test_finished_run_without_its_adapter_redoes_test_and_export(tmp_path, digit
     shutil.copytree(reference["out"], out)
     (out / "adapter.pth").unlink()
     (out / "results.json").write_text('{"name": "tru')
-    again = subprocess.run([sys.executable, str(ROOT / "tools" / "train.py"), *tiny_overrides(digits_root, out)],
-                           cwd=ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=600, check=False)
+    again = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "train.py"), *tiny_overrides(digits_root, out)],
+        cwd=ROOT,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert again.returncode == 0, again.stderr[-3000:]
     adapter = torch.load(out / "adapter.pth", weights_only=True)["state_dict"]
     for name, value in reference["weights"].items():

@@ -25,8 +25,9 @@ def test_mixup_blends_inputs_and_targets_alike():
 
 
 def test_off_means_smoothed_one_hot():
-    out, target = MixupCutmix(3, 0.0, 0.0, smoothing=0.3)(torch.ones(2, 3), torch.tensor([2, 0]),
-                                                           np.random.default_rng(0))
+    out, target = MixupCutmix(3, 0.0, 0.0, smoothing=0.3)(
+        torch.ones(2, 3), torch.tensor([2, 0]), np.random.default_rng(0)
+    )
     assert torch.equal(out, torch.ones(2, 3))
     torch.testing.assert_close(target, one_hot_smooth(torch.tensor([2, 0]), 3, 0.3))
     torch.testing.assert_close(target[0], torch.tensor([0.1, 0.1, 0.8]))

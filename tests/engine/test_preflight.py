@@ -1,11 +1,11 @@
 """Preflight: path resolution from any folder, worker cap, defaults from the model, list checks."""
+
 import os
 from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
 
-from video_sparse.errors import ConfigError
 from video_sparse.engine.config import CONFIG_DIR, REPO_DIR
 from video_sparse.engine.preflight import (
     available_cpus,
@@ -14,6 +14,7 @@ from video_sparse.engine.preflight import (
     prepare_run,
     resolve_user_path,
 )
+from video_sparse.errors import ConfigError
 
 
 def _compose(overrides):
@@ -32,12 +33,14 @@ def test_cap_workers_leaves_a_core_per_process():
 
 def test_paths_resolve_from_any_folder(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert resolve_user_path("assets/demo_backbone_nano.safetensors") == str(REPO_DIR / "assets" /
-                                                                           "demo_backbone_nano.safetensors")
+    assert resolve_user_path("assets/demo_backbone_nano.safetensors") == str(
+        REPO_DIR / "assets" / "demo_backbone_nano.safetensors"
+    )
     (tmp_path / "assets").mkdir()
     (tmp_path / "assets" / "demo_backbone_nano.safetensors").write_bytes(b"")  # the current folder wins
     assert resolve_user_path("assets/demo_backbone_nano.safetensors") == str(
-        tmp_path / "assets" / "demo_backbone_nano.safetensors")
+        tmp_path / "assets" / "demo_backbone_nano.safetensors"
+    )
     assert resolve_user_path("new/run") == str(tmp_path / "new" / "run")
     assert resolve_user_path("~/x") == str(Path.home() / "x")
     assert _compose([]).data.root == str(REPO_DIR / "demo_data")  # never the current folder
@@ -52,8 +55,9 @@ def _clip_folder(root: Path, labels=(0, 1, 1)) -> None:
 
 def test_custom_data_is_filled_from_the_model_and_label_map(tmp_path):
     _clip_folder(tmp_path / "clips")
-    cfg = _compose(["data=custom", f"data.root={tmp_path / 'clips'}", "data.num_workers=64",
-                    f"output_dir={tmp_path / 'out'}"])
+    cfg = _compose(
+        ["data=custom", f"data.root={tmp_path / 'clips'}", "data.num_workers=64", f"output_dir={tmp_path / 'out'}"]
+    )
     prepare_run(cfg, "train")
     demo = model_inputs("sparse_videomae_nano_patch16_64")
     assert cfg.data.num_classes == 2 and cfg.model.num_classes == 2

@@ -1,4 +1,5 @@
 """One run per output folder: a second live run is refused naming the holder; a dead run's lock is taken over."""
+
 import json
 import logging
 import os
@@ -48,8 +49,9 @@ def test_second_lock_in_this_process_is_refused(tmp_path):
 
 
 def test_live_holder_in_another_process_is_refused_then_its_stale_lock_taken_over(tmp_path, caplog):
-    holder = subprocess.Popen([sys.executable, "-c", _HOLDER, str(RUN_LOCK_FILE), str(tmp_path)],
-                              stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, str(RUN_LOCK_FILE), str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         with pytest.raises(RunLockedError, match=f"pid {holder.pid} on host"):

@@ -80,13 +80,14 @@ def _steps(num_samples: int, layout: Layout, epoch: int, micro_step: int = 0) ->
         sampler = ResumableSampler(num_samples, layout.world_size, rank, seed=11)
         sampler.set_epoch(epoch, start=micro_step * layout.micro_batch)
         items = list(sampler)
-        batches = [items[i:i + layout.micro_batch] for i in range(0, len(items), layout.micro_batch)]
+        batches = [items[i : i + layout.micro_batch] for i in range(0, len(items), layout.micro_batch)]
         batches = [b for b in batches if len(b) == layout.micro_batch]  # drop_last
         per_rank.append(batches)
     steps = []
     for start in range(0, len(per_rank[0]) - layout.accumulate_steps + 1, layout.accumulate_steps):
-        steps.append(sorted(item for batches in per_rank for b in batches[start:start + layout.accumulate_steps]
-                            for item in b))
+        steps.append(
+            sorted(item for batches in per_rank for b in batches[start : start + layout.accumulate_steps] for item in b)
+        )
     return steps
 
 
@@ -116,8 +117,11 @@ def test_mid_epoch_resume_on_another_number_of_processes_continues_the_order():
 def test_layouts_that_cannot_continue_exactly_are_refused():
     saved = {**Layout(2, 4, 1, 2)._asdict(), "epoch_samples": 16}
     check_layout(saved, Layout(2, 4, 1, 2), "ckpt")  # the same layout
-    with pytest.raises(ResumeLayoutError, match=r"ckpt was saved with 8 samples.*accumulation = 8 "
-                                                r"\(e.g. optim.accumulate_steps=2\)"):
+    with pytest.raises(
+        ResumeLayoutError,
+        match=r"ckpt was saved with 8 samples.*accumulation = 8 "
+        r"\(e.g. optim.accumulate_steps=2\)",
+    ):
         check_layout(saved, Layout(1, 4, 1, 2), "ckpt")
     with pytest.raises(ResumeLayoutError, match=r"e.g. data.batch_size=8"):
         check_layout(saved, Layout(1, 3, 1, 2), "ckpt")

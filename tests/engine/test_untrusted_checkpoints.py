@@ -1,6 +1,7 @@
 """No load path runs code from a file: a pickle whose ``__reduce__`` would create a marker folder is
 refused with a clear error in every path (pretrained, test checkpoint, adapter-only, resume auto and
 explicit, each DeepSpeed file, the VTAB sweep), and the marker never appears."""
+
 import os
 import shutil
 import subprocess
@@ -50,14 +51,20 @@ def test_the_payload_is_live(tmp_path):
 def _nano_model():
     from video_sparse.engine.builders import build_model
 
-    return build_model({"_target_": "video_sparse.models.create_model", "model_name": "sparse_vit_nano_patch16_64",
-                        "num_classes": 10, "img_size": 32, "adapter_dim": 16},
-                       {"sparse_layers": [1, 2, 3], "keep_rate": 0.7})
+    return build_model(
+        {
+            "_target_": "video_sparse.models.create_model",
+            "model_name": "sparse_vit_nano_patch16_64",
+            "num_classes": 10,
+            "img_size": 32,
+            "adapter_dim": 16,
+        },
+        {"sparse_layers": [1, 2, 3], "keep_rate": 0.7},
+    )
 
 
 def test_pretrained_checkpoint_and_adapter_paths_refuse(tmp_path, marker):
-    from video_sparse.checkpoint import load_adapter_checkpoint, load_pretrained
-    from video_sparse.checkpoint import load_trained_weights
+    from video_sparse.checkpoint import load_adapter_checkpoint, load_pretrained, load_trained_weights
 
     payload = write_payload(tmp_path / "weights.pth", marker, state_dict={}, model_args={})
     model = _nano_model()
@@ -95,14 +102,14 @@ def genuine_checkpoint(tmp_path_factory, digits_root, single_process_group) -> P
 
 
 def test_genuine_checkpoint_resumes_under_weights_only(tmp_path, genuine_checkpoint, digits_root):
-    recipe = run(tiny_cfg(digits_root, tmp_path / "run", f"resume={genuine_checkpoint}", "train.max_steps=5"),
-                 test=False)
+    recipe = run(
+        tiny_cfg(digits_root, tmp_path / "run", f"resume={genuine_checkpoint}", "train.max_steps=5"), test=False
+    )
     assert recipe.global_step == 5
 
 
 @pytest.mark.parametrize("stage", [0, 3])
-def test_every_zero_stage_resumes_under_weights_only(tmp_path, monkeypatch, digits_root, single_process_group,
-                                                    stage):
+def test_every_zero_stage_resumes_under_weights_only(tmp_path, monkeypatch, digits_root, single_process_group, stage):
     """ZeRO-0 (optimizer inside the model states) and ZeRO-3 (partitioned model and optimizer files)."""
     from video_sparse.engine import checkpointing
 
@@ -128,12 +135,29 @@ def test_each_deepspeed_file_is_read_weights_only(tmp_path, genuine_checkpoint, 
 def test_vtab_sweep_refuses_a_payload_backbone(tmp_path, digits_root, marker):
     payload = write_payload(tmp_path / "backbone.pth", marker)
     out = tmp_path / "sweep"
-    cmd = [sys.executable, str(ROOT / "tools" / "vtab_sweep.py"), "--root", str(digits_root), "--out", str(out),
-           "--tasks", "cifar", "--", "model=vit_nano", "sparsity=nano", f"pretrained={payload}",
-           "data.num_classes=10", "data.input_size=32", "data.batch_size=4", "data.num_workers=0", "epochs=1",
-           "device=cpu"]
-    result = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=600, cwd=ROOT,
-                            env=subprocess_env())
+    cmd = [
+        sys.executable,
+        str(ROOT / "tools" / "vtab_sweep.py"),
+        "--root",
+        str(digits_root),
+        "--out",
+        str(out),
+        "--tasks",
+        "cifar",
+        "--",
+        "model=vit_nano",
+        "sparsity=nano",
+        f"pretrained={payload}",
+        "data.num_classes=10",
+        "data.input_size=32",
+        "data.batch_size=4",
+        "data.num_workers=0",
+        "epochs=1",
+        "device=cpu",
+    ]
+    result = subprocess.run(
+        cmd, check=False, capture_output=True, text=True, timeout=600, cwd=ROOT, env=subprocess_env()
+    )
     assert result.returncode != 0
     assert "refusing to load" in result.stderr and "backbone.pth" in result.stderr, result.stderr[-3000:]
     assert not (out / "cifar" / "results.json").exists()
@@ -145,11 +169,24 @@ def test_allowed_deepspeed_types_round_trip(tmp_path):
     from deepspeed.runtime.zero.config import ZeroStageEnum
     from deepspeed.utils.tensor_fragment import fragment_address
 
-    dynamic = DynamicLossScaler(init_scale=2 ** 16, scale_window=1000, min_scale=1, delayed_shift=2,
-                                consecutive_hysteresis=False, dtype=torch.float16)
+    dynamic = DynamicLossScaler(
+        init_scale=2**16,
+        scale_window=1000,
+        min_scale=1,
+        delayed_shift=2,
+        consecutive_hysteresis=False,
+        dtype=torch.float16,
+    )
     path = tmp_path / "optim_states.pt"
-    torch.save({"dynamic": dynamic, "static": LossScaler(1.0), "stage": ZeroStageEnum.weights,
-                "slices": {"w": fragment_address(numel=3, start=1)}}, path)
+    torch.save(
+        {
+            "dynamic": dynamic,
+            "static": LossScaler(1.0),
+            "stage": ZeroStageEnum.weights,
+            "slices": {"w": fragment_address(numel=3, start=1)},
+        },
+        path,
+    )
     loaded = safe_load.safe_torch_load(path)
     assert vars(loaded["dynamic"]) == vars(dynamic) and loaded["static"].cur_scale == 1.0
     assert loaded["stage"] is ZeroStageEnum.weights and loaded["slices"]["w"] == fragment_address(numel=3, start=1)

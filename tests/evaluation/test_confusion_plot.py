@@ -10,9 +10,7 @@ from video_sparse.evaluation.confusion_plot import plot_confusion_matrix
 def test_plot_confusion_matrix_writes_png(tmp_path):
     labels = np.array([0, 0, 1, 2, 2, 2])
     scores = np.eye(3)[[0, 1, 1, 2, 2, 0]]
-    path = plot_confusion_matrix(
-        tmp_path / "cm" / "cm.png", scores, labels, class_names=["a", "b", "c"], title="t"
-    )
+    path = plot_confusion_matrix(tmp_path / "cm" / "cm.png", scores, labels, class_names=["a", "b", "c"], title="t")
     with Image.open(path) as im:
         assert im.format == "PNG"
         pixels = np.asarray(im.convert("RGB"), dtype=np.int32)

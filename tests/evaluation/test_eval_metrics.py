@@ -73,9 +73,7 @@ def test_evaluation_summary_fields():
     assert s["top1"] == pytest.approx(25.0) and s["top5"] == pytest.approx(75.0)
     assert s["mean_class_acc"] == pytest.approx(100 / 3)
     assert (s["num_videos"], s["num_views"], s["num_failed"], s["views_per_video"]) == (4, 60, 2, 15)
-    empty = MergedScores(
-        np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 6), np.float32), 1, "prob"
-    )
+    empty = MergedScores(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 6), np.float32), 1, "prob")
     assert math.isnan(evaluation_summary(empty)["top1"])
 
 

@@ -30,9 +30,7 @@ def _worker(rank: int, init_file: str, out_dir: str) -> None:
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
     try:
         records = all_records()
-        rows = np.array(
-            list(DistributedSampler(range(len(records)), num_replicas=WORLD, rank=rank, shuffle=True))
-        )
+        rows = np.array(list(DistributedSampler(range(len(records)), num_replicas=WORLD, rank=rank, shuffle=True)))
         mine = ViewScores(
             records.sample_index[rows], records.view_index[rows], records.labels[rows], records.logits[rows]
         )

@@ -30,9 +30,7 @@ def make_records(num_videos=7, num_views=3, num_classes=5, seed=0) -> ViewScores
 
 def take(records: ViewScores, rows) -> ViewScores:
     rows = np.asarray(rows, dtype=np.int64)
-    return ViewScores(
-        records.sample_index[rows], records.view_index[rows], records.labels[rows], records.logits[rows]
-    )
+    return ViewScores(records.sample_index[rows], records.view_index[rows], records.labels[rows], records.logits[rows])
 
 
 def reference_merge(records: ViewScores, how: str) -> dict[int, list[float]]:
@@ -71,9 +69,7 @@ def test_hand_computed_two_views():
     records = ViewScores([0, 0], [1, 0], [0, 0], [[math.log(3.0), 0.0], [0.0, 0.0]])
     merged = merge_views(records, num_views=2)
     np.testing.assert_allclose(merged.scores[0], [5 / 8, 3 / 8], rtol=1e-6)
-    np.testing.assert_allclose(
-        merge_views(records, 2, how="logit").scores[0], [math.log(3) / 2, 0.0], rtol=1e-6
-    )
+    np.testing.assert_allclose(merge_views(records, 2, how="logit").scores[0], [math.log(3) / 2, 0.0], rtol=1e-6)
     np.testing.assert_allclose(merge_views(records, 2, how="max").scores[0], [3 / 4, 1 / 2], rtol=1e-6)
 
 
@@ -91,9 +87,7 @@ def test_padded_duplicate_view_does_not_change_result():
 def test_order_of_rows_does_not_matter():
     records = make_records()
     perm = np.random.default_rng(1).permutation(len(records))
-    np.testing.assert_allclose(
-        merge_views(take(records, perm), 3).scores, merge_views(records, 3).scores, atol=1e-7
-    )
+    np.testing.assert_allclose(merge_views(take(records, perm), 3).scores, merge_views(records, 3).scores, atol=1e-7)
 
 
 @pytest.mark.parametrize("world_size", [2, 3, 4, 5])
@@ -103,9 +97,7 @@ def test_distributed_sampler_padding_is_exact(world_size, shuffle):
     single = merge_views(records, num_views=3)
     parts = []
     for rank in range(world_size):
-        sampler = DistributedSampler(
-            range(len(records)), num_replicas=world_size, rank=rank, shuffle=shuffle, seed=3
-        )
+        sampler = DistributedSampler(range(len(records)), num_replicas=world_size, rank=rank, shuffle=shuffle, seed=3)
         parts.append(take(records, list(sampler)))
     gathered = ViewScores.concat(parts)
     assert len(gathered) == math.ceil(21 / world_size) * world_size

@@ -80,7 +80,7 @@ def test_missing_tasks():
     assert row.group_means["Structured"] == pytest.approx(sum(acc[t] for t in STRUCTURED if t != "dmlab") / 7)
     text = format_vtab_markdown([row])
     assert "| - |" in text and "'-' marks tasks" in text
-    only_natural = summarize_vtab({t: 50.0 for t in NATURAL}, allow_missing=True)
+    only_natural = summarize_vtab(dict.fromkeys(NATURAL, 50.0), allow_missing=True)
     assert math.isnan(only_natural.mean) and math.isnan(only_natural.group_means["Specialized"])
     with pytest.raises(ValueError, match="unknown VTAB-1K task"):
         summarize_vtab({"cifar100": 1.0})

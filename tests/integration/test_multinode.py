@@ -1,5 +1,6 @@
 """tools/dist_train.sh on two "nodes" (NNODES=2, NODE_RANK=0/1, MASTER_ADDR=127.0.0.1, one process each)
 trains, saves and resumes exactly like one node with two processes."""
+
 import subprocess
 
 import pytest
@@ -15,11 +16,24 @@ def _launch(run_dir, overrides, nodes: int) -> str:
     overrides = [o for o in overrides if not o.startswith(("experiment=", "output_dir="))]  # set by the script
     procs = []
     for node in range(nodes):
-        node_env = dict(env(), RUN_DIR=str(run_dir), NNODES=str(nodes), NODE_RANK=str(node),
-                        MASTER_ADDR="127.0.0.1", MASTER_PORT=port)
-        procs.append(subprocess.Popen(["bash", str(ROOT / "tools" / "dist_train.sh"), "demo", str(2 // nodes),
-                                       *overrides], cwd=ROOT, env=node_env, stdout=subprocess.PIPE,
-                                      stderr=subprocess.STDOUT, text=True))
+        node_env = dict(
+            env(),
+            RUN_DIR=str(run_dir),
+            NNODES=str(nodes),
+            NODE_RANK=str(node),
+            MASTER_ADDR="127.0.0.1",
+            MASTER_PORT=port,
+        )
+        procs.append(
+            subprocess.Popen(
+                ["bash", str(ROOT / "tools" / "dist_train.sh"), "demo", str(2 // nodes), *overrides],
+                cwd=ROOT,
+                env=node_env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        )
     logs = []
     try:
         for proc in procs:
@@ -41,8 +55,10 @@ def test_two_nodes_train_save_and_resume_like_one(tmp_path):
     first = _launch(two, [*common, "train.max_steps=3"], nodes=2)  # stops mid-epoch, after the step-2 checkpoint
     assert "= 2 process(es) x" in first
     assert (two / "checkpoints" / "latest").read_text().strip() == "step_00000002"
-    assert sorted(p.name for p in (two / "checkpoints" / "step_00000002").glob("rng_rank*.pt")) == \
-        ["rng_rank0.pt", "rng_rank1.pt"]
+    assert sorted(p.name for p in (two / "checkpoints" / "step_00000002").glob("rng_rank*.pt")) == [
+        "rng_rank0.pt",
+        "rng_rank1.pt",
+    ]
     second = _launch(two, common, nodes=2)
     assert "resumed from" in second
     a = torch.load(tmp_path / "one_node" / "adapter.pth", weights_only=True)["state_dict"]

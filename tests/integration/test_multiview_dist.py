@@ -1,4 +1,5 @@
 """tools/test.py on the demo data gives identical merged metrics with 1, 2 and 3 processes."""
+
 import json
 import os
 import socket
@@ -27,12 +28,28 @@ def _port() -> int:
 
 
 def _test(nproc: int, out: Path, data: Path, adapter: Path) -> dict:
-    overrides = ["experiment=demo", f"data.root={data}", "data.demo.num_train=4", "data.demo.num_val=4",
-                 "data.demo.num_test=7", "data.test_num_clips=2", "data.test_num_crops=1", "data.batch_size=4",
-                 f"checkpoint={adapter}", f"pretrained={BACKBONE}", f"output_dir={out}"]
+    overrides = [
+        "experiment=demo",
+        f"data.root={data}",
+        "data.demo.num_train=4",
+        "data.demo.num_val=4",
+        "data.demo.num_test=7",
+        "data.test_num_clips=2",
+        "data.test_num_crops=1",
+        "data.batch_size=4",
+        f"checkpoint={adapter}",
+        f"pretrained={BACKBONE}",
+        f"output_dir={out}",
+    ]
     launcher = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", f"--master_port={_port()}"]
-    result = subprocess.run([*launcher, str(ROOT / "tools" / "test.py"), *overrides], capture_output=True, text=True,
-                            timeout=600, cwd=ROOT, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    result = subprocess.run(
+        [*launcher, str(ROOT / "tools" / "test.py"), *overrides],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-4000:]
     return json.loads((out / "results.json").read_text())["test"]
 
@@ -46,7 +63,7 @@ def test_metrics_do_not_depend_on_the_number_of_processes(tmp_path):
     model = timm.create_model("sparse_videomae_nano_patch16_64", num_classes=4, checkpoint=str(BACKBONE))
     set_trainable(model)  # the backbone frozen as in training: the file holds adapters and head only
     with torch.no_grad():
-        for name, p in model.named_parameters():
+        for p in model.parameters():
             if p.requires_grad:
                 p.add_(0.05 * torch.randn_like(p))  # make adapters and head matter
     adapter = save_adapter_checkpoint(model, tmp_path / "adapter.pth")

@@ -1,4 +1,5 @@
 """Resuming with another number of processes (2 -> 1 -> 2), mid-epoch: exact, or refused with the reason."""
+
 import pytest
 import torch
 from dist_runs import tiny, train
@@ -11,8 +12,14 @@ def test_two_one_two_processes_continue_like_the_uninterrupted_run(tmp_path):
     # lr 0.01: Adam turns the different order of floating-point sums (2 processes vs 1 with accumulation)
     # into weight differences that grow with lr: at the tiny runs' 0.05 they measured 1-2e-5 (one run over
     # the 2e-5 bound below), at 0.01 under 1e-6 in three runs
-    common = ["deepspeed=zero0", "epochs=2", "train.save_every_steps=2", "test.enabled=false",
-              "optim.lr=0.01", "optim.scheduler.min_lr=0.01"]
+    common = [
+        "deepspeed=zero0",
+        "epochs=2",
+        "train.save_every_steps=2",
+        "test.enabled=false",
+        "optim.lr=0.01",
+        "optim.scheduler.min_lr=0.01",
+    ]
     train(tiny(data, tmp_path / "straight", *common))  # 2 processes x 4 clips: 8 per step, 4 steps per epoch
     run = tmp_path / "run"
     train(tiny(data, run, *common, "train.max_steps=3"))  # stops mid-epoch 1, after the step-2 checkpoint

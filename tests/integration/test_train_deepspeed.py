@@ -1,4 +1,5 @@
 """Two CPU processes train the nano video model through the real DeepSpeed path (gloo backend)."""
+
 import json
 from pathlib import Path
 
@@ -14,6 +15,7 @@ pytestmark = pytest.mark.integration
 def _fresh_model(out: Path) -> torch.nn.Module:
     """The model the run started from: same config, same seed, same pre-trained backbone file."""
     from omegaconf import OmegaConf
+
     cfg = OmegaConf.load(out / "config.yaml")
     torch.manual_seed(cfg.seed)
     pretrained = str(ROOT / cfg.pretrained) if cfg.pretrained else None

@@ -1,6 +1,7 @@
 """ZeRO-3 over a frozen backbone, 2 CPU processes (gloo): parameters partitioned across ranks, training
 lowers the loss, frozen weights bit-identical after gathering, and the exported ``adapter.pth`` loaded
 into an unpartitioned model gives the partitioned run's test scores."""
+
 import json
 import subprocess
 import sys
@@ -14,9 +15,29 @@ pytestmark = pytest.mark.integration
 
 def test_zero3_partitions_the_frozen_backbone_and_keeps_it_bit_identical(tmp_path):
     out = tmp_path / "ranks.json"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port()}",
-           str(ROOT / "tools" / "zero_memory.py"), "ranks", "--model", "sparse_videomae_nano_patch16_64",
-           "--stage", "3", "--frames", "4", "--size", "32", "--steps", "4", "--lr", "1e-2", "--json", str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        f"--master_port={free_port()}",
+        str(ROOT / "tools" / "zero_memory.py"),
+        "ranks",
+        "--model",
+        "sparse_videomae_nano_patch16_64",
+        "--stage",
+        "3",
+        "--frames",
+        "4",
+        "--size",
+        "32",
+        "--steps",
+        "4",
+        "--lr",
+        "1e-2",
+        "--json",
+        str(out),
+    ]
     result = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=600, cwd=ROOT, env=env())
     assert result.returncode == 0, result.stderr[-5000:]
     report = json.loads(out.read_text())
@@ -33,8 +54,13 @@ def test_adapter_exported_by_zero3_gives_the_same_scores_unpartitioned(tmp_path)
     train(tiny(data, run, "deepspeed=zero3", "epochs=1"))  # trains, then tests with the partitioned model
     assert json.loads((run / "results.json").read_text())["test"]["num_videos"] == 8
     single = tmp_path / "unpartitioned"  # one process, no DeepSpeed: backbone file + adapter.pth
-    cmd = [sys.executable, str(ROOT / "tools" / "test.py"), *tiny(data, single)[:-1], f"output_dir={single}",
-           f"checkpoint={run / 'adapter.pth'}"]
+    cmd = [
+        sys.executable,
+        str(ROOT / "tools" / "test.py"),
+        *tiny(data, single)[:-1],
+        f"output_dir={single}",
+        f"checkpoint={run / 'adapter.pth'}",
+    ]
     cmd = [c for c in cmd if not c.startswith(("optim.", "train."))]
     result = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=600, cwd=ROOT, env=env())
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

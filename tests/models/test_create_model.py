@@ -1,4 +1,5 @@
 """``create_model``: keys checked against SparseViT before building; ``set_trainable``: what trains."""
+
 from __future__ import annotations
 
 import pytest

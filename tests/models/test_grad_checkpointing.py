@@ -40,10 +40,17 @@ def _loss_and_grads(model, x):
     return loss.detach(), grads
 
 
-@pytest.mark.parametrize("name,kwargs", [
-    (NANO_VIDEO, {}), (NANO_VIDEO, {"score": "mean_query"}), (NANO_VIDEO, {"adapter": "dense_paper"}),
-    (NANO_IMAGE, {}), (NANO_IMAGE, {"adapter": "parallel"}), (NANO_IMAGE, {"dense_include_embedding": True}),
-])
+@pytest.mark.parametrize(
+    "name,kwargs",
+    [
+        (NANO_VIDEO, {}),
+        (NANO_VIDEO, {"score": "mean_query"}),
+        (NANO_VIDEO, {"adapter": "dense_paper"}),
+        (NANO_IMAGE, {}),
+        (NANO_IMAGE, {"adapter": "parallel"}),
+        (NANO_IMAGE, {"dense_include_embedding": True}),
+    ],
+)
 def test_gradients_equal_with_and_without_checkpointing(name, kwargs):
     model = _model(name, **kwargs)
     x = _input(name)
@@ -97,8 +104,10 @@ def test_recomputed_forward_keeps_the_first_forwards_tokens(monkeypatch):
 def test_config_key_reaches_the_model():
     from video_sparse.engine.builders import build_model
 
-    model = build_model({"name": NANO_VIDEO, "num_classes": 5, "grad_checkpointing": True, "extra": {}},
-                        {"keep_rate": 0.7, "sparse_layers": [1, 2, 3]})
+    model = build_model(
+        {"name": NANO_VIDEO, "num_classes": 5, "grad_checkpointing": True, "extra": {}},
+        {"keep_rate": 0.7, "sparse_layers": [1, 2, 3]},
+    )
     assert model.grad_checkpointing
     model = build_model({"name": NANO_VIDEO, "num_classes": 5, "grad_checkpointing": False, "extra": {}}, {})
     assert not model.grad_checkpointing

@@ -26,8 +26,18 @@ def test_every_large_variant_is_specified():
     assert all(name in timm.list_models("sparse_*") for name in LARGE_VARIANTS)
 
 
-@pytest.mark.parametrize("depth,expected", [(12, (3, 6, 9)), (24, (6, 12, 18)), (32, (8, 16, 24)),
-                                            (40, (10, 20, 30)), (4, (1, 2, 3)), (6, (2, 3, 5)), (1, (0,))])
+@pytest.mark.parametrize(
+    "depth,expected",
+    [
+        (12, (3, 6, 9)),
+        (24, (6, 12, 18)),
+        (32, (8, 16, 24)),
+        (40, (10, 20, 30)),
+        (4, (1, 2, 3)),
+        (6, (2, 3, 5)),
+        (1, (0,)),
+    ],
+)
 def test_default_sparse_layers_scale_the_paper_placement(depth, expected):
     assert default_sparse_layers(depth) == expected
 
@@ -50,8 +60,7 @@ def test_full_size_structure_matches_timm(name):
         assert kernel[2] == 2 and "pos_embed" not in ours and "cls_token" not in ours
         assert model.patch_embed.num_patches == 8 * (224 // patch) ** 2
     else:
-        assert {k: v.shape for k, v in ours.items()} == {k: v.shape for k, v in theirs.items()
-                                                         if k in ours}
+        assert {k: v.shape for k, v in ours.items()} == {k: v.shape for k, v in theirs.items() if k in ours}
         assert ours.keys() - theirs.keys() == set()
 
 
@@ -95,13 +104,23 @@ def _videomae_layout(sd: dict[str, torch.Tensor], layout: str) -> dict:
     raise AssertionError(layout)
 
 
-@pytest.mark.parametrize("name", ["sparse_videomae_large_patch16_224", "sparse_videomae_huge_patch16_224",
-                                  "sparse_videomae_v2_giant_patch14_224"])
+@pytest.mark.parametrize(
+    "name",
+    ["sparse_videomae_large_patch16_224", "sparse_videomae_huge_patch16_224", "sparse_videomae_v2_giant_patch14_224"],
+)
 @pytest.mark.parametrize("layout", ["finetune", "compiled_ds"])
 def test_videomae_layouts_give_the_saving_networks_logits(tmp_path, name, layout):
     patch = SPECS[name][4]
-    small = {"embed_dim": 88, "depth": 2, "num_heads": 2, "num_frames": 4, "img_size": 2 * patch, "num_classes": 6,
-             "adapter": "none", "keep_rate": 1.0}
+    small = {
+        "embed_dim": 88,
+        "depth": 2,
+        "num_heads": 2,
+        "num_frames": 4,
+        "img_size": 2 * patch,
+        "num_classes": 6,
+        "adapter": "none",
+        "keep_rate": 1.0,
+    }
     torch.manual_seed(1)
     saver = timm.create_model(name, **small).eval()
     with torch.no_grad():
@@ -116,8 +135,9 @@ def test_videomae_layouts_give_the_saving_networks_logits(tmp_path, name, layout
     torch.manual_seed(2)
     model = timm.create_model(name, **small).eval()
     report = load_pretrained(model, path)
-    built, built_report = create_model_from_checkpoint(path, num_frames=4, img_size=2 * patch, num_heads=2,
-                                                       keep_rate=1.0)
+    built, built_report = create_model_from_checkpoint(
+        path, num_frames=4, img_size=2 * patch, num_heads=2, keep_rate=1.0
+    )
     assert report.format == built_report.format == "videomae"
     assert (report.missing, report.unexpected, built_report.missing, built_report.unexpected) == ([],) * 4
     assert built.blocks[0].mlp.fc1.out_features == saver.blocks[0].mlp.fc1.out_features
@@ -128,13 +148,16 @@ def test_videomae_layouts_give_the_saving_networks_logits(tmp_path, name, layout
         torch.testing.assert_close(built.eval()(x), expected, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("config,name,layers", [
-    ("videomae_large", "sparse_videomae_large_patch16_224", [6, 12, 18]),
-    ("videomae_huge", "sparse_videomae_huge_patch16_224", [8, 16, 24]),
-    ("videomae_v2_giant", "sparse_videomae_v2_giant_patch14_224", [10, 20, 30]),
-    ("vit_large", "sparse_vit_large_patch16_224", [6, 12, 18]),
-    ("vit_huge_patch14", "sparse_vit_huge_patch14_224", [8, 16, 24]),
-])
+@pytest.mark.parametrize(
+    "config,name,layers",
+    [
+        ("videomae_large", "sparse_videomae_large_patch16_224", [6, 12, 18]),
+        ("videomae_huge", "sparse_videomae_huge_patch16_224", [8, 16, 24]),
+        ("videomae_v2_giant", "sparse_videomae_v2_giant_patch14_224", [10, 20, 30]),
+        ("vit_large", "sparse_vit_large_patch16_224", [6, 12, 18]),
+        ("vit_huge_patch14", "sparse_vit_huge_patch14_224", [8, 16, 24]),
+    ],
+)
 def test_model_configs_compose_with_the_paper_sparsity(config, name, layers):
     from pathlib import Path
 

@@ -1,4 +1,5 @@
 """SparseViT behaviour: kept indices, trainable parameters, dense connections, pooling, registry."""
+
 import math
 
 import pytest
@@ -77,8 +78,7 @@ def test_only_adapters_and_head_receive_gradients(adapter):
             assert param.grad is not None and param.grad.abs().sum() > 0, name
         else:
             assert param.grad is None, name
-    assert set(_trainable(model)) == {n for n, _ in model.named_parameters()
-                                                     if "adapter" in n or n.startswith("head.")}
+    assert set(_trainable(model)) == {n for n, _ in model.named_parameters() if "adapter" in n or n.startswith("head.")}
 
 
 def test_dense_connections_match_a_manual_stage_loop():
@@ -132,10 +132,15 @@ def test_pretrained_without_a_local_file_is_refused():
         timm.create_model(NANO_IMAGE, pretrained=True)
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    ({"score": "attention"}, "score must be"), ({"sparse_layers": (9,)}, "sparse_layers"),
-    ({"keep_rate": 1.5}, "keep_rate"), ({"adapter": "lora"}, "adapter must be"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"score": "attention"}, "score must be"),
+        ({"sparse_layers": (9,)}, "sparse_layers"),
+        ({"keep_rate": 1.5}, "keep_rate"),
+        ({"adapter": "lora"}, "adapter must be"),
+    ],
+)
 def test_bad_arguments_are_clear_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):
         timm.create_model(NANO_IMAGE, **kwargs)

@@ -1,4 +1,5 @@
 """The plain backbone computes exactly timm's VisionTransformer with the same weights."""
+
 import pytest
 import timm
 import torch
@@ -12,10 +13,13 @@ def _load_from_timm(ours: torch.nn.Module, ref: torch.nn.Module) -> None:
     assert all("adapter" in k for k in result.missing_keys), result.missing_keys
 
 
-@pytest.mark.parametrize("ours_name,timm_name,kwargs", [
-    ("sparse_vit_base_patch16_224", "vit_base_patch16_224", {}),
-    ("sparse_vit_small_patch14_dinov2", "vit_small_patch14_dinov2", {"img_size": 224}),
-])
+@pytest.mark.parametrize(
+    "ours_name,timm_name,kwargs",
+    [
+        ("sparse_vit_base_patch16_224", "vit_base_patch16_224", {}),
+        ("sparse_vit_small_patch14_dinov2", "vit_small_patch14_dinov2", {"img_size": 224}),
+    ],
+)
 def test_plain_backbone_equals_timm(ours_name, timm_name, kwargs):
     torch.manual_seed(0)
     ref = timm.create_model(timm_name, pretrained=False, num_classes=10, **kwargs).eval()

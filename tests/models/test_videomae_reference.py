@@ -7,6 +7,7 @@ pre-norm blocks whose attention has a bias-free ``qkv`` Linear plus separate ``q
 ``head``. Its state dict is written in the published fine-tune layouts and loaded into ``SparseViT``
 through ``load_pretrained``; the logits must agree.
 """
+
 from __future__ import annotations
 
 import math
@@ -86,8 +87,15 @@ class RefPatchEmbed(nn.Module):
 class RefVideoMAE(nn.Module):
     """VideoMAE's fine-tuning ViT (mean pooling, no CLS), with its parameter names."""
 
-    def __init__(self, frames: int, size: int, dim: int = EMBED_DIM, depth: int = DEPTH, heads: int = HEADS,
-                 num_classes: int = NUM_CLASSES) -> None:
+    def __init__(
+        self,
+        frames: int,
+        size: int,
+        dim: int = EMBED_DIM,
+        depth: int = DEPTH,
+        heads: int = HEADS,
+        num_classes: int = NUM_CLASSES,
+    ) -> None:
         super().__init__()
         self.patch_embed = RefPatchEmbed(dim)
         self.pos_table = sinusoid_table((frames // 2) * (size // 16) ** 2, dim)  # not a parameter
@@ -121,8 +129,9 @@ def randomized_reference(frames: int, size: int, seed: int) -> RefVideoMAE:
 
 
 def ours(frames: int, size: int, **kwargs) -> torch.nn.Module:
-    args = dict(num_frames=frames, img_size=size, depth=DEPTH, num_classes=NUM_CLASSES, sparse_layers=(1,),
-                keep_rate=1.0)
+    args = dict(
+        num_frames=frames, img_size=size, depth=DEPTH, num_classes=NUM_CLASSES, sparse_layers=(1,), keep_rate=1.0
+    )
     return timm.create_model("sparse_videomae_nano_patch16_64", **(args | kwargs)).eval()
 
 

@@ -1,4 +1,5 @@
 """Top-k selection and the fused token against a brute-force reference."""
+
 import math
 
 import pytest
@@ -15,7 +16,7 @@ def _brute_force(x, scores, keep_rate, prefix):
         k = math.ceil(keep_rate * n - 1e-9)
         order = sorted(range(n), key=lambda j: -scores[b, j].item())
         kept, dropped = order[:k], order[k:]
-        rows = [x[b, :prefix]] + [body[j:j + 1] for j in kept]
+        rows = [x[b, :prefix]] + [body[j : j + 1] for j in kept]
         if dropped:
             fused = sum(scores[b, j].item() * body[j] for j in dropped)
             rows.append(fused.unsqueeze(0))

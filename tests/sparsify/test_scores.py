@@ -1,4 +1,5 @@
 """Score policies computed cheaply equal the same numbers read from a full attention matrix."""
+
 import pytest
 import torch
 

@@ -1,4 +1,5 @@
 """tools/benchmark.py end to end on a tiny model: files, table rows, a valid PNG (not timings)."""
+
 import importlib.util
 import json
 from pathlib import Path
@@ -29,10 +30,33 @@ def _assert_png(path):
 @pytest.fixture(scope="module")
 def tool_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
-    summary = _tool("benchmark").main([
-        "--preset", "tiny", "--batch-size", "2", "--reps", "1", "--warmup", "0", "--threads", "1",
-        "--keep-rates", "0.5", "0.7", "0.9", "--explicit-keep-rates", "0.7", "--no-memory",
-        "--num-classes", "7", "--out-dir", str(out), "--name", "tiny"])
+    summary = _tool("benchmark").main(
+        [
+            "--preset",
+            "tiny",
+            "--batch-size",
+            "2",
+            "--reps",
+            "1",
+            "--warmup",
+            "0",
+            "--threads",
+            "1",
+            "--keep-rates",
+            "0.5",
+            "0.7",
+            "0.9",
+            "--explicit-keep-rates",
+            "0.7",
+            "--no-memory",
+            "--num-classes",
+            "7",
+            "--out-dir",
+            str(out),
+            "--name",
+            "tiny",
+        ]
+    )
     return out, summary
 
 
@@ -58,8 +82,9 @@ def test_plot_from_several_results(tool_run, tmp_path):
     second = json.loads((out / "tiny.json").read_text())
     second["config"]["model"] = "another_model"
     (tmp_path / "b.json").write_text(json.dumps(second))
-    result = _tool("benchmark").main(["--plot-from", str(out / "tiny.json"), str(tmp_path / "b.json"),
-                                      "--plot", str(tmp_path / "both.png")])
+    result = _tool("benchmark").main(
+        ["--plot-from", str(out / "tiny.json"), str(tmp_path / "b.json"), "--plot", str(tmp_path / "both.png")]
+    )
     _assert_png(result["plot"])
 
 
@@ -69,8 +94,24 @@ def test_needs_a_model_or_preset(tmp_path):
 
 
 def test_several_presets_in_one_call(tmp_path):
-    common = ["--batch-size", "1", "--reps", "1", "--warmup", "0", "--train-reps", "0", "--threads", "1",
-              "--keep-rates", "0.5", "--explicit-keep-rates", "--no-memory", "--out-dir", str(tmp_path)]
+    common = [
+        "--batch-size",
+        "1",
+        "--reps",
+        "1",
+        "--warmup",
+        "0",
+        "--train-reps",
+        "0",
+        "--threads",
+        "1",
+        "--keep-rates",
+        "0.5",
+        "--explicit-keep-rates",
+        "--no-memory",
+        "--out-dir",
+        str(tmp_path),
+    ]
     result = _tool("benchmark").main(["--preset", "tiny", "tiny", *common])
     assert len(result["runs"]) == 2 and Path(result["plot"]).name == "cost_curves_cpu.png"
     _assert_png(result["plot"])

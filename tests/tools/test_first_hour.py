@@ -1,4 +1,5 @@
 """A new user's first hour: CPU runs need no compiler, tools work from any folder, clear messages."""
+
 import os
 import subprocess
 import sys
@@ -7,23 +8,46 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-TINY = ["data.demo.num_train=16", "data.demo.num_val=4", "data.demo.num_test=4", "data.demo.size=32",
-        "data.input_size=32", "data.short_side_size=32", "data.num_frames=8", "data.batch_size=4",
-        "data.test_num_clips=1", "data.test_num_crops=1", "epochs=1"]
+TINY = [
+    "data.demo.num_train=16",
+    "data.demo.num_val=4",
+    "data.demo.num_test=4",
+    "data.demo.size=32",
+    "data.input_size=32",
+    "data.short_side_size=32",
+    "data.num_frames=8",
+    "data.batch_size=4",
+    "data.test_num_clips=1",
+    "data.test_num_crops=1",
+    "epochs=1",
+]
 
 
 def _no_compiler_env(tmp: Path) -> dict[str, str]:
     """No C++ compiler reachable and an empty extension cache: any JIT build would fail."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DS_", "RANK", "WORLD_SIZE", "LOCAL_RANK",
-                                                                     "MASTER_"))}
-    env.update(CXX="/nonexistent/c++", CC="/nonexistent/cc", TORCH_EXTENSIONS_DIR=str(tmp / "extensions"),
-               OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("DS_", "RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_"))
+    }
+    env.update(
+        CXX="/nonexistent/c++",
+        CC="/nonexistent/cc",
+        TORCH_EXTENSIONS_DIR=str(tmp / "extensions"),
+        OMP_NUM_THREADS="1",
+        PYTHONUNBUFFERED="1",
+    )
     return env
 
 
 def _tool(name: str, *overrides: str, cwd: Path, env: dict[str, str], timeout: int = 300):
-    return subprocess.run([sys.executable, str(REPO / "tools" / f"{name}.py"), *overrides], check=False, cwd=cwd,
-                          env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, str(REPO / "tools" / f"{name}.py"), *overrides],
+        check=False,
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +57,15 @@ def trained(tmp_path_factory):
     elsewhere = tmp / "elsewhere"
     elsewhere.mkdir()
     env = _no_compiler_env(tmp)
-    result = _tool("train", *TINY, "train.log_every=1", f"data.root={tmp / 'data'}", f"output_dir={tmp / 'run'}",
-                   cwd=elsewhere, env=env)
+    result = _tool(
+        "train",
+        *TINY,
+        "train.log_every=1",
+        f"data.root={tmp / 'data'}",
+        f"output_dir={tmp / 'run'}",
+        cwd=elsewhere,
+        env=env,
+    )
     return tmp, elsewhere, env, result
 
 
@@ -52,8 +83,15 @@ def test_cpu_training_builds_no_extension(trained):
 
 def test_cpu_test_tool_builds_no_extension(trained):
     tmp, elsewhere, env, _ = trained
-    result = _tool("test", *TINY, f"data.root={tmp / 'data'}", f"checkpoint={tmp / 'run' / 'adapter.pth'}",
-                   f"output_dir={tmp / 'test'}", cwd=elsewhere, env=env)
+    result = _tool(
+        "test",
+        *TINY,
+        f"data.root={tmp / 'data'}",
+        f"checkpoint={tmp / 'run' / 'adapter.pth'}",
+        f"output_dir={tmp / 'test'}",
+        cwd=elsewhere,
+        env=env,
+    )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
     assert (tmp / "test" / "results.json").is_file()
@@ -63,8 +101,7 @@ def test_cpu_test_tool_builds_no_extension(trained):
 
 def test_rerun_of_a_finished_training_says_it_is_complete(trained):
     tmp, elsewhere, env, _ = trained
-    result = _tool("train", *TINY, f"data.root={tmp / 'data'}", f"output_dir={tmp / 'run'}", cwd=elsewhere,
-                   env=env)
+    result = _tool("train", *TINY, f"data.root={tmp / 'data'}", f"output_dir={tmp / 'run'}", cwd=elsewhere, env=env)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
     assert "is already complete" in output and "resume=null" in output and "output_dir=" in output
@@ -73,9 +110,16 @@ def test_rerun_of_a_finished_training_says_it_is_complete(trained):
 
 def test_checkpoint_head_mismatch_is_one_line_before_any_work(trained):
     tmp, elsewhere, env, _ = trained
-    result = _tool("test", *TINY, f"data.root={tmp / 'nodata'}", "data.num_classes=400",
-                   f"checkpoint={tmp / 'run' / 'adapter.pth'}", f"output_dir={tmp / 'test_bad'}", cwd=elsewhere,
-                   env=env)
+    result = _tool(
+        "test",
+        *TINY,
+        f"data.root={tmp / 'nodata'}",
+        "data.num_classes=400",
+        f"checkpoint={tmp / 'run' / 'adapter.pth'}",
+        f"output_dir={tmp / 'test_bad'}",
+        cwd=elsewhere,
+        env=env,
+    )
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "Traceback" not in result.stderr, result.stderr
     assert "4-class head" in result.stderr and "model.num_classes=400" in result.stderr
@@ -108,9 +152,19 @@ def test_prepare_frames_clean_rerun_removes_the_old_failures_file(tmp_path):
         container.mux(stream.encode())
     (videos / "bad.mp4").write_bytes(np.random.default_rng(0).integers(0, 256, 4000, np.uint8).tobytes())
     (tmp_path / "labels.txt").write_text("a\n")
-    args = ["--videos", str(tmp_path / "videos"), "--out", str(tmp_path / "frames"), "--out-list",
-            str(tmp_path / "frames.txt"), "--label-map", str(tmp_path / "labels.txt"), "--workers", "0",
-            "--no-progress"]
+    args = [
+        "--videos",
+        str(tmp_path / "videos"),
+        "--out",
+        str(tmp_path / "frames"),
+        "--out-list",
+        str(tmp_path / "frames.txt"),
+        "--label-map",
+        str(tmp_path / "labels.txt"),
+        "--workers",
+        "0",
+        "--no-progress",
+    ]
     assert tool.main(args) == 0
     assert (tmp_path / "frames.txt.failures.txt").is_file()
     (videos / "bad.mp4").unlink()
@@ -119,7 +173,12 @@ def test_prepare_frames_clean_rerun_removes_the_old_failures_file(tmp_path):
 
 
 def test_prepare_frames_help_shows_defaults_and_the_training_decoder():
-    result = subprocess.run([sys.executable, str(REPO / "tools" / "prepare_frames.py"), "--help"], check=False,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "prepare_frames.py"), "--help"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     text = " ".join(result.stdout.split())
     assert result.returncode == 0 and "(default: 256)" in text and "(default: auto)" in text

@@ -1,4 +1,5 @@
 """README "Your own videos": class folders -> build_lists.py folders -> train data=custom -> test."""
+
 import json
 import os
 import subprocess
@@ -14,8 +15,15 @@ from video_sparse.data.prepare.folders import build_folder_lists
 
 REPO = Path(__file__).resolve().parents[2]
 # fast: 32 px, 8 frames, one epoch, one view (the README runs leave these at the model's values)
-TINY = ["data.input_size=32", "data.num_frames=8", "data.batch_size=2", "data.test_num_clips=1",
-        "data.test_num_crops=1", "epochs=1", "train.eval_every=0"]
+TINY = [
+    "data.input_size=32",
+    "data.num_frames=8",
+    "data.batch_size=2",
+    "data.test_num_clips=1",
+    "data.test_num_crops=1",
+    "epochs=1",
+    "train.eval_every=0",
+]
 
 
 def _write_clip(path: Path, dx: int, dy: int, frames: int = 12, size: int = 40, seed: int = 0) -> None:
@@ -29,7 +37,7 @@ def _write_clip(path: Path, dx: int, dy: int, frames: int = 12, size: int = 40, 
         for t in range(frames):
             image = rng.integers(0, 60, (size, size, 3), dtype=np.uint8)
             x, y = (4 + dx * t) % (size - 8), (4 + dy * t) % (size - 8)
-            image[y:y + 8, x:x + 8] = 255
+            image[y : y + 8, x : x + 8] = 255
             container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
         container.mux(stream.encode())
 
@@ -46,13 +54,16 @@ def clips(tmp_path_factory):
 
 
 def _env() -> dict[str, str]:
-    return dict({k: v for k, v in os.environ.items() if not k.startswith(("RANK", "WORLD_SIZE", "LOCAL_RANK",
-                                                                          "MASTER_"))}, OMP_NUM_THREADS="1")
+    return dict(
+        {k: v for k, v in os.environ.items() if not k.startswith(("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_"))},
+        OMP_NUM_THREADS="1",
+    )
 
 
 def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, *args], check=False, cwd=cwd, env=_env(), capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, *args], check=False, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=300
+    )
 
 
 def test_folder_lists_are_stratified_and_reproducible(clips, tmp_path):
@@ -93,21 +104,32 @@ def test_three_commands_from_a_folder_to_a_tested_model(clips, tmp_path):
     lists = _run(str(REPO / "tools" / "build_lists.py"), "folders", str(clips), cwd=work)
     assert lists.returncode == 0, lists.stderr
     assert "2 classes, 10 videos" in lists.stdout and "data=custom" in lists.stdout
-    train = _run(str(REPO / "tools" / "train.py"), "data=custom", f"data.root={clips}", "name=my_clips", *TINY,
-                 cwd=work)
+    train = _run(
+        str(REPO / "tools" / "train.py"), "data=custom", f"data.root={clips}", "name=my_clips", *TINY, cwd=work
+    )
     output = train.stdout + train.stderr
     assert train.returncode == 0, output[-4000:]
     assert "data.num_classes=2" in output and "data.mean=[0.5, 0.5, 0.5] (from the model" in output
     run_dir = work / "outputs" / "my_clips"
     saved = json.loads((run_dir / "results.json").read_text())
     assert saved["test"]["num_videos"] == 2
-    test = _run(str(REPO / "tools" / "test.py"), "data=custom", f"data.root={clips}", "name=my_clips",
-                "checkpoint=outputs/my_clips/adapter.pth", "data.test_num_clips=1", "data.test_num_crops=1",
-                cwd=work)
+    test = _run(
+        str(REPO / "tools" / "test.py"),
+        "data=custom",
+        f"data.root={clips}",
+        "name=my_clips",
+        "checkpoint=outputs/my_clips/adapter.pth",
+        "data.test_num_clips=1",
+        "data.test_num_crops=1",
+        cwd=work,
+    )
     output = test.stdout + test.stderr
     assert test.returncode == 0, output[-4000:]
-    for line in ("data.input_size=32 (from the checkpoint)", "data.num_frames=8 (from the checkpoint)",
-                 "data.mean=[0.5, 0.5, 0.5] (from the checkpoint)"):
+    for line in (
+        "data.input_size=32 (from the checkpoint)",
+        "data.num_frames=8 (from the checkpoint)",
+        "data.mean=[0.5, 0.5, 0.5] (from the checkpoint)",
+    ):
         assert line in output
     tested = json.loads((run_dir / "test" / "results.json").read_text())
     assert tested["test"]["num_videos"] == 2

@@ -1,5 +1,6 @@
 """Prediction on user inputs with an adapter trained on the demo task: API and tools/predict.py agree,
 good clips get their class, a corrupt file and a missing path are reported, the exit status says so."""
+
 import csv
 import json
 import shutil
@@ -41,11 +42,24 @@ def trained(tmp_path_factory):
     data = make_demo_dataset(tmp / "demo", num_train=96, num_val=4, num_test=12, seed=5)
     cfg = load_experiment_config("demo", [f"data.root={tmp / 'demo'}"])
     torch.manual_seed(0)
-    model = build_model(OmegaConf.to_container(cfg.model, resolve=True),
-                        OmegaConf.to_container(cfg.sparsity, resolve=True), str(BACKBONE))
-    train = build_video_dataset(data["root"], data["train"], "train", backend="pyav", num_frames=16,
-                                       frame_interval=1, input_size=64, hflip=False, min_scale=0.64,
-                                       mean=(0.5,) * 3, std=(0.5,) * 3)
+    model = build_model(
+        OmegaConf.to_container(cfg.model, resolve=True),
+        OmegaConf.to_container(cfg.sparsity, resolve=True),
+        str(BACKBONE),
+    )
+    train = build_video_dataset(
+        data["root"],
+        data["train"],
+        "train",
+        backend="pyav",
+        num_frames=16,
+        frame_interval=1,
+        input_size=64,
+        hflip=False,
+        min_scale=0.64,
+        mean=(0.5,) * 3,
+        std=(0.5,) * 3,
+    )
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3, weight_decay=0.01)
     generator = torch.Generator().manual_seed(0)
     model.train()
@@ -73,8 +87,13 @@ def trained(tmp_path_factory):
         for t, frame in enumerate(reader.get_frames(range(reader.num_frames))):
             Image.fromarray(frame).save(frames_dir / f"img_{t + 1:05d}.jpg", quality=95)
     expected[str(frames_dir)] = DEMO_CLASSES[5 % 4]
-    return {"tmp": tmp, "adapter": adapter, "inputs": inputs, "expected": expected,
-            "overrides": [f"data.root={tmp / 'demo'}"]}
+    return {
+        "tmp": tmp,
+        "adapter": adapter,
+        "inputs": inputs,
+        "expected": expected,
+        "overrides": [f"data.root={tmp / 'demo'}"],
+    }
 
 
 def test_discover_inputs_finds_clips_frame_folders_and_list_entries(trained, tmp_path):
@@ -82,8 +101,10 @@ def test_discover_inputs_finds_clips_frame_folders_and_list_entries(trained, tmp
     kinds = {Path(i.path).name: i.kind for i in items}
     assert kinds == {"broken.mp4": "video", "frames_clip": "frames", **{f"clip {i}.mp4": "video" for i in range(4)}}
     listing = tmp_path / "list.txt"
-    listing.write_text(f"{trained['inputs'] / 'clips' / 'clip 0.mp4'} 3\n{trained['inputs'] / 'frames_clip'} 16 1\n"
-                       "nowhere/missing.mp4 0\n")
+    listing.write_text(
+        f"{trained['inputs'] / 'clips' / 'clip 0.mp4'} 3\n{trained['inputs'] / 'frames_clip'} 16 1\n"
+        "nowhere/missing.mp4 0\n"
+    )
     listed = discover_inputs([listing])
     assert [Path(i.path).name for i in listed] == ["clip 0.mp4", "frames_clip", "missing.mp4 0"]
     assert [i.kind for i in listed] == ["video", "frames", "missing"]
@@ -106,24 +127,54 @@ def test_api_classifies_good_inputs_and_reports_bad_ones(trained):
     # the views and merge of testing: VideoClassificationDataset's test views, softmax per view, mean
     clip = next(iter(trained["expected"]))
     (trained["tmp"] / "one.txt").write_text(f"{clip} 0\n")
-    views = build_video_dataset("/", trained["tmp"] / "one.txt", "test", backend="pyav", num_frames=16,
-                                       frame_interval=1, input_size=64, short_side_size=64, num_clips=2,
-                                       num_crops=3, mean=(0.5,) * 3, std=(0.5,) * 3)
+    views = build_video_dataset(
+        "/",
+        trained["tmp"] / "one.txt",
+        "test",
+        backend="pyav",
+        num_frames=16,
+        frame_interval=1,
+        input_size=64,
+        short_side_size=64,
+        num_clips=2,
+        num_crops=3,
+        mean=(0.5,) * 3,
+        std=(0.5,) * 3,
+    )
     with torch.no_grad():
         reference = clf.model(torch.stack([views[i]["input"] for i in range(6)])).softmax(-1).mean(0)
     for name, prob in by_path[clip].topk:
         assert abs(prob - float(reference[DEMO_CLASSES.index(name)])) < 1e-5
     # single view: one centred view each, same classes on this easy task
     single = {p.path: p for p in clf.predict([trained["inputs"]], single_view=True, progress=False)}
-    assert all(single[path].num_views == 1 and single[path].topk[0][0] == label
-               for path, label in trained["expected"].items())
+    assert all(
+        single[path].num_views == 1 and single[path].topk[0][0] == label for path, label in trained["expected"].items()
+    )
 
 
 def test_tool_matches_api_writes_json_csv_and_exits_nonzero(trained, tmp_path):
     out = tmp_path / "out"
-    cmd = [sys.executable, str(ROOT / "tools" / "predict.py"), str(trained["inputs"]), "--experiment", "demo",
-           "--checkpoint", str(trained["adapter"]), "--pretrained", str(BACKBONE), "--out", str(out), "--topk", "4",
-           "--device", "cpu", "--quiet", "--kept-tokens", "--", *trained["overrides"]]
+    cmd = [
+        sys.executable,
+        str(ROOT / "tools" / "predict.py"),
+        str(trained["inputs"]),
+        "--experiment",
+        "demo",
+        "--checkpoint",
+        str(trained["adapter"]),
+        "--pretrained",
+        str(BACKBONE),
+        "--out",
+        str(out),
+        "--topk",
+        "4",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--kept-tokens",
+        "--",
+        *trained["overrides"],
+    ]
     result = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-3000:]
     assert "broken.mp4: FAILED" in result.stdout and "5/6 inputs classified, 1 failed" in result.stdout
@@ -151,8 +202,22 @@ def test_tool_exits_2_on_a_missing_checkpoint(tmp_path):
     spec = importlib.util.spec_from_file_location("predict_tool", ROOT / "tools" / "predict.py")
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
-    assert tool.main([str(tmp_path), "--checkpoint", str(tmp_path / "nope.pth"), "--pretrained", str(BACKBONE),
-                 "--out", str(tmp_path / "o"), "--", f"data.root={tmp_path / 'demo'}"]) == 2
+    assert (
+        tool.main(
+            [
+                str(tmp_path),
+                "--checkpoint",
+                str(tmp_path / "nope.pth"),
+                "--pretrained",
+                str(BACKBONE),
+                "--out",
+                str(tmp_path / "o"),
+                "--",
+                f"data.root={tmp_path / 'demo'}",
+            ]
+        )
+        == 2
+    )
 
 
 def test_image_model_predicts_images_and_reports_a_corrupt_one(tmp_path):
@@ -169,8 +234,18 @@ def test_image_model_predicts_images_and_reports_a_corrupt_one(tmp_path):
     for i in range(3):
         Image.fromarray(rng.integers(0, 256, (40 + 10 * i, 80, 3), dtype=np.uint8)).save(tmp_path / f"im{i}.png")
     (tmp_path / "bad.jpg").write_bytes(b"not a jpeg at all")
-    clf = VideoClassifier(model, {"_target_": "video_sparse.data.VTABData", "input_size": 64, "mean": (0.5,) * 3, "std": (0.5,) * 3,
-                                  "batch_size": 2}, ["a", "b", "c"], device="cpu")
+    clf = VideoClassifier(
+        model,
+        {
+            "_target_": "video_sparse.data.VTABData",
+            "input_size": 64,
+            "mean": (0.5,) * 3,
+            "std": (0.5,) * 3,
+            "batch_size": 2,
+        },
+        ["a", "b", "c"],
+        device="cpu",
+    )
     preds = {Path(p.path).name: p for p in clf.predict([tmp_path], topk=3, progress=False)}
     assert set(preds) == {"im0.png", "im1.png", "im2.png", "bad.jpg"}
     assert not preds["bad.jpg"].ok and "bad.jpg" in preds["bad.jpg"].error
@@ -189,8 +264,9 @@ def test_full_checkpoint_gives_the_adapter_predictions_and_image_kept_tokens(tra
     clf = VideoClassifier.from_experiment("demo", trained["adapter"], BACKBONE, trained["overrides"], device="cpu")
     full = tmp_path / "model_final.pth"
     torch.save({"model": clf.model.state_dict()}, full)
-    clf_full = VideoClassifier.from_experiment("demo", full, None, [*trained["overrides"], "pretrained=null"],
-                                               device="cpu")
+    clf_full = VideoClassifier.from_experiment(
+        "demo", full, None, [*trained["overrides"], "pretrained=null"], device="cpu"
+    )
     clip = next(iter(trained["expected"]))
     a, b = clf.predict([clip], progress=False)[0], clf_full.predict([clip], progress=False)[0]
     assert [c for c, _ in a.topk] == [c for c, _ in b.topk]
@@ -202,7 +278,11 @@ def test_full_checkpoint_gives_the_adapter_predictions_and_image_kept_tokens(tra
     from video_sparse.inference.outputs import save_kept_tokens
 
     Image.fromarray(np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(tmp_path / "x.png")
-    image_clf = VideoClassifier(timm.create_model("sparse_vit_nano_patch16_64", num_classes=2), {"_target_": "video_sparse.data.VTABData",
-                                "input_size": 64}, ["a", "b"], device="cpu")
+    image_clf = VideoClassifier(
+        timm.create_model("sparse_vit_nano_patch16_64", num_classes=2),
+        {"_target_": "video_sparse.data.VTABData", "input_size": 64},
+        ["a", "b"],
+        device="cpu",
+    )
     picture = save_kept_tokens(image_clf, 0, [InputItem(str(tmp_path / "x.png"), "image")], tmp_path / "kept", scale=1)
     assert picture.suffix == ".png" and Image.open(picture).width > 64 * 3  # input + one panel per dropping layer

@@ -1,4 +1,5 @@
 """The method study: idx reading, the grid, the interval, and tools/study.py --quick end to end."""
+
 import csv
 import gzip
 import json
@@ -65,8 +66,20 @@ def test_vtab_layout_from_idx_files(tmp_path):
 def test_grid_selection_and_interval():
     grid = study.image_grid()
     names = [m.name for m in grid]
-    assert names == ["linear", "full", "adaptformer", "dense_adapter", "evit_0.7", "sparse_0.5", "sparse_0.6",
-                     "sparse_0.7", "sparse_0.8", "sparse_0.9", "dense_paper_0.7", "released_0.7"]
+    assert names == [
+        "linear",
+        "full",
+        "adaptformer",
+        "dense_adapter",
+        "evit_0.7",
+        "sparse_0.5",
+        "sparse_0.6",
+        "sparse_0.7",
+        "sparse_0.8",
+        "sparse_0.9",
+        "dense_paper_0.7",
+        "released_0.7",
+    ]
     assert [m.name for m in grid if m.keep_curve] == ["sparse_0.7"]
     assert [m.name for m in study.select(grid, ["sparse_*", "linear"])] == ["linear"] + names[5:10]
     with pytest.raises(ValueError, match="matches no member"):
@@ -120,14 +133,34 @@ def test_quick_image_study_end_to_end(tmp_path):
     assert "head_norm: batchnorm" in released and "dense_include_embedding: true" in released
     top1 = [float(r["top1"]) for r in rows]
     assert sum(top1) / len(top1) > 10.0, top1  # above chance (10 classes) on average
-    again = subprocess.run(cmd + ["--methods", "linear", "full"], check=False, capture_output=True, text=True,
-                           timeout=300, cwd=REPO)
+    again = subprocess.run(
+        cmd + ["--methods", "linear", "full"], check=False, capture_output=True, text=True, timeout=300, cwd=REPO
+    )
     assert again.returncode == 0 and again.stdout.count(" done\n") == 2, again.stdout[-2000:]
     # the full study's default: each member in a fresh process (its own peak memory); a removed member reruns
     shutil.rmtree(out / "members" / "linear")
-    isolated = [sys.executable, str(REPO / "tools" / "study.py"), "--out", str(out), "--resolution", "28",
-                "--epochs", "1", "--train-images", "40", "--test-images", "40", "--batch-size", "8", "--workers",
-                "0", "--threads", "1", "--methods", "linear"]
+    isolated = [
+        sys.executable,
+        str(REPO / "tools" / "study.py"),
+        "--out",
+        str(out),
+        "--resolution",
+        "28",
+        "--epochs",
+        "1",
+        "--train-images",
+        "40",
+        "--test-images",
+        "40",
+        "--batch-size",
+        "8",
+        "--workers",
+        "0",
+        "--threads",
+        "1",
+        "--methods",
+        "linear",
+    ]
     third = subprocess.run(isolated, check=False, capture_output=True, text=True, timeout=600, cwd=REPO)
     assert third.returncode == 0, third.stdout[-3000:] + third.stderr[-3000:]
     assert _records(out)["linear"]["memory_isolated"] is True
@@ -140,8 +173,19 @@ def test_quick_video_study_subset(tmp_path):
     """The video grid's plumbing on the demo backbone and demo clips (three members, 1 epoch)."""
     out = tmp_path / "video"
     members = ["linear", "dense_adapter", "sparse_0.5"]
-    cmd = [sys.executable, str(REPO / "tools" / "study.py"), "--task", "video", "--quick", "--out", str(out),
-           "--workers", "0", "--methods", *members]
+    cmd = [
+        sys.executable,
+        str(REPO / "tools" / "study.py"),
+        "--task",
+        "video",
+        "--quick",
+        "--out",
+        str(out),
+        "--workers",
+        "0",
+        "--methods",
+        *members,
+    ]
     result = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=1200, cwd=REPO)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     _, records = _check_study(out, members, 4, 96)

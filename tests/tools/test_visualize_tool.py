@@ -1,4 +1,5 @@
 """tools/visualize.py: checkpoints are really loaded, images give a PNG, videos a GIF / MP4 / sheet."""
+
 import importlib.util
 import logging
 from pathlib import Path
@@ -68,18 +69,31 @@ def test_backbone_plus_adapter_checkpoint(tmp_path, photo):
     backbone = {k: v for k, v in model.state_dict().items() if not is_add_on_key(k)}
     torch.save(backbone, tmp_path / "backbone.pth")
     save_adapter_checkpoint(model, tmp_path / "adapters.pth")
-    out = _tool()(["--model", IMAGE_MODEL, "--arg", "num_classes=4",
-                   "--backbone", str(tmp_path / "backbone.pth"),
-                   "--checkpoint", str(tmp_path / "adapters.pth"),
-                   "--input", str(photo), "--out", str(tmp_path / "kept.png")])
+    out = _tool()(
+        [
+            "--model",
+            IMAGE_MODEL,
+            "--arg",
+            "num_classes=4",
+            "--backbone",
+            str(tmp_path / "backbone.pth"),
+            "--checkpoint",
+            str(tmp_path / "adapters.pth"),
+            "--input",
+            str(photo),
+            "--out",
+            str(tmp_path / "kept.png"),
+        ]
+    )
     assert np.array_equal(np.asarray(Image.open(out).convert("RGB")), _expected_picture(model, photo))
 
 
 def test_full_checkpoint_rebuilds_the_model(tmp_path, photo):
     model = _trained_like(IMAGE_MODEL, seed=1, keep_rate=0.5)
     atomic_save({"model": model.state_dict(), "model_args": model.model_args}, tmp_path / "model_final.pth")
-    out = _tool()(["--checkpoint", str(tmp_path / "model_final.pth"), "--input", str(photo),
-                   "--out", str(tmp_path / "kept.png")])
+    out = _tool()(
+        ["--checkpoint", str(tmp_path / "model_final.pth"), "--input", str(photo), "--out", str(tmp_path / "kept.png")]
+    )
     assert np.array_equal(np.asarray(Image.open(out).convert("RGB")), _expected_picture(model, photo))
 
 
@@ -91,19 +105,31 @@ def test_video_gif_mp4_and_sheet_without_checkpoint(tmp_path, clip, caplog):
     with Image.open(gif) as image:
         assert image.n_frames == 16
         width = image.width
-    mp4 = main(["--model", VIDEO_MODEL, "--input", str(clip), "--out", str(tmp_path / "kept.mp4"),
-                "--stride", "1", "--start", "4"])
+    mp4 = main(
+        [
+            "--model",
+            VIDEO_MODEL,
+            "--input",
+            str(clip),
+            "--out",
+            str(tmp_path / "kept.mp4"),
+            "--stride",
+            "1",
+            "--start",
+            "4",
+        ]
+    )
     with av.open(str(mp4)) as container:
         assert sum(1 for _ in container.decode(video=0)) == 16
-    sheet = main(["--model", VIDEO_MODEL, "--input", str(clip), "--out", str(tmp_path / "kept.png"),
-                  "--keep-rate", "0.5"])
+    sheet = main(
+        ["--model", VIDEO_MODEL, "--input", str(clip), "--out", str(tmp_path / "kept.png"), "--keep-rate", "0.5"]
+    )
     with Image.open(sheet) as image:
         assert image.width == width and image.height % 8 == 0 and image.height > 8 * 64
 
 
 def test_image_model_on_a_video_uses_one_frame(tmp_path, clip):
-    out = _tool()(["--model", IMAGE_MODEL, "--input", str(clip), "--out", str(tmp_path / "frame.png"),
-                   "--frame", "3"])
+    out = _tool()(["--model", IMAGE_MODEL, "--input", str(clip), "--out", str(tmp_path / "frame.png"), "--frame", "3"])
     with Image.open(out) as image:
         assert image.size == (4 * 192 + 3 * 4, 192 + 16)
 
@@ -111,8 +137,7 @@ def test_image_model_on_a_video_uses_one_frame(tmp_path, clip):
 def test_bad_inputs(tmp_path, photo):
     main = _tool()
     with pytest.raises(SystemExit, match="not found"):
-        main(["--model", IMAGE_MODEL, "--input", str(tmp_path / "missing.jpg"),
-              "--out", str(tmp_path / "a.png")])
+        main(["--model", IMAGE_MODEL, "--input", str(tmp_path / "missing.jpg"), "--out", str(tmp_path / "a.png")])
     with pytest.raises(SystemExit, match="video model needs a video"):
         main(["--model", VIDEO_MODEL, "--input", str(photo), "--out", str(tmp_path / "a.gif")])
     with pytest.raises(SystemExit, match="--model"):

@@ -1,4 +1,5 @@
 """tools/zero_memory.py counting: model states against hand arithmetic, activations against a real forward."""
+
 import importlib.util
 from pathlib import Path
 
@@ -30,8 +31,14 @@ def test_model_states_apply_the_estimator_to_trainable_parameters_only():
 def _model(device: str) -> torch.nn.Module:
     torch.manual_seed(0)
     with torch.device(device):
-        model = timm.create_model("sparse_videomae_base_patch16_224", num_classes=10, num_frames=4, img_size=64,
-                                  depth=4, sparse_layers=(1, 2, 3))
+        model = timm.create_model(
+            "sparse_videomae_base_patch16_224",
+            num_classes=10,
+            num_frames=4,
+            img_size=64,
+            depth=4,
+            sparse_layers=(1, 2, 3),
+        )
     set_trainable(model)  # as the tool measures it: the backbone frozen
     return model.train()
 

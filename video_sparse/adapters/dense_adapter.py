@@ -11,6 +11,7 @@ Two variants:
 
 Up-projections start at zero, so an adapted model starts exactly as its frozen backbone.
 """
+
 from __future__ import annotations
 
 import math

@@ -1,4 +1,5 @@
 """AdaptFormer-style bottleneck adapter in parallel to the MLP (``scale * up(relu(down(x)))``)."""
+
 from __future__ import annotations
 
 import math

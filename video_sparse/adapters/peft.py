@@ -6,6 +6,7 @@ component is ``head`` / ``head_norm`` (the classifier and its BatchNorm statisti
 the pre-trained backbone. The same rule decides what trains (:func:`set_trainable`), which keys a
 backbone checkpoint may lack and what an adapter-only checkpoint stores.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -66,8 +67,10 @@ def set_trainable(model: nn.Module, freeze_backbone: bool | None = None) -> None
         freeze_backbone = any(is_adapter_key(name) for name in names)
     trainable = [name for name in names if is_add_on_key(name)] if freeze_backbone else names
     if not trainable:
-        raise ConfigError("freeze_backbone=true leaves nothing to train: the model has no adapter and no head "
-                          "(set model.adapter or model.num_classes, or freeze_backbone=false)")
+        raise ConfigError(
+            "freeze_backbone=true leaves nothing to train: the model has no adapter and no head "
+            "(set model.adapter or model.num_classes, or freeze_backbone=false)"
+        )
     set_trainable_params(model, trainable)
 
 

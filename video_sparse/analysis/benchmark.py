@@ -20,6 +20,7 @@ Method:
   the optimizer state is included; see :mod:`video_sparse.analysis.memory`;
 - on GPU the calls run under bf16 autocast by default.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -73,16 +74,20 @@ class Variant:
         return self.adapter, self.attn_impl
 
 
-def default_variants(keep_rates: Sequence[float] = DEFAULT_KEEP_RATES,
-                     explicit_keep_rates: Sequence[float] = (PAPER_KEEP_RATE,)) -> list[Variant]:
+def default_variants(
+    keep_rates: Sequence[float] = DEFAULT_KEEP_RATES, explicit_keep_rates: Sequence[float] = (PAPER_KEEP_RATE,)
+) -> list[Variant]:
     """Plain backbone, dense adapters, Sparse-Tuning at ``keep_rates``, explicit attention at
     ``explicit_keep_rates``."""
     for k in (*keep_rates, *explicit_keep_rates):
         if not 0.0 < k <= 1.0:
             raise ValueError(f"keep rates must be in (0, 1], got {k}")
-    return [Variant("dense_vit", 1.0, adapter=False), Variant("dense_adapter", 1.0),
-            *(Variant(f"sparse_{k:g}", float(k)) for k in keep_rates),
-            *(Variant(f"explicit_{k:g}", float(k), attn_impl="explicit") for k in explicit_keep_rates)]
+    return [
+        Variant("dense_vit", 1.0, adapter=False),
+        Variant("dense_adapter", 1.0),
+        *(Variant(f"sparse_{k:g}", float(k)) for k in keep_rates),
+        *(Variant(f"explicit_{k:g}", float(k), attn_impl="explicit") for k in explicit_keep_rates),
+    ]
 
 
 @dataclass
@@ -121,8 +126,9 @@ class BenchmarkConfig:
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.reps < 1 or self.warmup < 0:
-            raise ValueError(f"need batch_size >= 1, reps >= 1, warmup >= 0; got {self.batch_size}, "
-                             f"{self.reps}, {self.warmup}")
+            raise ValueError(
+                f"need batch_size >= 1, reps >= 1, warmup >= 0; got {self.batch_size}, {self.reps}, {self.warmup}"
+            )
         if self.train_reps is None:
             self.train_reps = self.reps
         if self.threads is None:
@@ -176,11 +182,15 @@ class BenchmarkResult:
         return next((r for r in self.results if r.variant.name == name), None)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"config": asdict(self.config), "environment": self.environment,
-                "input_shape": self.input_shape, "results": [asdict(r) for r in self.results]}
+        return {
+            "config": asdict(self.config),
+            "environment": self.environment,
+            "input_shape": self.input_shape,
+            "results": [asdict(r) for r in self.results],
+        }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "BenchmarkResult":
+    def from_dict(cls, data: dict[str, Any]) -> BenchmarkResult:
         results = [VariantResult(**{**r, "variant": Variant(**r["variant"])}) for r in data["results"]]
         return cls(BenchmarkConfig(**data["config"]), data["environment"], list(data["input_shape"]), results)
 
@@ -198,13 +208,20 @@ def environment_info(config: BenchmarkConfig) -> dict[str, Any]:
     device = torch.device(config.device)
     on_gpu = device.type == "cuda"
     name = torch.cuda.get_device_name(device) if on_gpu else _cpu_name()
-    return {"device": str(device), "device_name": name,
-            "torch": torch.__version__, "timm": timm.__version__, "python": platform.python_version(),
-            "threads": torch.get_num_threads(), "cores_available": available_cores(),
-            "cuda": torch.version.cuda if on_gpu else None,
-            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "memory_meter": "cuda max_memory_allocated" if on_gpu else
-            "process RSS high-water mark (freed blocks >= 128 KiB returned to the OS at once)"}
+    return {
+        "device": str(device),
+        "device_name": name,
+        "torch": torch.__version__,
+        "timm": timm.__version__,
+        "python": platform.python_version(),
+        "threads": torch.get_num_threads(),
+        "cores_available": available_cores(),
+        "cuda": torch.version.cuda if on_gpu else None,
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "memory_meter": "cuda max_memory_allocated"
+        if on_gpu
+        else "process RSS high-water mark (freed blocks >= 128 KiB returned to the OS at once)",
+    }
 
 
 def _cpu_name() -> str:
@@ -225,8 +242,7 @@ def build_variant_model(config: BenchmarkConfig, variant: Variant, device: str |
     if not variant.adapter:
         kwargs["adapter"] = "none"
     torch.manual_seed(config.seed)
-    model = timm.create_model(config.model, num_classes=config.num_classes, attn_impl=variant.attn_impl,
-                              **kwargs)
+    model = timm.create_model(config.model, num_classes=config.num_classes, attn_impl=variant.attn_impl, **kwargs)
     set_trainable(model)  # as in training: the backbone frozen when there are adapters
     return model.to(device or config.device)
 
@@ -244,19 +260,27 @@ def _autocast(config: BenchmarkConfig) -> Any:
     return torch.autocast(device_type, dtype=config.amp_dtype, enabled=config.amp_dtype is not None)
 
 
-def make_inference_step(model: nn.Module, x: torch.Tensor, keep_rate: float,
-                        config: BenchmarkConfig) -> Callable[[], None]:
+def make_inference_step(
+    model: nn.Module, x: torch.Tensor, keep_rate: float, config: BenchmarkConfig
+) -> Callable[[], None]:
     """A call running one inference batch (eval mode, no autograd)."""
+
     def step() -> None:
         model.eval()
         with torch.inference_mode(), _autocast(config):
             model(x, keep_rate=keep_rate)
+
     return step
 
 
-def make_train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, keep_rate: float,
-                    config: BenchmarkConfig, optimizer: torch.optim.Optimizer | None = None
-                    ) -> Callable[[], None]:
+def make_train_step(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    keep_rate: float,
+    config: BenchmarkConfig,
+    optimizer: torch.optim.Optimizer | None = None,
+) -> Callable[[], None]:
     """A call running one training step: forward, cross-entropy, backward, AdamW step.
 
     Args:
@@ -277,6 +301,7 @@ def make_train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, keep_rat
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+
     return step
 
 
@@ -338,8 +363,7 @@ def measure_peak_memory(config: BenchmarkConfig, variant: Variant, mode: str) ->
     return {"base_mib": base, "peak_mib": peak_mib(device), "allocator_set": allocator_set}
 
 
-def measure_peak_memory_isolated(config: BenchmarkConfig, variant: Variant,
-                                 mode: str) -> dict[str, float | None]:
+def measure_peak_memory_isolated(config: BenchmarkConfig, variant: Variant, mode: str) -> dict[str, float | None]:
     """:func:`measure_peak_memory` in a freshly spawned process; None values if that process dies."""
     try:
         with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
@@ -359,8 +383,9 @@ def planned_calls(config: BenchmarkConfig, variants: Sequence[Variant]) -> int:
     return per_variant * len(variants)
 
 
-def run_benchmark(config: BenchmarkConfig, variants: Sequence[Variant] | None = None,
-                  progress: Callable[[str], None] | None = None) -> BenchmarkResult:
+def run_benchmark(
+    config: BenchmarkConfig, variants: Sequence[Variant] | None = None, progress: Callable[[str], None] | None = None
+) -> BenchmarkResult:
     """Measure every variant (see the module docstring for the method).
 
     Args:
@@ -381,8 +406,15 @@ def run_benchmark(config: BenchmarkConfig, variants: Sequence[Variant] | None = 
     torch.set_num_threads(config.threads)
     device = torch.device(config.device)
     env = environment_info(config)
-    logger.info("benchmark %s batch %d on %s (%s), %d threads, torch %s", config.model, config.batch_size,
-                env["device"], env["device_name"], env["threads"], env["torch"])
+    logger.info(
+        "benchmark %s batch %d on %s (%s), %d threads, torch %s",
+        config.model,
+        config.batch_size,
+        env["device"],
+        env["device_name"],
+        env["threads"],
+        env["torch"],
+    )
 
     models = build_shared_models(config, variants)
     x, y = make_batch(config, next(iter(models.values())))
@@ -401,8 +433,10 @@ def run_benchmark(config: BenchmarkConfig, variants: Sequence[Variant] | None = 
         _round_robin(results, infer, config.warmup, config.reps, device, "infer", tick)
         if config.train_reps:
             optimizers = {key: make_optimizer(m) for key, m in models.items()}
-            train = [make_train_step(runners[v.model_key], x, y, v.keep_rate, config, optimizers[v.model_key])
-                     for v in variants]
+            train = [
+                make_train_step(runners[v.model_key], x, y, v.keep_rate, config, optimizers[v.model_key])
+                for v in variants
+            ]
             _round_robin(results, train, config.warmup, config.train_reps, device, "train", tick)
             del train, optimizers
         del infer, runners
@@ -427,8 +461,7 @@ def _compile_settings(enabled: bool, num_variants: int) -> Any:
     return torch._dynamo.config.patch(recompile_limit=4 * num_variants + 8)
 
 
-def build_shared_models(config: BenchmarkConfig,
-                        variants: Sequence[Variant]) -> dict[tuple[bool, str], nn.Module]:
+def build_shared_models(config: BenchmarkConfig, variants: Sequence[Variant]) -> dict[tuple[bool, str], nn.Module]:
     """One CPU model per (adapter, attention implementation), all holding the same backbone weights."""
     models: dict[tuple[bool, str], nn.Module] = {}
     reference: dict[str, torch.Tensor] | None = None
@@ -444,8 +477,15 @@ def build_shared_models(config: BenchmarkConfig,
     return models
 
 
-def _round_robin(results: list[VariantResult], steps: list[Callable[[], None]], warmup: int, reps: int,
-                 device: torch.device, phase: str, tick: Callable[[str], None]) -> None:
+def _round_robin(
+    results: list[VariantResult],
+    steps: list[Callable[[], None]],
+    warmup: int,
+    reps: int,
+    device: torch.device,
+    phase: str,
+    tick: Callable[[str], None],
+) -> None:
     """Call every step once per round; record the rounds after ``warmup`` in ``<phase>_s`` and
     (on CPU) ``<phase>_cpu_s``."""
     for round_index in range(warmup + reps):

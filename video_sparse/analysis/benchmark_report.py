@@ -1,4 +1,5 @@
 """Markdown tables, key ratios and JSON files for :mod:`video_sparse.analysis.benchmark` results."""
+
 from __future__ import annotations
 
 import json
@@ -66,8 +67,9 @@ def key_ratios(result: BenchmarkResult, keep_rate: float = PAPER_KEEP_RATE) -> d
         "speedup_vs_dense_adapter_cpu": _ratio(med(dense_adapter, "infer_cpu_s"), med(sparse, "infer_cpu_s")),
         "train_time_vs_dense_adapter": _ratio(med(sparse, "train_s"), med(dense_adapter, "train_s")),
         "train_peak_vs_dense_adapter": _ratio(mem(sparse, "train"), mem(dense_adapter, "train")),
-        "train_step_memory_vs_dense_adapter": _ratio(sparse and sparse.step_memory("train"),
-                                                     dense_adapter and dense_adapter.step_memory("train")),
+        "train_step_memory_vs_dense_adapter": _ratio(
+            sparse and sparse.step_memory("train"), dense_adapter and dense_adapter.step_memory("train")
+        ),
         "speedup_vs_explicit": _ratio(med(explicit, "infer_s"), med(sparse, "infer_s")),
         "train_speedup_vs_explicit": _ratio(med(explicit, "train_s"), med(sparse, "train_s")),
     }
@@ -86,11 +88,13 @@ def describe(result: BenchmarkResult) -> str:
     cfg, env = result.config, result.environment
     precision = cfg.amp + " autocast" if cfg.amp else "fp32"
     compiled = ", torch.compile" if cfg.compile else ""
-    return (f"`{cfg.model}`, input {tuple(result.input_shape)}, {env['device']} ({env['device_name']}), "
-            f"{env['threads']} threads, torch {env['torch']}, {precision}{compiled}; median of {cfg.reps} "
-            f"inference and {cfg.train_reps} training rounds after {cfg.warmup} warm-up round(s), "
-            f"variants interleaved; peak memory: {env['memory_meter']}, one fresh process per variant "
-            "and mode")
+    return (
+        f"`{cfg.model}`, input {tuple(result.input_shape)}, {env['device']} ({env['device_name']}), "
+        f"{env['threads']} threads, torch {env['torch']}, {precision}{compiled}; median of {cfg.reps} "
+        f"inference and {cfg.train_reps} training rounds after {cfg.warmup} warm-up round(s), "
+        f"variants interleaved; peak memory: {env['memory_meter']}, one fresh process per variant "
+        "and mode"
+    )
 
 
 def to_markdown(result: BenchmarkResult, keep_rate: float = PAPER_KEEP_RATE) -> str:
@@ -100,10 +104,22 @@ def to_markdown(result: BenchmarkResult, keep_rate: float = PAPER_KEEP_RATE) -> 
     base_tp = throughput(result, dense_vit) if dense_vit else None
     adapter_tp = throughput(result, dense_adapter) if dense_adapter else None
     unit = "clips/s" if len(result.input_shape) == 5 else "img/s"
-    header = ["variant", "keep", "attention", "GMACs", "GMACs / dense ViT", f"inference {unit}",
-              "speed-up vs dense ViT", "speed-up vs dense adapters", "train step s", "infer peak MiB",
-              "train peak MiB", "train peak / dense adapters", "train step MiB (peak - base)",
-              "train step MiB / dense adapters"]
+    header = [
+        "variant",
+        "keep",
+        "attention",
+        "GMACs",
+        "GMACs / dense ViT",
+        f"inference {unit}",
+        "speed-up vs dense ViT",
+        "speed-up vs dense adapters",
+        "train step s",
+        "infer peak MiB",
+        "train peak MiB",
+        "train peak / dense adapters",
+        "train step MiB (peak - base)",
+        "train step MiB / dense adapters",
+    ]
     lines = [describe(result), "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     adapter_peak = dense_adapter.memory.get("train") if dense_adapter else None
     adapter_step = dense_adapter.step_memory("train") if dense_adapter else None
@@ -111,25 +127,42 @@ def to_markdown(result: BenchmarkResult, keep_rate: float = PAPER_KEEP_RATE) -> 
         v = row.variant
         tp = throughput(result, row)
         attention = "explicit" if v.attn_impl == "explicit" else "SDPA"
-        cells = [v.name, f"{v.keep_rate:g}", attention, _fmt_gmacs(row.gmacs),
-                 _fmt(_ratio(row.gmacs, dense_vit and dense_vit.gmacs), 3), _fmt(tp),
-                 _fmt(_ratio(tp, base_tp)), _fmt(_ratio(tp, adapter_tp)), _fmt(row.median("train_s"), 3),
-                 _fmt(row.memory.get("infer"), 0),
-                 _fmt(row.memory.get("train"), 0), _fmt(_ratio(row.memory.get("train"), adapter_peak)),
-                 _fmt(row.step_memory("train"), 0), _fmt(_ratio(row.step_memory("train"), adapter_step))]
+        cells = [
+            v.name,
+            f"{v.keep_rate:g}",
+            attention,
+            _fmt_gmacs(row.gmacs),
+            _fmt(_ratio(row.gmacs, dense_vit and dense_vit.gmacs), 3),
+            _fmt(tp),
+            _fmt(_ratio(tp, base_tp)),
+            _fmt(_ratio(tp, adapter_tp)),
+            _fmt(row.median("train_s"), 3),
+            _fmt(row.memory.get("infer"), 0),
+            _fmt(row.memory.get("train"), 0),
+            _fmt(_ratio(row.memory.get("train"), adapter_peak)),
+            _fmt(row.step_memory("train"), 0),
+            _fmt(_ratio(row.step_memory("train"), adapter_step)),
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     ratios = key_ratios(result, keep_rate)
     lines += ["", f"Key ratios at keep {keep_rate:g} (batch {cfg.batch_size}):", ""]
-    lines += [f"- {name}: {_fmt(value, 3)}" for name, value in ratios.items()
-              if value is not None or not name.endswith("_cpu")]
+    lines += [
+        f"- {name}: {_fmt(value, 3)}"
+        for name, value in ratios.items()
+        if value is not None or not name.endswith("_cpu")
+    ]
     return "\n".join(lines) + "\n"
 
 
 def summary_dict(result: BenchmarkResult, keep_rate: float = PAPER_KEEP_RATE) -> dict[str, Any]:
     """Per-variant medians and the key ratios, for logs and quick comparisons."""
-    rows = {r.variant.name: {"gmacs": r.gmacs, "throughput": throughput(result, r),
-                             "train_s": r.median("train_s"),
-                             **{f"memory_{k}_mib": v for k, v in r.memory.items()}}
-            for r in result.results}
-    return {"rows": rows,
-            "ratios": key_ratios(result, keep_rate)}
+    rows = {
+        r.variant.name: {
+            "gmacs": r.gmacs,
+            "throughput": throughput(result, r),
+            "train_s": r.median("train_s"),
+            **{f"memory_{k}_mib": v for k, v in r.memory.items()},
+        }
+        for r in result.results
+    }
+    return {"rows": rows, "ratios": key_ratios(result, keep_rate)}

@@ -5,6 +5,7 @@ video models share the axes. The right panel also draws the FLOPs bound (dense G
 GMACs), the speed-up a run would reach if time were proportional to multiply-accumulates.
 Needs matplotlib (the ``plots`` extra).
 """
+
 from __future__ import annotations
 
 import os
@@ -23,8 +24,10 @@ def cost_curve(result: BenchmarkResult) -> dict[str, list[float]]:
         and ``bound`` are relative to ``dense_vit`` (NaN where it or a timing is missing).
     """
     dense = result.get("dense_vit")
-    rows = sorted((r for r in result.results if r.variant.adapter and r.variant.attn_impl == "sdpa"),
-                  key=lambda r: r.variant.keep_rate)
+    rows = sorted(
+        (r for r in result.results if r.variant.adapter and r.variant.attn_impl == "sdpa"),
+        key=lambda r: r.variant.keep_rate,
+    )
     nan = float("nan")
     base_gmacs = dense.gmacs if dense else nan
     base_tp = (throughput(result, dense) if dense else None) or nan
@@ -48,8 +51,12 @@ def _label(result: BenchmarkResult) -> str:
     return f"{name} {size} ({result.environment.get('device', '?')}, batch {shape[0]})"
 
 
-def plot_cost_curves(results: Sequence[BenchmarkResult], path: str | os.PathLike,
-                     labels: Sequence[str] | None = None, title: str | None = None) -> Path:
+def plot_cost_curves(
+    results: Sequence[BenchmarkResult],
+    path: str | os.PathLike,
+    labels: Sequence[str] | None = None,
+    title: str | None = None,
+) -> Path:
     """Draw GMACs and throughput against keep rate for one or more runs and save a PNG.
 
     Args:
@@ -75,15 +82,20 @@ def plot_cost_curves(results: Sequence[BenchmarkResult], path: str | os.PathLike
         curve = cost_curve(result)
         ax_flops.plot(curve["keep"], curve["gmacs_rel"], "o-", color=color, label=label)
         ax_speed.plot(curve["keep"], curve["speedup"], "o-", color=color, label=f"{label}: measured")
-        ax_speed.plot(curve["keep"], curve["bound"], "--", color=color, alpha=0.6,
-                      label=f"{label}: FLOPs bound")
+        ax_speed.plot(curve["keep"], curve["bound"], "--", color=color, alpha=0.6, label=f"{label}: FLOPs bound")
         for r in result.results:
             if r.variant.attn_impl == "explicit":
                 base = result.get("dense_vit")
                 tp, base_tp = throughput(result, r), throughput(result, base) if base else None
                 if tp and base_tp:
-                    ax_speed.plot([r.variant.keep_rate], [tp / base_tp], "x", color=color, markersize=9,
-                                  label=f"{label}: explicit attention")
+                    ax_speed.plot(
+                        [r.variant.keep_rate],
+                        [tp / base_tp],
+                        "x",
+                        color=color,
+                        markersize=9,
+                        label=f"{label}: explicit attention",
+                    )
     for ax in (ax_flops, ax_speed):
         ax.axhline(1.0, color="gray", lw=0.8)
         ax.set_xlabel("keep rate (at each sparsifying layer)")

@@ -6,6 +6,7 @@ attention kernels are counted too (the CPU kernel is registered here, since PyTo
 the CUDA ones), as ``2 * N^2 * d`` MACs per head and sample for ``q k^T`` and ``attn v``.
 Elementwise work (softmax, norms, GELU) is not counted, as in fvcore and the papers.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -48,8 +49,10 @@ def count_gmacs(model: nn.Module, inputs: torch.Tensor, **forward_kwargs) -> Flo
     finally:
         model.train(was_training)
     batch = inputs.shape[0]
-    by_op = {str(op).replace("aten.", ""): flops / 2 / batch / 1e9
-             for op, flops in counter.get_flop_counts()["Global"].items()}
+    by_op = {
+        str(op).replace("aten.", ""): flops / 2 / batch / 1e9
+        for op, flops in counter.get_flop_counts()["Global"].items()
+    }
     return FlopReport(counter.get_total_flops() / 2 / batch / 1e9, by_op)
 
 

@@ -9,6 +9,7 @@ allocations; :func:`return_freed_memory_at_once` turns that off so that the RSS 
 tensors. Both change the process, hence :mod:`video_sparse.analysis.benchmark` measures each
 variant in a fresh one.
 """
+
 from __future__ import annotations
 
 import ctypes

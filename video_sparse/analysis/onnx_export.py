@@ -12,6 +12,7 @@ The exact video score (``mean_attn``) runs in query chunks whose size PyTorch pi
 size; a graph with symbolic batch would bake the example's chunk count next to batch-dependent chunk
 sizes. During export every attention's chunk size is therefore fixed to the batch-1 choice.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -71,8 +72,9 @@ def batch_independent_score_chunks(model: nn.Module) -> Iterator[None]:
             module.score_chunk_size = None
 
 
-def export_onnx(model: nn.Module, path: str | os.PathLike, example: torch.Tensor, with_kept: bool = True,
-                max_batch: int = 4096) -> Path:
+def export_onnx(
+    model: nn.Module, path: str | os.PathLike, example: torch.Tensor, with_kept: bool = True, max_batch: int = 4096
+) -> Path:
     """Write ``model`` (in eval mode, fp32) as an ONNX file with a dynamic batch axis.
 
     Args:
@@ -89,8 +91,9 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, example: torch.Tensor
         ValueError: ``example`` has a batch of 1 (the exporter would fix the batch to 1).
     """
     if example.shape[0] < 2:
-        raise ValueError(f"export needs an example batch of at least 2 to keep the batch axis dynamic, "
-                         f"got {tuple(example.shape)}")
+        raise ValueError(
+            f"export needs an example batch of at least 2 to keep the batch axis dynamic, got {tuple(example.shape)}"
+        )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval().float()
@@ -98,8 +101,15 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, example: torch.Tensor
     outputs = [LOGITS] + (kept_output_names(model) if with_kept else [])
     batch = torch.export.Dim("batch", min=1, max=max_batch)
     with torch.no_grad(), batch_independent_score_chunks(model):
-        program = torch.onnx.export(module, (example.float(),), dynamo=True, input_names=[INPUT],
-                                    output_names=outputs, dynamic_shapes=({0: batch},), verbose=False)
+        program = torch.onnx.export(
+            module,
+            (example.float(),),
+            dynamo=True,
+            input_names=[INPUT],
+            output_names=outputs,
+            dynamic_shapes=({0: batch},),
+            verbose=False,
+        )
     program.save(str(path))
     logger.info("exported %s (%.1f MB), outputs %s", path, path.stat().st_size / 1e6, outputs)
     return path
@@ -149,8 +159,9 @@ class OnnxCheck:
 
 
 @torch.no_grad()
-def check_onnx(path: str | os.PathLike, model: nn.Module, batches: Sequence[torch.Tensor],
-               session: Any = None) -> OnnxCheck:
+def check_onnx(
+    path: str | os.PathLike, model: nn.Module, batches: Sequence[torch.Tensor], session: Any = None
+) -> OnnxCheck:
     """Run each batch through onnxruntime and through ``model``; compare logits and kept indices.
 
     Args:
@@ -166,8 +177,13 @@ def check_onnx(path: str | os.PathLike, model: nn.Module, batches: Sequence[torc
     kept_names = [n for n in names if n != LOGITS]
     layers = dropping_layers(model)
     captured: dict[str, torch.Tensor] = {}
-    hook = model.blocks[layers[0]].register_forward_hook(
-        lambda module, args, out: captured.__setitem__("scores", out[2].scores)) if layers else None
+    hook = (
+        model.blocks[layers[0]].register_forward_hook(
+            lambda module, args, out: captured.__setitem__("scores", out[2].scores)
+        )
+        if layers
+        else None
+    )
     max_diff, mismatches, rows, same_rows, gap, mean_score = 0.0, 0, 0, 0, 0.0, 0.0
     try:
         for x in batches:
@@ -197,12 +213,21 @@ def check_onnx(path: str | os.PathLike, model: nn.Module, batches: Sequence[torc
         if hook is not None:
             hook.remove()
     axis = session.get_inputs()[0].shape[0]
-    return OnnxCheck(max_diff, mismatches == 0, mismatches, same_rows / rows if rows else 1.0, gap, mean_score,
-                     [int(x.shape[0]) for x in batches], axis)
+    return OnnxCheck(
+        max_diff,
+        mismatches == 0,
+        mismatches,
+        same_rows / rows if rows else 1.0,
+        gap,
+        mean_score,
+        [int(x.shape[0]) for x in batches],
+        axis,
+    )
 
 
-def time_interleaved(runners: dict[str, Callable[[], Any]], repeats: int = 5, warmup: int = 1
-                     ) -> dict[str, dict[str, float]]:
+def time_interleaved(
+    runners: dict[str, Callable[[], Any]], repeats: int = 5, warmup: int = 1
+) -> dict[str, dict[str, float]]:
     """Time several callables in rounds (each round runs every callable once, in turn).
 
     Interleaving spreads the load of a shared machine over all of them alike.
@@ -219,5 +244,7 @@ def time_interleaved(runners: dict[str, Callable[[], Any]], repeats: int = 5, wa
             start = time.perf_counter()
             run()
             times[name].append(time.perf_counter() - start)
-    return {name: {"median_s": statistics.median(t), "min_s": min(t), "max_s": max(t), "repeats": len(t)}
-            for name, t in times.items()}
+    return {
+        name: {"median_s": statistics.median(t), "min_s": min(t), "max_s": max(t), "repeats": len(t)}
+        for name, t in times.items()
+    }

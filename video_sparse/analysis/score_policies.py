@@ -4,6 +4,7 @@ The reference is ``mean_attn``, the exact attention each token receives; a cheap
 judged by the overlap of its kept sets with the reference's on the same weights and inputs, and by
 its forward time relative to the reference, both measured in one run.
 """
+
 from __future__ import annotations
 
 import statistics
@@ -42,8 +43,9 @@ def selection_agreement(model: nn.Module, x: torch.Tensor, score: str, reference
     return overlaps
 
 
-def time_policies(model: nn.Module, x: torch.Tensor, scores: list[str], repeats: int = 5,
-                  warmup: int = 1) -> dict[str, float]:
+def time_policies(
+    model: nn.Module, x: torch.Tensor, scores: list[str], repeats: int = 5, warmup: int = 1
+) -> dict[str, float]:
     """Median forward seconds per policy, repetitions interleaved round-robin."""
     times: dict[str, list[float]] = {s: [] for s in scores}
     previous = [block.score for block in model.blocks]

@@ -14,6 +14,7 @@ Sparse-Tuning at keep 0.7 configured as the released code does (patch embedding 
 sum, ``BatchNorm1d(dim, affine=False)`` before the head). Each member is a list of Hydra overrides
 on top of the study's experiment, so any member can be rerun alone with ``tools/train.py``.
 """
+
 from __future__ import annotations
 
 import csv
@@ -33,9 +34,15 @@ CURVE_KEEP_RATES = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 CLAIM = {"top1_gap": 1.0, "gmacs": 0.67, "time": 0.8, "memory": 0.8}
 #: Table columns: (CSV key, Markdown header).
 COLUMNS: tuple[tuple[str, str], ...] = (
-    ("method", "method"), ("keep_rate", "keep"), ("top1", "top-1 %"), ("top1_ci", "95% interval"),
-    ("gmacs", "GMACs/img"), ("trainable_params", "trainable params"), ("train_s_per_epoch", "train s/epoch"),
-    ("train_peak_mib", "train peak MiB"), ("infer_img_s", "inference img/s"),
+    ("method", "method"),
+    ("keep_rate", "keep"),
+    ("top1", "top-1 %"),
+    ("top1_ci", "95% interval"),
+    ("gmacs", "GMACs/img"),
+    ("trainable_params", "trainable params"),
+    ("train_s_per_epoch", "train s/epoch"),
+    ("train_peak_mib", "train peak MiB"),
+    ("infer_img_s", "inference img/s"),
 )
 
 
@@ -83,15 +90,26 @@ def image_grid(keep_rates: Sequence[float] = SPARSE_KEEP_RATES, released: bool =
         Member("dense_adapter", "Dense Adapters, no sparsification", _adapter("dense"), 1.0, "adapter"),
         Member("evit_0.7", "token sparsification, head only (EViT-style)", _HEAD_ONLY, 0.7, "head"),
     ]
-    members += [Member(f"sparse_{k}", f"Sparse-Tuning keep {k}", _adapter("dense"), k, "adapter",
-                       keep_curve=math.isclose(k, 0.7)) for k in keep_rates]
-    members.append(Member("dense_paper_0.7", "Sparse-Tuning, paper-figure Dense Adapter",
-                          _adapter("dense_paper"), 0.7, "adapter"))
+    members += [
+        Member(
+            f"sparse_{k}", f"Sparse-Tuning keep {k}", _adapter("dense"), k, "adapter", keep_curve=math.isclose(k, 0.7)
+        )
+        for k in keep_rates
+    ]
+    members.append(
+        Member("dense_paper_0.7", "Sparse-Tuning, paper-figure Dense Adapter", _adapter("dense_paper"), 0.7, "adapter")
+    )
     if released:
-        members.append(Member("released_0.7", "Sparse-Tuning as the released code (embedding in stage 1 sum, "
-                              "BatchNorm head)", (*_adapter("dense"), "+model.dense_include_embedding=true",
-                                                 "model.head_norm=batchnorm"), 0.7, "adapter",
-                              needs=("head_norm",)))
+        members.append(
+            Member(
+                "released_0.7",
+                "Sparse-Tuning as the released code (embedding in stage 1 sum, BatchNorm head)",
+                (*_adapter("dense"), "+model.dense_include_embedding=true", "model.head_norm=batchnorm"),
+                0.7,
+                "adapter",
+                needs=("head_norm",),
+            )
+        )
     return members
 
 
@@ -137,16 +155,29 @@ class Plan:
     def format(self) -> str:
         lines = []
         for m in self.members:
-            state = ("done" if m.name in self.done else f"skipped: {self.skipped[m.name]}"
-                     if m.name in self.skipped else f"~{self.estimate_s.get(m.name, float('nan')) / 60:.1f} min")
+            state = (
+                "done"
+                if m.name in self.done
+                else f"skipped: {self.skipped[m.name]}"
+                if m.name in self.skipped
+                else f"~{self.estimate_s.get(m.name, float('nan')) / 60:.1f} min"
+            )
             lines.append(f"  {m.name:<16} {m.description:<62} lr {LR_FAMILIES[m.lr_family]:.0e}  {state}")
         todo = sum(v for k, v in self.estimate_s.items() if k not in self.done and k not in self.skipped)
         lines.append(f"estimated time for the members left: {todo / 60:.1f} min")
         return "\n".join(lines)
 
 
-def estimate_member_seconds(gmacs: float, train_images: int, epochs: int, test_images: int, curve_points: int,
-                            gmacs_per_s: float, overhead_s: float = 15.0, train_factor: float = 3.0) -> float:
+def estimate_member_seconds(
+    gmacs: float,
+    train_images: int,
+    epochs: int,
+    test_images: int,
+    curve_points: int,
+    gmacs_per_s: float,
+    overhead_s: float = 15.0,
+    train_factor: float = 3.0,
+) -> float:
     """Rough time of one member: training at ``train_factor`` x the forward cost, the test (and the
     keep-rate curve) at the forward cost, plus a fixed set-up overhead."""
     forward_images = train_images * epochs * train_factor + test_images * (1 + curve_points)
@@ -159,13 +190,24 @@ def row_from_record(record: dict[str, Any]) -> dict[str, Any]:
     n = int(test.get("num_videos") or 0)
     top1 = float(test.get("top1", float("nan")))
     low, high = wilson_interval(top1 / 100 * n, n)
-    return {"method": record["name"], "description": record.get("description", ""),
-            "keep_rate": record.get("keep_rate"), "top1": top1, "top1_ci": f"{low:.1f}-{high:.1f}",
-            "top1_low": low, "top1_high": high, "test_images": n, "gmacs": record.get("gmacs"),
-            "trainable_params": record.get("trainable_params"), "train_s_per_epoch": record.get("train_s_per_epoch"),
-            "train_peak_mib": record.get("train_peak_mib"), "train_added_mib": record.get("train_added_mib"),
-            "infer_img_s": record.get("infer_img_s"),
-            "trainable_changed": record.get("trainable_changed"), "lr": record.get("lr")}
+    return {
+        "method": record["name"],
+        "description": record.get("description", ""),
+        "keep_rate": record.get("keep_rate"),
+        "top1": top1,
+        "top1_ci": f"{low:.1f}-{high:.1f}",
+        "top1_low": low,
+        "top1_high": high,
+        "test_images": n,
+        "gmacs": record.get("gmacs"),
+        "trainable_params": record.get("trainable_params"),
+        "train_s_per_epoch": record.get("train_s_per_epoch"),
+        "train_peak_mib": record.get("train_peak_mib"),
+        "train_added_mib": record.get("train_added_mib"),
+        "infer_img_s": record.get("infer_img_s"),
+        "trainable_changed": record.get("trainable_changed"),
+        "lr": record.get("lr"),
+    }
 
 
 def _fmt(key: str, value: Any) -> str:
@@ -180,8 +222,7 @@ def _fmt(key: str, value: Any) -> str:
     return str(value)
 
 
-def claim_check(rows: Sequence[dict[str, Any]], sparse: str = "sparse_0.7", dense: str = "dense_adapter"
-                ) -> list[str]:
+def claim_check(rows: Sequence[dict[str, Any]], sparse: str = "sparse_0.7", dense: str = "dense_adapter") -> list[str]:
     """The paper's claim, ``sparse`` against ``dense``: top-1 within 1 point, and GMACs, training
     time per epoch and training memory at most 0.67 / 0.8 / 0.8 of the dense figures."""
     by_name = {r["method"]: r for r in rows}
@@ -198,8 +239,10 @@ def claim_check(rows: Sequence[dict[str, Any]], sparse: str = "sparse_0.7", dens
             lines.append(f"- {label}: not measured")
 
     gap = d["top1"] - s["top1"]
-    lines.append(f"- top-1: {s['top1']:.2f} vs {d['top1']:.2f}, {dense} ahead by {gap:+.2f} points (claim <= "
-                 f"{CLAIM['top1_gap']}): {'holds' if gap <= CLAIM['top1_gap'] else 'FAILS'}")
+    lines.append(
+        f"- top-1: {s['top1']:.2f} vs {d['top1']:.2f}, {dense} ahead by {gap:+.2f} points (claim <= "
+        f"{CLAIM['top1_gap']}): {'holds' if gap <= CLAIM['top1_gap'] else 'FAILS'}"
+    )
     ratio("gmacs", CLAIM["gmacs"], "GMACs")
     ratio("train_s_per_epoch", CLAIM["time"], "training time per epoch")
     ratio("train_peak_mib", CLAIM["memory"], "training peak memory")
@@ -207,8 +250,9 @@ def claim_check(rows: Sequence[dict[str, Any]], sparse: str = "sparse_0.7", dens
     return lines
 
 
-def write_table(rows: Sequence[dict[str, Any]], md_path: str | os.PathLike, csv_path: str | os.PathLike,
-                header: str = "") -> str:
+def write_table(
+    rows: Sequence[dict[str, Any]], md_path: str | os.PathLike, csv_path: str | os.PathLike, header: str = ""
+) -> str:
     """Write the Markdown and CSV tables; returns the Markdown text."""
     keys = [k for k, _ in COLUMNS]
     lines = [header] if header else []
@@ -236,8 +280,9 @@ def write_keep_curve(curve: dict[str, float], md_path: str | os.PathLike, csv_pa
     return text
 
 
-def plot_study(rows: Sequence[dict[str, Any]], path: str | os.PathLike, title: str = "",
-               curve: dict[str, float] | None = None) -> Path:
+def plot_study(
+    rows: Sequence[dict[str, Any]], path: str | os.PathLike, title: str = "", curve: dict[str, float] | None = None
+) -> Path:
     """Accuracy against GMACs and against training s/epoch (one point per method, 95% bars), and
     the test-time keep-rate curve when given. Needs matplotlib."""
     import matplotlib

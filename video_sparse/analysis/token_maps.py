@@ -6,6 +6,7 @@ boolean patch masks and then images: one panel for the input and one per droppin
 side (a PNG for an image; one such strip per frame for a video, each frame showing the tokens of
 its 2-frame tube, saved as an animated GIF or an MP4).
 """
+
 from __future__ import annotations
 
 import os
@@ -44,8 +45,9 @@ def center_crop(image: Image.Image, size: int | tuple[int, int]) -> np.ndarray:
     """Resize the shorter side to fit ``size`` (bicubic) and crop the centre: (H, W, 3) uint8."""
     height, width = (size, size) if isinstance(size, int) else size
     scale = max(height / image.height, width / image.width)
-    resized = image.convert("RGB").resize((max(width, round(image.width * scale)),
-                                           max(height, round(image.height * scale))), Image.BICUBIC)
+    resized = image.convert("RGB").resize(
+        (max(width, round(image.width * scale)), max(height, round(image.height * scale))), Image.BICUBIC
+    )
     left, top = (resized.width - width) // 2, (resized.height - height) // 2
     return np.asarray(resized.crop((left, top, left + width, top + height)))
 
@@ -154,8 +156,10 @@ def panel_strip(panels: Sequence[np.ndarray], captions: Sequence[str], scale: in
 
 def _captions(tokens: KeptTokens, masks: np.ndarray) -> list[str]:
     total = masks[0].size
-    return ["input"] + [f"block {layer}: {int(m.sum())}/{total}{' +fused' if fused else ''}"
-                        for layer, m, fused in zip(tokens.layers, masks, tokens.fused)]
+    return ["input"] + [
+        f"block {layer}: {int(m.sum())}/{total}{' +fused' if fused else ''}"
+        for layer, m, fused in zip(tokens.layers, masks, tokens.fused)
+    ]
 
 
 def render_image(image: np.ndarray, tokens: KeptTokens, scale: int = 1, dim: float = DIM) -> Image.Image:
@@ -173,8 +177,7 @@ def render_image(image: np.ndarray, tokens: KeptTokens, scale: int = 1, dim: flo
     return panel_strip(panels, _captions(tokens, tokens.masks), scale)
 
 
-def render_video(frames: np.ndarray, tokens: KeptTokens, scale: int = 1,
-                 dim: float = DIM) -> list[Image.Image]:
+def render_video(frames: np.ndarray, tokens: KeptTokens, scale: int = 1, dim: float = DIM) -> list[Image.Image]:
     """One strip per frame; frame ``f`` shows the masks of its tube ``f // tubelet``.
 
     Args:
@@ -214,8 +217,7 @@ def save_animation(strips: Sequence[Image.Image], path: str | os.PathLike, fps: 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix.lower() == ".gif":
-        strips[0].save(path, save_all=True, append_images=list(strips[1:]), duration=round(1000 / fps),
-                       loop=0)
+        strips[0].save(path, save_all=True, append_images=list(strips[1:]), duration=round(1000 / fps), loop=0)
     elif path.suffix.lower() == ".mp4":
         from ..data.demo import write_video
 

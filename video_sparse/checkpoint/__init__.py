@@ -2,11 +2,11 @@
 position-table resizing, atomic saves, adapter-only checkpoints and trained-weight loading."""
 
 from .adapter_files import (
-                            adapter_state_dict,
-                            is_adapter_checkpoint,
-                            load_adapter_checkpoint,
-                            load_trained_weights,
-                            save_adapter_checkpoint,
+    adapter_state_dict,
+    is_adapter_checkpoint,
+    load_adapter_checkpoint,
+    load_trained_weights,
+    save_adapter_checkpoint,
 )
 from .convert import convert_npz, convert_torch
 from .files import SUPPORTED_SUFFIXES, read_checkpoint

@@ -41,8 +41,11 @@ _PLAIN_TYPES = (str, int, float, bool, type(None), torch.Tensor, torch.Size, tor
 def is_adapter_checkpoint(payload: Any) -> bool:
     """Whether a loaded checkpoint is one that :func:`save_adapter_checkpoint` wrote: a dict marked
     ``format == "video_sparse.adapter"`` with a ``state_dict`` mapping."""
-    return (isinstance(payload, Mapping) and payload.get("format") == ADAPTER_FORMAT
-            and isinstance(payload.get("state_dict"), Mapping))
+    return (
+        isinstance(payload, Mapping)
+        and payload.get("format") == ADAPTER_FORMAT
+        and isinstance(payload.get("state_dict"), Mapping)
+    )
 
 
 def adapter_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -57,7 +60,10 @@ def adapter_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     if extra:
         logger.warning(
             "adapter state dict includes %d trainable tensor(s) outside the adapter/head names "
-            "(is the backbone frozen?):\n%s", len(extra), format_keys(extra))
+            "(is the backbone frozen?):\n%s",
+            len(extra),
+            format_keys(extra),
+        )
     return out
 
 
@@ -125,24 +131,32 @@ def load_adapter_checkpoint(model: nn.Module, path: str | os.PathLike) -> LoadRe
     payload = read_torch(p)
     if not is_adapter_checkpoint(payload):
         found = payload.get("format") if isinstance(payload, Mapping) else type(payload).__name__
-        raise CheckpointError(f"{p}: not an adapter checkpoint (format {found!r}, expected {ADAPTER_FORMAT!r} "
-                              "with a 'state_dict')")
+        raise CheckpointError(
+            f"{p}: not an adapter checkpoint (format {found!r}, expected {ADAPTER_FORMAT!r} with a 'state_dict')"
+        )
     state_dict = dict(payload["state_dict"])
     report = LoadReport(path=str(p), format="adapter")
 
     stored_args, model_args = payload.get("model_args"), getattr(model, "model_args", None)
     if isinstance(stored_args, Mapping) and isinstance(model_args, Mapping) and stored_args != model_args:
         keys = sorted(set(stored_args) | set(model_args), key=str)
-        diff = {k: (stored_args.get(k, "<unset>"), model_args.get(k, "<unset>")) for k in keys
-                if stored_args.get(k, "<unset>") != model_args.get(k, "<unset>")}
-        logger.warning("%s: saved with other model settings (saved -> this model): %s", p,
-                       ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items()))
+        diff = {
+            k: (stored_args.get(k, "<unset>"), model_args.get(k, "<unset>"))
+            for k in keys
+            if stored_args.get(k, "<unset>") != model_args.get(k, "<unset>")
+        }
+        logger.warning(
+            "%s: saved with other model settings (saved -> this model): %s",
+            p,
+            ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items()),
+        )
 
     target = model.state_dict()
     report.unexpected = [k for k in state_dict if k not in target]
     mismatched = [
         f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(target[k].shape)}"
-        for k, v in state_dict.items() if k in target and v.shape != target[k].shape
+        for k, v in state_dict.items()
+        if k in target and v.shape != target[k].shape
     ]
     if mismatched:
         raise CheckpointError(f"{p}: shape mismatch for {len(mismatched)} key(s):\n{format_keys(mismatched)}")
@@ -190,7 +204,9 @@ def load_trained_weights(model: nn.Module, path: str | os.PathLike) -> str:
         raise CheckpointError(f"{p}: neither an adapter checkpoint nor a state dict of tensors")
     result = model.load_state_dict(dict(state), strict=False)
     if result.missing_keys or result.unexpected_keys:
-        raise CheckpointError(f"{p}: does not match the model: missing {result.missing_keys[:10]} "
-                              f"({len(result.missing_keys)}), unexpected {result.unexpected_keys[:10]} "
-                              f"({len(result.unexpected_keys)})")
+        raise CheckpointError(
+            f"{p}: does not match the model: missing {result.missing_keys[:10]} "
+            f"({len(result.missing_keys)}), unexpected {result.unexpected_keys[:10]} "
+            f"({len(result.unexpected_keys)})"
+        )
     return "full"

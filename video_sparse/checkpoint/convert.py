@@ -196,9 +196,7 @@ def unwrap_state_dict(obj: Any, path: str = "<checkpoint>") -> dict[str, torch.T
     return tensors
 
 
-def strip_prefixes(
-    state_dict: Mapping[str, torch.Tensor], path: str = "<checkpoint>"
-) -> dict[str, torch.Tensor]:
+def strip_prefixes(state_dict: Mapping[str, torch.Tensor], path: str = "<checkpoint>") -> dict[str, torch.Tensor]:
     """Remove any run of :data:`STRIPPED_PREFIXES` from the start of every key."""
     out: dict[str, torch.Tensor] = {}
     for key, value in state_dict.items():
@@ -206,9 +204,7 @@ def strip_prefixes(
         while any(name.startswith(p) for p in STRIPPED_PREFIXES):
             name = name.split(".", 1)[1]
         if name in out:
-            raise CheckpointError(
-                f"{path}: keys collide after removing prefixes {STRIPPED_PREFIXES}: {name!r}"
-            )
+            raise CheckpointError(f"{path}: keys collide after removing prefixes {STRIPPED_PREFIXES}: {name!r}")
         out[name] = value
     return out
 
@@ -223,9 +219,7 @@ def is_videomae(state_dict: Mapping[str, torch.Tensor]) -> bool:
     return False
 
 
-def merge_qv_bias(
-    state_dict: Mapping[str, torch.Tensor], path: str = "<checkpoint>"
-) -> dict[str, torch.Tensor]:
+def merge_qv_bias(state_dict: Mapping[str, torch.Tensor], path: str = "<checkpoint>") -> dict[str, torch.Tensor]:
     """Fold VideoMAE's ``attn.q_bias`` / ``attn.v_bias`` into ``attn.qkv.bias = [q, 0, v]``.
 
     VideoMAE's attention has no key bias; a zero key bias gives the same attention (it adds the
@@ -258,8 +252,9 @@ def is_pretraining_only(key: str) -> bool:
 
 def is_sparse_tuning_release(state_dict: Mapping[str, torch.Tensor]) -> bool:
     """A fine-tuned checkpoint of the Sparse-Tuning release: ``adaptmlp`` adapters or a BatchNorm head."""
-    return (any(f".{RELEASED_ADAPTER}." in k for k in state_dict)
-            or (RELEASED_HEAD_NORM + "running_mean" in state_dict and RELEASED_HEAD + "weight" in state_dict))
+    return any(f".{RELEASED_ADAPTER}." in k for k in state_dict) or (
+        RELEASED_HEAD_NORM + "running_mean" in state_dict and RELEASED_HEAD + "weight" in state_dict
+    )
 
 
 def convert_sparse_tuning(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -269,9 +264,9 @@ def convert_sparse_tuning(state_dict: Mapping[str, torch.Tensor]) -> dict[str, t
     out: dict[str, torch.Tensor] = {}
     for key, value in state_dict.items():
         if key.startswith(RELEASED_HEAD_NORM):
-            key = "head_norm." + key[len(RELEASED_HEAD_NORM):]
+            key = "head_norm." + key[len(RELEASED_HEAD_NORM) :]
         elif key.startswith(RELEASED_HEAD):
-            key = "head." + key[len(RELEASED_HEAD):]
+            key = "head." + key[len(RELEASED_HEAD) :]
         else:
             key = ".".join("adapter" if part == RELEASED_ADAPTER else part for part in key.split("."))
         out[key] = value
@@ -284,12 +279,17 @@ def checkpoint_args(obj: Any) -> dict[str, Any]:
     args = obj.get("args") if isinstance(obj, Mapping) else None
     if args is None:
         return {}
-    items = vars(args).items() if hasattr(args, "__dict__") and not isinstance(args, Mapping) else \
-        (args.items() if isinstance(args, Mapping) else ())
+    items = (
+        vars(args).items()
+        if hasattr(args, "__dict__") and not isinstance(args, Mapping)
+        else (args.items() if isinstance(args, Mapping) else ())
+    )
     plain = (list, tuple)
-    return {str(k): (list(v) if isinstance(v, plain) else v) for k, v in items
-            if isinstance(v, _PLAIN_ARG_TYPES) or (isinstance(v, plain) and all(isinstance(e, _PLAIN_ARG_TYPES)
-                                                                                 for e in v))}
+    return {
+        str(k): (list(v) if isinstance(v, plain) else v)
+        for k, v in items
+        if isinstance(v, _PLAIN_ARG_TYPES) or (isinstance(v, plain) and all(isinstance(e, _PLAIN_ARG_TYPES) for e in v))
+    }
 
 
 def convert_torch(obj: Any, path: str = "<checkpoint>") -> tuple[dict[str, torch.Tensor], str]:

@@ -56,8 +56,7 @@ def check_path(path: str | os.PathLike) -> Path:
         raise CheckpointError(f"checkpoint path is a directory, expected a file: {p}")
     if p.suffix.lower() not in SUPPORTED_SUFFIXES:
         raise CheckpointError(
-            f"unsupported checkpoint extension {p.suffix!r} for {p}; "
-            f"supported: {', '.join(SUPPORTED_SUFFIXES)}"
+            f"unsupported checkpoint extension {p.suffix!r} for {p}; supported: {', '.join(SUPPORTED_SUFFIXES)}"
         )
     return p
 
@@ -95,8 +94,10 @@ def read_torch(path: str | os.PathLike, allowed: Sequence[type] = SAFE_CLASSES, 
             return _TORCH_LOAD(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         lines = str(e).splitlines()
-        detail = next((line.strip() for line in lines if "GLOBAL" in line or "Unsupported" in line),
-                      f"{e.__class__.__name__}: {lines[0] if lines else ''}")
+        detail = next(
+            (line.strip() for line in lines if "GLOBAL" in line or "Unsupported" in line),
+            f"{e.__class__.__name__}: {lines[0] if lines else ''}",
+        )
         raise CheckpointError(
             f"refusing to load {path}: it holds objects other than tensors, plain containers and the allowed "
             f"types ({', '.join(c.__qualname__ for c in allowed) or 'none'}), which would require executing "

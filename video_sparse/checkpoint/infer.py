@@ -32,8 +32,9 @@ def _has(state_dict: Mapping[str, torch.Tensor], module: str) -> bool:
     return any(k.startswith(module + ".") for k in state_dict)
 
 
-def infer_model_args(state_dict: Mapping[str, torch.Tensor], fmt: str = "timm",
-                     path: str = "<checkpoint>") -> dict[str, Any]:
+def infer_model_args(
+    state_dict: Mapping[str, torch.Tensor], fmt: str = "timm", path: str = "<checkpoint>"
+) -> dict[str, Any]:
     """``SparseViT`` arguments that a converted (timm-named) state dict determines.
 
     Args:
@@ -57,7 +58,10 @@ def infer_model_args(state_dict: Mapping[str, torch.Tensor], fmt: str = "timm",
         raise CheckpointError(f"{path}: cannot build a model from it: no 'blocks.N.*' keys")
     dim, in_chans = int(proj.shape[0]), int(proj.shape[1])
     args: dict[str, Any] = {
-        "embed_dim": dim, "depth": depth, "in_chans": in_chans, "patch_size": int(proj.shape[-1]),
+        "embed_dim": dim,
+        "depth": depth,
+        "in_chans": in_chans,
+        "patch_size": int(proj.shape[-1]),
         "num_heads": HEADS_BY_WIDTH.get(dim, max(dim // 64, 1)),
         "qkv_bias": "blocks.0.attn.qkv.bias" in state_dict,
         "init_values": 1e-5 if "blocks.0.ls1.gamma" in state_dict else None,
@@ -98,9 +102,9 @@ def infer_model_args(state_dict: Mapping[str, torch.Tensor], fmt: str = "timm",
     return args
 
 
-def create_model_from_checkpoint(path: str | os.PathLike, *, strict: bool = True,
-                                 defaults: Mapping[str, Any] | None = None, **overrides: Any
-                                 ) -> tuple[torch.nn.Module, LoadReport]:
+def create_model_from_checkpoint(
+    path: str | os.PathLike, *, strict: bool = True, defaults: Mapping[str, Any] | None = None, **overrides: Any
+) -> tuple[torch.nn.Module, LoadReport]:
     """Build the ``SparseViT`` the file describes (:func:`infer_model_args`) and load it.
 
     Args:

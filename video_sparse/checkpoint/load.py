@@ -78,8 +78,7 @@ def model_patch_grid(model: nn.Module, num_table_tokens: int) -> tuple[tuple[int
     side = math.isqrt(max(num_table_tokens - prefix, 0))
     if side * side != num_table_tokens - prefix:
         raise CheckpointError(
-            f"cannot infer the patch grid of the model's {POS_KEY} "
-            f"({num_table_tokens} tokens, {prefix} prefix)"
+            f"cannot infer the patch grid of the model's {POS_KEY} ({num_table_tokens} tokens, {prefix} prefix)"
         )
     return (side, side), prefix
 
@@ -99,13 +98,13 @@ def _fit_pos_embed(
         candidates = [fixed] if isinstance(fixed, torch.Tensor) else []
         if src.ndim == 3:  # the fixed table at the file's own length (another frame count or size)
             candidates.append(sincos_position_table(src.shape[1], src.shape[2]))
-        if not any(c.shape == src.shape and torch.allclose(src.float(), c.float(), atol=SINCOS_ATOL)
-                   for c in candidates):
+        if not any(
+            c.shape == src.shape and torch.allclose(src.float(), c.float(), atol=SINCOS_ATOL) for c in candidates
+        ):
             return  # a learned table: reported as unexpected (it changes the network)
         del state_dict[POS_KEY]
         report.dropped.append(POS_KEY)
-        logger.info("%s: %s not loaded: it is the fixed sin-cos table the model builds itself",
-                    report.path, POS_KEY)
+        logger.info("%s: %s not loaded: it is the fixed sin-cos table the model builds itself", report.path, POS_KEY)
         return
     src, dst = state_dict[POS_KEY], target[POS_KEY]
     if src.shape == dst.shape or src.ndim != 3 or dst.ndim != 3 or src.shape[-1] != dst.shape[-1]:
@@ -118,8 +117,7 @@ def _fit_pos_embed(
             f"{src.shape[1]} rows are not {prefix} prefix rows plus a grid compatible with the model's {grid}"
         )
     if len(grid) == 2:
-        state_dict[POS_KEY] = resize_pos_embed_2d(src, src_grid, grid, num_prefix_tokens=prefix,
-                                                  antialias=antialias)
+        state_dict[POS_KEY] = resize_pos_embed_2d(src, src_grid, grid, num_prefix_tokens=prefix, antialias=antialias)
     else:
         state_dict[POS_KEY] = resize_pos_embed_3d(src, src_grid, grid, num_prefix_tokens=prefix)
     report.resized.append(POS_KEY)
@@ -131,15 +129,18 @@ def _has_module(state_dict: dict[str, torch.Tensor], name: str) -> bool:
 
 
 def _map_final_norm(state_dict: dict[str, torch.Tensor], target: dict[str, torch.Tensor], path: str) -> None:
-    if (_has_module(state_dict, "norm") and not _has_module(state_dict, "fc_norm")
-            and _has_module(target, "fc_norm") and not _has_module(target, "norm")):
+    if (
+        _has_module(state_dict, "norm")
+        and not _has_module(state_dict, "fc_norm")
+        and _has_module(target, "fc_norm")
+        and not _has_module(target, "norm")
+    ):
         for key in [k for k in state_dict if k.startswith("norm.")]:
             state_dict["fc_" + key] = state_dict.pop(key)
         logger.info("%s: the file's final 'norm' is loaded into the model's 'fc_norm'", path)
 
 
-def _fold_head_norm(state_dict: dict[str, torch.Tensor], target: dict[str, torch.Tensor],
-                    report: LoadReport) -> None:
+def _fold_head_norm(state_dict: dict[str, torch.Tensor], target: dict[str, torch.Tensor], report: LoadReport) -> None:
     """Fold a file's BatchNorm head (running statistics, no affine) into its linear head when the
     model has no ``head_norm``: ``W' = W / sqrt(var + eps)``, ``b' = b - W' mean`` (exact in inference)."""
     norm_keys = [k for k in state_dict if k.startswith(HEAD_NORM_PREFIX)]
@@ -157,8 +158,9 @@ def _fold_head_norm(state_dict: dict[str, torch.Tensor], target: dict[str, torch
     for key in norm_keys:
         del state_dict[key]
     report.folded.extend(norm_keys)
-    logger.info("%s: BatchNorm head (%s) folded into the linear head (eps %g)", report.path,
-                ", ".join(norm_keys), HEAD_NORM_EPS)
+    logger.info(
+        "%s: BatchNorm head (%s) folded into the linear head (eps %g)", report.path, ", ".join(norm_keys), HEAD_NORM_EPS
+    )
 
 
 def read_converted(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], str, dict[str, Any]]:
@@ -193,13 +195,21 @@ def _unexpected_hint(keys: Sequence[str]) -> str:
         hints.append("the file has a learned position table: build the model with pos_embed='learn'")
     if any(k.endswith("qkv.bias") for k in keys):
         hints.append("the file has q/k/v biases: build the model with qkv_bias=True")
-    hints.append("or build it from the file (video_sparse.checkpoint.create_model_from_checkpoint), "
-                 "or name the keys in allow_dropped to drop them on purpose")
+    hints.append(
+        "or build it from the file (video_sparse.checkpoint.create_model_from_checkpoint), "
+        "or name the keys in allow_dropped to drop them on purpose"
+    )
     return "; ".join(hints)
 
 
-def load_pretrained(model: nn.Module, path: str | os.PathLike, *, strict: bool = True,
-                    pos_embed_antialias: bool = False, allow_dropped: Sequence[str] = ()) -> LoadReport:
+def load_pretrained(
+    model: nn.Module,
+    path: str | os.PathLike,
+    *,
+    strict: bool = True,
+    pos_embed_antialias: bool = False,
+    allow_dropped: Sequence[str] = (),
+) -> LoadReport:
     """Load a pre-trained backbone into ``model``, detecting the checkpoint format.
 
     Formats: Google ViT ``.npz`` (original ViT-B/16 ImageNet-21k, AugReg, big_vision), timm state
@@ -230,13 +240,20 @@ def load_pretrained(model: nn.Module, path: str | os.PathLike, *, strict: bool =
     """
     state_dict, fmt, args = read_converted(path)
     report = LoadReport(path=str(path), format=fmt, args=args)
-    return load_converted(model, state_dict, report, strict=strict, pos_embed_antialias=pos_embed_antialias,
-                          allow_dropped=allow_dropped)
+    return load_converted(
+        model, state_dict, report, strict=strict, pos_embed_antialias=pos_embed_antialias, allow_dropped=allow_dropped
+    )
 
 
-def load_converted(model: nn.Module, state_dict: dict[str, torch.Tensor], report: LoadReport, *,
-                   strict: bool = True, pos_embed_antialias: bool = False,
-                   allow_dropped: Sequence[str] = ()) -> LoadReport:
+def load_converted(
+    model: nn.Module,
+    state_dict: dict[str, torch.Tensor],
+    report: LoadReport,
+    *,
+    strict: bool = True,
+    pos_embed_antialias: bool = False,
+    allow_dropped: Sequence[str] = (),
+) -> LoadReport:
     """The second half of :func:`load_pretrained`: fit an already converted state dict to ``model``
     and load it (same rules and errors); fills and returns ``report``."""
     fmt = report.format
@@ -246,9 +263,7 @@ def load_converted(model: nn.Module, state_dict: dict[str, torch.Tensor], report
     _fit_pos_embed(model, state_dict, target, report, pos_embed_antialias)
     _fold_head_norm(state_dict, target, report)
 
-    head_mismatch = any(
-        _is_head(k) and k in target and v.shape != target[k].shape for k, v in state_dict.items()
-    )
+    head_mismatch = any(_is_head(k) and k in target and v.shape != target[k].shape for k, v in state_dict.items())
     to_load: dict[str, torch.Tensor] = {}
     mismatched: list[str] = []
     for key, value in state_dict.items():
@@ -261,9 +276,7 @@ def load_converted(model: nn.Module, state_dict: dict[str, torch.Tensor], report
         else:
             to_load[key] = value
     if mismatched:
-        raise CheckpointError(
-            f"{report.path}: shape mismatch for {len(mismatched)} key(s):\n{format_keys(mismatched)}"
-        )
+        raise CheckpointError(f"{report.path}: shape mismatch for {len(mismatched)} key(s):\n{format_keys(mismatched)}")
     if head_mismatch:
         shapes = {k: tuple(state_dict[k].shape) for k in state_dict if _is_head(k)}
         logger.warning("%s: head not loaded, its shape differs from the model's: %s", report.path, shapes)
@@ -276,22 +289,38 @@ def load_converted(model: nn.Module, state_dict: dict[str, torch.Tensor], report
     if strict and (report.missing or refused):
         parts = []
         if report.missing:
-            parts.append(f"{len(report.missing)} backbone key(s) of the model are missing from the "
-                         f"checkpoint:\n{format_keys(report.missing)}")
+            parts.append(
+                f"{len(report.missing)} backbone key(s) of the model are missing from the "
+                f"checkpoint:\n{format_keys(report.missing)}"
+            )
         if refused:
-            parts.append(f"{len(refused)} checkpoint key(s) have no place in the model, and leaving them "
-                         f"out would change the network ({_unexpected_hint(refused)}):\n{format_keys(refused)}")
+            parts.append(
+                f"{len(refused)} checkpoint key(s) have no place in the model, and leaving them "
+                f"out would change the network ({_unexpected_hint(refused)}):\n{format_keys(refused)}"
+            )
         raise CheckpointError(f"{report.path} ({fmt}): " + "\n".join(parts))
     if report.missing:
-        logger.warning("%s: %d backbone key(s) missing (strict=False):\n%s",
-                       report.path, len(report.missing), format_keys(report.missing))
+        logger.warning(
+            "%s: %d backbone key(s) missing (strict=False):\n%s",
+            report.path,
+            len(report.missing),
+            format_keys(report.missing),
+        )
     if refused:
-        logger.warning("%s: %d checkpoint key(s) dropped (strict=False), the network differs from the file's:\n%s",
-                       report.path, len(refused), format_keys(refused))
+        logger.warning(
+            "%s: %d checkpoint key(s) dropped (strict=False), the network differs from the file's:\n%s",
+            report.path,
+            len(refused),
+            format_keys(refused),
+        )
     allowed = [k for k in report.unexpected if k not in refused]
     if allowed:
-        logger.info("%s: %d checkpoint key(s) not part of this network left out (decoder, pre-logits, "
-                    "allow_dropped):\n%s", report.path, len(allowed), format_keys(allowed))
+        logger.info(
+            "%s: %d checkpoint key(s) not part of this network left out (decoder, pre-logits, allow_dropped):\n%s",
+            report.path,
+            len(allowed),
+            format_keys(allowed),
+        )
 
     model.load_state_dict(to_load, strict=False)
     report.loaded = len(to_load)

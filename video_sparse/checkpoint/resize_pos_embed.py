@@ -20,9 +20,7 @@ import torch
 import torch.nn.functional as F
 
 
-def _split(
-    pos_embed: torch.Tensor, grid: Sequence[int], num_prefix_tokens: int
-) -> tuple[torch.Tensor, torch.Tensor]:
+def _split(pos_embed: torch.Tensor, grid: Sequence[int], num_prefix_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
     if pos_embed.ndim != 3 or pos_embed.shape[0] != 1:
         raise ValueError(f"position table must have shape (1, N, C), got {tuple(pos_embed.shape)}")
     if pos_embed.shape[1] != num_prefix_tokens + math.prod(grid):

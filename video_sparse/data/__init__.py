@@ -13,15 +13,15 @@ from video_sparse.data.demo import DEMO_CLASSES, make_demo_dataset
 from video_sparse.data.failures import FailureCount
 from video_sparse.data.lists import VideoRecord, load_label_map, parse_list_file, write_label_map, write_list_file
 from video_sparse.data.readers import (
-                                     DecordReader,
-                                     FrameFolderReader,
-                                     PyAVReader,
-                                     VideoReader,
-                                     VideoReadError,
-                                     decord_available,
-                                     default_multiprocessing_context,
-                                     open_video,
-                                     resolve_backend,
+    DecordReader,
+    FrameFolderReader,
+    PyAVReader,
+    VideoReader,
+    VideoReadError,
+    decord_available,
+    default_multiprocessing_context,
+    open_video,
+    resolve_backend,
 )
 from video_sparse.data.video_dataset import VideoClassificationDataset, build_video_dataset
 from video_sparse.data.video_transforms import VideoEvalTransform, VideoTrainTransform

@@ -31,9 +31,15 @@ def _check(num_total: int, num_frames: int, mode: str, clip_index: int, num_clip
         raise ValueError(f"clip_index {clip_index} out of range for num_clips={num_clips}")
 
 
-def dense_indices(num_total: int, num_frames: int = 16, frame_interval: int = 4, mode: str = "train",
-                  clip_index: int = 0, num_clips: int = 1,
-                  generator: torch.Generator | None = None) -> np.ndarray:
+def dense_indices(
+    num_total: int,
+    num_frames: int = 16,
+    frame_interval: int = 4,
+    mode: str = "train",
+    clip_index: int = 0,
+    num_clips: int = 1,
+    generator: torch.Generator | None = None,
+) -> np.ndarray:
     """Dense sampling: ``num_frames`` frames ``frame_interval`` apart from one start frame.
 
     The clip spans ``(num_frames - 1) * frame_interval + 1`` frames. Training draws the start
@@ -59,8 +65,14 @@ def dense_indices(num_total: int, num_frames: int = 16, frame_interval: int = 4,
     return np.minimum(idx, num_total - 1)
 
 
-def segment_indices(num_total: int, num_segments: int = 16, mode: str = "train", clip_index: int = 0,
-                    num_clips: int = 1, generator: torch.Generator | None = None) -> np.ndarray:
+def segment_indices(
+    num_total: int,
+    num_segments: int = 16,
+    mode: str = "train",
+    clip_index: int = 0,
+    num_clips: int = 1,
+    generator: torch.Generator | None = None,
+) -> np.ndarray:
     """Segment sampling: split the video into ``num_segments`` equal segments, one frame each.
 
     Segment ``j`` covers ``[j * L, (j + 1) * L)`` with ``L = num_total / num_segments``. Training
@@ -84,9 +96,16 @@ def segment_indices(num_total: int, num_segments: int = 16, mode: str = "train",
     return np.clip(idx, 0, num_total - 1)
 
 
-def sample_indices(sampling: str, num_total: int, num_frames: int, frame_interval: int, mode: str,
-                   clip_index: int = 0, num_clips: int = 1,
-                   generator: torch.Generator | None = None) -> np.ndarray:
+def sample_indices(
+    sampling: str,
+    num_total: int,
+    num_frames: int,
+    frame_interval: int,
+    mode: str,
+    clip_index: int = 0,
+    num_clips: int = 1,
+    generator: torch.Generator | None = None,
+) -> np.ndarray:
     """Dispatch to :func:`dense_indices` or :func:`segment_indices` (``frame_interval`` unused there)."""
     if sampling == "dense":
         return dense_indices(num_total, num_frames, frame_interval, mode, clip_index, num_clips, generator)

@@ -74,8 +74,17 @@ class DataModule:
     is_video: bool = False
     num_frames: int = 1
 
-    def __init__(self, *, root: str | os.PathLike, num_classes: int | None, input_size: int,
-                 mean: Sequence[float], std: Sequence[float], batch_size: int, num_workers: int) -> None:
+    def __init__(
+        self,
+        *,
+        root: str | os.PathLike,
+        num_classes: int | None,
+        input_size: int,
+        mean: Sequence[float],
+        std: Sequence[float],
+        batch_size: int,
+        num_workers: int,
+    ) -> None:
         if root is None or str(root) in ("", "???"):
             raise ConfigError("data.root must be set")
         self.root = Path(root)
@@ -136,18 +145,45 @@ class VideoData(DataModule):
 
     is_video = True
 
-    def __init__(self, *, root: str | os.PathLike, num_classes: int | None, train_list: str | None = None,
-                 val_list: str | None = None, test_list: str | None = None, label_map: str | None = None,
-                 layout: str = "auto", backend: str = "auto", filename_tmpl: str = DEFAULT_FRAME_TMPL,
-                 start_index: int = 1, num_frames: int | None = 16, sampling: str = "dense", frame_interval: int = 4,
-                 input_size: int | None = 224, short_side_size: int | None = 256, test_num_clips: int | None = None,
-                 test_num_crops: int = 3, hflip: bool | None = True, randaugment: bool = False, min_scale: float = 0.08,
-                 max_scale: float = 1.0, mean: Sequence[float] | None = IMAGENET_MEAN,
-                 std: Sequence[float] | None = IMAGENET_STD, batch_size: int = 8, num_workers: int = 8) -> None:
+    def __init__(
+        self,
+        *,
+        root: str | os.PathLike,
+        num_classes: int | None,
+        train_list: str | None = None,
+        val_list: str | None = None,
+        test_list: str | None = None,
+        label_map: str | None = None,
+        layout: str = "auto",
+        backend: str = "auto",
+        filename_tmpl: str = DEFAULT_FRAME_TMPL,
+        start_index: int = 1,
+        num_frames: int | None = 16,
+        sampling: str = "dense",
+        frame_interval: int = 4,
+        input_size: int | None = 224,
+        short_side_size: int | None = 256,
+        test_num_clips: int | None = None,
+        test_num_crops: int = 3,
+        hflip: bool | None = True,
+        randaugment: bool = False,
+        min_scale: float = 0.08,
+        max_scale: float = 1.0,
+        mean: Sequence[float] | None = IMAGENET_MEAN,
+        std: Sequence[float] | None = IMAGENET_STD,
+        batch_size: int = 8,
+        num_workers: int = 8,
+    ) -> None:
         input_size = 224 if input_size is None else input_size
-        super().__init__(root=root, num_classes=num_classes, input_size=input_size,
-                         mean=IMAGENET_MEAN if mean is None else mean, std=IMAGENET_STD if std is None else std,
-                         batch_size=batch_size, num_workers=num_workers)
+        super().__init__(
+            root=root,
+            num_classes=num_classes,
+            input_size=input_size,
+            mean=IMAGENET_MEAN if mean is None else mean,
+            std=IMAGENET_STD if std is None else std,
+            batch_size=batch_size,
+            num_workers=num_workers,
+        )
         self.lists = {"train": train_list, "val": val_list, "test": test_list}
         self.label_map = label_map
         if layout not in ("auto", *LAYOUTS):
@@ -158,8 +194,10 @@ class VideoData(DataModule):
         try:
             filename_tmpl.format(0)
         except (AttributeError, IndexError, KeyError, ValueError):
-            raise ConfigError(f"data.filename_tmpl={filename_tmpl!r}: expected a str.format pattern of the frame "
-                              "number, e.g. img_{:05d}.jpg") from None
+            raise ConfigError(
+                f"data.filename_tmpl={filename_tmpl!r}: expected a str.format pattern of the frame "
+                "number, e.g. img_{:05d}.jpg"
+            ) from None
         self.filename_tmpl = filename_tmpl
         if isinstance(start_index, bool) or not isinstance(start_index, int) or start_index < 0:
             raise ConfigError(f"data.start_index={start_index!r}: expected an integer >= 0")
@@ -169,24 +207,26 @@ class VideoData(DataModule):
             raise ConfigError(f"data.sampling={sampling!r}: expected one of {', '.join(SAMPLINGS)}")
         self.sampling = sampling
         self.frame_interval = _positive("frame_interval", frame_interval)
-        self.short_side_size = self.input_size if short_side_size is None else _positive("short_side_size",
-                                                                                           short_side_size)
+        self.short_side_size = (
+            self.input_size if short_side_size is None else _positive("short_side_size", short_side_size)
+        )
         if self.short_side_size < self.input_size:
-            raise ConfigError(f"data.short_side_size={self.short_side_size} is below "
-                              f"data.input_size={self.input_size}")
+            raise ConfigError(f"data.short_side_size={self.short_side_size} is below data.input_size={self.input_size}")
         self.test_num_clips = None if test_num_clips is None else _positive("test_num_clips", test_num_clips)
         self.test_num_crops = _positive("test_num_crops", test_num_crops)
         self.hflip = (sampling == "dense") if hflip is None else _flag("hflip", hflip)
         self.randaugment = _flag("randaugment", randaugment)
         if not 0 < min_scale <= max_scale <= 1:
-            raise ConfigError(f"data.min_scale={min_scale}, data.max_scale={max_scale}: need "
-                              "0 < min_scale <= max_scale <= 1")
+            raise ConfigError(
+                f"data.min_scale={min_scale}, data.max_scale={max_scale}: need 0 < min_scale <= max_scale <= 1"
+            )
         self.min_scale, self.max_scale = float(min_scale), float(max_scale)
         self._names: list[str] | None = None
 
     def _class_names(self) -> list[str] | None:
         if self._names is None and self.label_map is not None:
             from video_sparse.data.lists import load_label_map
+
             self._names = load_label_map(self.label_map)
         return self._names
 
@@ -217,8 +257,9 @@ class VideoData(DataModule):
             list_file = self.list_file(split)
             if not list_file or not Path(list_file).is_file():
                 if require:
-                    raise FileNotFoundError(f"data.{split}_list={list_file}: list file not found "
-                                            "(make lists with tools/build_lists.py)")
+                    raise FileNotFoundError(
+                        f"data.{split}_list={list_file}: list file not found (make lists with tools/build_lists.py)"
+                    )
                 continue
             try:
                 records, _ = parse_list_file(list_file, self.layout, names, self.num_classes)
@@ -229,9 +270,18 @@ class VideoData(DataModule):
 
     def transform(self, split: str) -> Any:
         """The spatial transform of ``split`` (see :func:`~video_sparse.data.video_transforms.video_transform`)."""
-        return video_transform(_split(split), input_size=self.input_size, short_side_size=self.short_side_size,
-                               num_crops=self.test_num_crops, hflip=self.hflip, randaugment=self.randaugment,
-                               min_scale=self.min_scale, max_scale=self.max_scale, mean=self.mean, std=self.std)
+        return video_transform(
+            _split(split),
+            input_size=self.input_size,
+            short_side_size=self.short_side_size,
+            num_crops=self.test_num_crops,
+            hflip=self.hflip,
+            randaugment=self.randaugment,
+            min_scale=self.min_scale,
+            max_scale=self.max_scale,
+            mean=self.mean,
+            std=self.std,
+        )
 
     def dataset(self, split: str) -> ClassificationDataset:
         """The video dataset of ``split`` (``test``: ``test_num_clips x test_num_crops`` views per video).
@@ -250,14 +300,26 @@ class VideoData(DataModule):
         if not Path(list_file).is_file():
             raise FileNotFoundError(f"data.{split}_list does not exist: {list_file}")
         return VideoClassificationDataset(
-            self.root, list_file, split, transform=self.transform(split), layout=self.layout, backend=self.backend,
-            label_map=self._class_names(), num_classes=self.num_classes, sampling=self.sampling,
-            num_frames=self.num_frames, frame_interval=self.frame_interval, num_clips=self.test_num_clips,
-            filename_tmpl=self.filename_tmpl, start_index=self.start_index)
+            self.root,
+            list_file,
+            split,
+            transform=self.transform(split),
+            layout=self.layout,
+            backend=self.backend,
+            label_map=self._class_names(),
+            num_classes=self.num_classes,
+            sampling=self.sampling,
+            num_frames=self.num_frames,
+            frame_interval=self.frame_interval,
+            num_clips=self.test_num_clips,
+            filename_tmpl=self.filename_tmpl,
+            start_index=self.start_index,
+        )
 
     def multiprocessing_context(self) -> str | None:
         """``"spawn"`` when the backend may be decord (forked workers can hang), else None."""
         from video_sparse.data.readers import default_multiprocessing_context
+
         return default_multiprocessing_context(self.backend)
 
 
@@ -285,6 +347,7 @@ class DemoData(VideoData):
 
     def _generate(self) -> dict[str, str]:
         from video_sparse.data.demo import make_demo_dataset
+
         try:
             return make_demo_dataset(self.root, num_frames=self.num_frames, **self.demo)
         except TypeError as err:
@@ -308,15 +371,31 @@ class _ImageData(DataModule):
     classes_in_files: int = 0
     hflip: float = 0.5
 
-    def __init__(self, *, root: str | os.PathLike, num_classes: int | None = None, input_size: int = 224,
-                 mean: Sequence[float] = IN21K_MEAN, std: Sequence[float] = IN21K_STD, batch_size: int = 64,
-                 num_workers: int = 4) -> None:
+    def __init__(
+        self,
+        *,
+        root: str | os.PathLike,
+        num_classes: int | None = None,
+        input_size: int = 224,
+        mean: Sequence[float] = IN21K_MEAN,
+        std: Sequence[float] = IN21K_STD,
+        batch_size: int = 64,
+        num_workers: int = 4,
+    ) -> None:
         num_classes = self.classes_in_files if num_classes is None else num_classes
-        super().__init__(root=root, num_classes=num_classes, input_size=input_size, mean=mean, std=std,
-                         batch_size=batch_size, num_workers=num_workers)
+        super().__init__(
+            root=root,
+            num_classes=num_classes,
+            input_size=input_size,
+            mean=mean,
+            std=std,
+            batch_size=batch_size,
+            num_workers=num_workers,
+        )
         if self.num_classes != self.classes_in_files:
-            raise ConfigError(f"data.num_classes={num_classes}: {type(self).__name__} has "
-                              f"{self.classes_in_files} classes")
+            raise ConfigError(
+                f"data.num_classes={num_classes}: {type(self).__name__} has {self.classes_in_files} classes"
+            )
 
     def transform(self, split: str) -> Any:
         """Random-resized crop and flip for ``train``, resize for ``val``/``test``."""
@@ -327,8 +406,9 @@ class _ImageData(DataModule):
     def dataset(self, split: str) -> ClassificationDataset:
         """``train`` reads the training files; ``val`` and ``test`` read the test files."""
         train = _split(split) == "train"
-        return self.dataset_class(self.root, split="train" if train else "test", train=train,
-                                  transform=self.transform(split))
+        return self.dataset_class(
+            self.root, split="train" if train else "test", train=train, transform=self.transform(split)
+        )
 
 
 class CIFAR100Data(_ImageData):
@@ -339,6 +419,7 @@ class CIFAR100Data(_ImageData):
     @property
     def dataset_class(self) -> Any:
         from video_sparse.data.image_datasets import CIFAR100Dataset
+
         return CIFAR100Dataset
 
 
@@ -351,6 +432,7 @@ class SVHNData(_ImageData):
     @property
     def dataset_class(self) -> Any:
         from video_sparse.data.image_datasets import SVHNDataset
+
         return SVHNDataset
 
 
@@ -362,6 +444,7 @@ class Food101Data(_ImageData):
     @property
     def dataset_class(self) -> Any:
         from video_sparse.data.image_datasets import Food101Dataset
+
         return Food101Dataset
 
 
@@ -376,10 +459,20 @@ class VTABData(DataModule):
         input_size, mean, std, batch_size, num_workers: see :class:`DataModule`.
     """
 
-    def __init__(self, *, root: str | os.PathLike, task: str, num_classes: int | None = None,
-                 train_split: str = "train800val200", val_split: str = "test", input_size: int = 224,
-                 mean: Sequence[float] = IN21K_MEAN, std: Sequence[float] = IN21K_STD, batch_size: int = 64,
-                 num_workers: int = 4) -> None:
+    def __init__(
+        self,
+        *,
+        root: str | os.PathLike,
+        task: str,
+        num_classes: int | None = None,
+        train_split: str = "train800val200",
+        val_split: str = "test",
+        input_size: int = 224,
+        mean: Sequence[float] = IN21K_MEAN,
+        std: Sequence[float] = IN21K_STD,
+        batch_size: int = 64,
+        num_workers: int = 4,
+    ) -> None:
         from video_sparse.data.vtab import VTAB_SPLITS, VTAB_TASKS
 
         if not task or task == "???":
@@ -388,8 +481,15 @@ class VTABData(DataModule):
             if task not in VTAB_TASKS:
                 raise ConfigError(f"data.num_classes must be set: task {task!r} is not in the VTAB-1K table")
             num_classes = VTAB_TASKS[task][0]
-        super().__init__(root=root, num_classes=num_classes, input_size=input_size, mean=mean, std=std,
-                         batch_size=batch_size, num_workers=num_workers)
+        super().__init__(
+            root=root,
+            num_classes=num_classes,
+            input_size=input_size,
+            mean=mean,
+            std=std,
+            batch_size=batch_size,
+            num_workers=num_workers,
+        )
         for key, value in (("train_split", train_split), ("val_split", val_split)):
             if value not in VTAB_SPLITS:
                 raise ConfigError(f"data.{key}={value!r}: expected one of {', '.join(VTAB_SPLITS)}")
@@ -405,8 +505,14 @@ class VTABData(DataModule):
         from video_sparse.data.vtab import VTABDataset
 
         name = {"train": self.train_split, "val": self.val_split, "test": "test"}[_split(split)]
-        return VTABDataset(self.root, self.task, split=name, transform=self.transform(split),
-                           num_classes=self.num_classes, train=split == "train")
+        return VTABDataset(
+            self.root,
+            self.task,
+            split=name,
+            transform=self.transform(split),
+            num_classes=self.num_classes,
+            train=split == "train",
+        )
 
 
 def data_module_class(data_cfg: Mapping[str, Any]) -> type[DataModule]:

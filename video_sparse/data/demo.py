@@ -32,14 +32,23 @@ logger = logging.getLogger(__name__)
 DEMO_CLASSES = ("left", "right", "up", "down")
 DIAGONAL_CLASSES = ("up-left", "up-right", "down-left", "down-right")
 CLASS_SETS = {"axis": DEMO_CLASSES, "diagonal": DIAGONAL_CLASSES}
-_DIRECTIONS = {"left": (0, -1), "right": (0, 1), "up": (-1, 0), "down": (1, 0),
-               "up-left": (-1, -1), "up-right": (-1, 1), "down-left": (1, -1), "down-right": (1, 1)}  # (dy, dx)
+_DIRECTIONS = {
+    "left": (0, -1),
+    "right": (0, 1),
+    "up": (-1, 0),
+    "down": (1, 0),
+    "up-left": (-1, -1),
+    "up-right": (-1, 1),
+    "down-left": (1, -1),
+    "down-right": (1, 1),
+}  # (dy, dx)
 _SPLITS = ("train", "val", "test")
 _CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm", ".avi": "avi"}
 
 
-def render_motion_clip(rng: np.random.Generator, label: int, num_frames: int = 16,
-                       size: int = 64, classes: str = "axis") -> np.ndarray:
+def render_motion_clip(
+    rng: np.random.Generator, label: int, num_frames: int = 16, size: int = 64, classes: str = "axis"
+) -> np.ndarray:
     """Render one clip of class ``label`` (index into ``CLASS_SETS[classes]``).
 
     The square moves at a constant random speed and wraps around the frame edges, with a start
@@ -72,8 +81,9 @@ def render_motion_clip(rng: np.random.Generator, label: int, num_frames: int = 1
     return frames
 
 
-def write_video(path: str | os.PathLike, frames: np.ndarray, fps: int = 8, codec: str = "libx264",
-                crf: int = 18) -> None:
+def write_video(
+    path: str | os.PathLike, frames: np.ndarray, fps: int = 8, codec: str = "libx264", crf: int = 18
+) -> None:
     """Encode uint8 ``(T, H, W, 3)`` frames to a video file, atomically (container from the suffix).
 
     Raises:
@@ -94,8 +104,7 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, fps: int = 8, codec
             if codec in ("libx264", "libvpx-vp9"):
                 stream.options = {"crf": str(crf)}
             for frame in frames:
-                for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame),
-                                                                       format="rgb24")):
+                for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
                     container.mux(packet)
             for packet in stream.encode():
                 container.mux(packet)
@@ -110,9 +119,18 @@ def _read_meta(path: Path) -> dict | None:
         return None
 
 
-def make_demo_dataset(root: str | os.PathLike, num_train: int = 240, num_val: int = 48, num_test: int = 48,
-                      num_frames: int = 16, size: int = 64, seed: int = 0, num_classes: int = 4,
-                      fps: int = 8, classes: str = "axis") -> dict[str, str]:
+def make_demo_dataset(
+    root: str | os.PathLike,
+    num_train: int = 240,
+    num_val: int = 48,
+    num_test: int = 48,
+    num_frames: int = 16,
+    size: int = 64,
+    seed: int = 0,
+    num_classes: int = 4,
+    fps: int = 8,
+    classes: str = "axis",
+) -> dict[str, str]:
     """Write (or reuse) the motion-direction demo set under ``root``.
 
     Args:
@@ -138,13 +156,23 @@ def make_demo_dataset(root: str | os.PathLike, num_train: int = 240, num_val: in
         raise ValueError(f"num_frames must be >= 2, got {num_frames}")
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    params = {"num_frames": num_frames, "size": size, "seed": seed, "num_classes": num_classes, "fps": fps,
-              "classes": classes, "version": 3}
+    params = {
+        "num_frames": num_frames,
+        "size": size,
+        "seed": seed,
+        "num_classes": num_classes,
+        "fps": fps,
+        "classes": classes,
+        "version": 3,
+    }
     meta = root / "demo.json"
     counts = dict(zip(_SPLITS, (num_train, num_val, num_test)))
     record = {"params": params, "counts": counts}
-    out = {"root": str(root), **{split: str(root / f"{split}.txt") for split in _SPLITS},
-           "labels": str(root / "labels.txt")}
+    out = {
+        "root": str(root),
+        **{split: str(root / f"{split}.txt") for split in _SPLITS},
+        "labels": str(root / "labels.txt"),
+    }
     previous = _read_meta(meta)
     if previous == record and all(Path(out[key]).is_file() for key in (*_SPLITS, "labels")):
         return out  # complete: read nothing else, write nothing (safe with concurrent readers)
@@ -165,6 +193,7 @@ def make_demo_dataset(root: str | os.PathLike, num_train: int = 240, num_val: in
     write_label_map(out["labels"], CLASS_SETS[classes][:num_classes])
     meta_text = json.dumps(record, indent=1).encode("utf-8")
     atomic_write(meta, lambda f: f.write(meta_text))
-    logger.info("demo set in %s: %s clips (%d written, %d reused)", root, counts, written,
-                sum(counts.values()) - written)
+    logger.info(
+        "demo set in %s: %s clips (%d written, %d reused)", root, counts, written, sum(counts.values()) - written
+    )
     return out

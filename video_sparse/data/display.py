@@ -32,8 +32,7 @@ class Display(NamedTuple):
         """``(height, width)`` of the frames after :func:`to_display`."""
         w = max(1, round(self.width * self.sar))
         ops = orientation_ops(self.matrix)
-        return (w, self.height) if "transpose" in ops or "rot90" in ops or "rot270" in ops \
-            else (self.height, w)
+        return (w, self.height) if "transpose" in ops or "rot90" in ops or "rot270" in ops else (self.height, w)
 
 
 def orientation_ops(matrix: tuple[int, ...] | None) -> tuple[str, ...]:

@@ -62,10 +62,19 @@ class Loaded(NamedTuple):
     error: str | None = None
 
 
-def load_sample(load: Callable[[int], T], index: int, *, train: bool, errors: tuple[type[BaseException], ...],
-                failures: FailureCount, sample_id: Callable[[int], str], replace: Callable[[int], int],
-                max_tries: int, noun: str = "samples",
-                describe: Callable[[BaseException], str] = lambda e: f"{type(e).__name__}: {e}") -> Loaded:
+def load_sample(
+    load: Callable[[int], T],
+    index: int,
+    *,
+    train: bool,
+    errors: tuple[type[BaseException], ...],
+    failures: FailureCount,
+    sample_id: Callable[[int], str],
+    replace: Callable[[int], int],
+    max_tries: int,
+    noun: str = "samples",
+    describe: Callable[[BaseException], str] = lambda e: f"{type(e).__name__}: {e}",
+) -> Loaded:
     """Load sample ``index`` under the substitution (training) or exclusion (evaluation) policy.
 
     Args:
@@ -94,16 +103,20 @@ def load_sample(load: Callable[[int], T], index: int, *, train: bool, errors: tu
             text = describe(e)
             failures.add(sample_id(current))
             if not train:
-                logger.warning("cannot read %s (sample %d): %s; excluded from evaluation", sample_id(current),
-                               current, text)
+                logger.warning(
+                    "cannot read %s (sample %d): %s; excluded from evaluation", sample_id(current), current, text
+                )
                 return Loaded(current, None, 0, text)
             messages.append(text)
             nxt = replace(current)
-            logger.warning("cannot read %s (sample %d): %s; substituting sample %d", sample_id(current), current,
-                           text, nxt)
+            logger.warning(
+                "cannot read %s (sample %d): %s; substituting sample %d", sample_id(current), current, text, nxt
+            )
             current = nxt
-    raise RuntimeError(f"{max_tries} consecutive unreadable {noun} in a row, starting at sample {index} "
-                       f"({sample_id(index)}); last errors: " + " | ".join(messages[-3:]))
+    raise RuntimeError(
+        f"{max_tries} consecutive unreadable {noun} in a row, starting at sample {index} "
+        f"({sample_id(index)}); last errors: " + " | ".join(messages[-3:])
+    )
 
 
 def failed_item(sample_index: int, view_index: int, path: str, error: str) -> dict[str, Any]:

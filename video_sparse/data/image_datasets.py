@@ -136,9 +136,16 @@ class ImageClassificationDataset(Dataset):
         if not -n <= index < n:
             raise IndexError(f"index {index} out of range for a dataset of {n} samples")
         index = int(index) % n
-        got = load_sample(self.load_image, index, train=self.train, errors=DECODE_ERRORS, failures=self.failures,
-                          sample_id=self.sample_id, replace=lambda i: (i + 1) % n,
-                          max_tries=self.max_substitutions + 1)
+        got = load_sample(
+            self.load_image,
+            index,
+            train=self.train,
+            errors=DECODE_ERRORS,
+            failures=self.failures,
+            sample_id=self.sample_id,
+            replace=lambda i: (i + 1) % n,
+            max_tries=self.max_substitutions + 1,
+        )
         if got.error is not None:
             return failed_item(index, 0, self.sample_id(index), got.error)
         return {
@@ -407,9 +414,7 @@ class Food101Dataset(ImageFileDataset):
         if not isinstance(index, dict):
             raise ValueError(f"{meta}: expected a JSON object mapping class name -> list of 'class/id'")
         self.classes: list[str] = sorted(index)
-        entries = [
-            (f"images/{item}.jpg", label) for label, name in enumerate(self.classes) for item in index[name]
-        ]
+        entries = [(f"images/{item}.jpg", label) for label, name in enumerate(self.classes) for item in index[name]]
         train = split == "train" if train is None else train
         if transform is None:
             transform = _default_transform(train, image_size, mean, std)

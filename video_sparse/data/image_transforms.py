@@ -74,8 +74,7 @@ def vtab_transform(
         A callable mapping an RGB PIL image to a ``(3, size, size)`` float tensor.
     """
     return v2.Compose(
-        [v2.Resize((size, size), interpolation=_interp(interpolation), antialias=True)]
-        + _to_tensor(mean, std)
+        [v2.Resize((size, size), interpolation=_interp(interpolation), antialias=True)] + _to_tensor(mean, std)
     )
 
 

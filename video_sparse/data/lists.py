@@ -34,8 +34,19 @@ from video_sparse.checkpoint.io import atomic_write
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".webm", ".mkv", ".mov", ".m4v", ".flv", ".mpg", ".mpeg")
 LAYOUTS = ("video", "frames", "frames_start")
 
-_PATH_COLUMNS = ("path", "video", "video_path", "filename", "file", "folder", "frame_dir", "directory",
-                 "dir", "clip", "name")
+_PATH_COLUMNS = (
+    "path",
+    "video",
+    "video_path",
+    "filename",
+    "file",
+    "folder",
+    "frame_dir",
+    "directory",
+    "dir",
+    "clip",
+    "name",
+)
 _LABEL_COLUMNS = ("label", "label_id", "class", "class_id", "class_name", "category", "target")
 _FRAMES_COLUMNS = ("num_frames", "total_frames", "frames", "n_frames", "length")
 
@@ -178,8 +189,10 @@ class _LabelResolver:
     def __call__(self, token: str, where: str) -> int:
         label = self._resolve(token, where)
         if self.num_classes is not None and not 0 <= label < self.num_classes:
-            raise ValueError(f"{where}: label {label} out of range for data.num_classes={self.num_classes} "
-                             f"(labels are 0..{self.num_classes - 1})")
+            raise ValueError(
+                f"{where}: label {label} out of range for data.num_classes={self.num_classes} "
+                f"(labels are 0..{self.num_classes - 1})"
+            )
         return label
 
     def _resolve(self, token: str, where: str) -> int:
@@ -225,8 +238,11 @@ def detect_line_layout(line: str) -> str:
     return "video"
 
 
-_SHAPES = {"video": "'relative/path LABEL'", "frames": "'relative/folder NUM_FRAMES LABEL'",
-           "frames_start": "'relative/folder START_INDEX NUM_FRAMES LABEL'"}
+_SHAPES = {
+    "video": "'relative/path LABEL'",
+    "frames": "'relative/folder NUM_FRAMES LABEL'",
+    "frames_start": "'relative/folder START_INDEX NUM_FRAMES LABEL'",
+}
 
 
 def _count(text: str, what: str, where: str) -> int:
@@ -247,9 +263,11 @@ def _parse_whitespace_line(line: str, layout: str, resolve: _LabelResolver, wher
     path = parts[0]
     path_fields = path.split()
     if len(path_fields) > 1 and _is_int(path_fields[-1]) and not path.lower().endswith(VIDEO_EXTENSIONS):
-        raise ValueError(f"{where}: {line!r} has an integer column more than the {layout!r} layout "
-                         f"{_SHAPES[layout]} (the path would end in {path_fields[-1]!r}); "
-                         f"lines must all fit one declared layout: {', '.join(_SHAPES.values())}")
+        raise ValueError(
+            f"{where}: {line!r} has an integer column more than the {layout!r} layout "
+            f"{_SHAPES[layout]} (the path would end in {path_fields[-1]!r}); "
+            f"lines must all fit one declared layout: {', '.join(_SHAPES.values())}"
+        )
     if layout == "video":
         return path, resolve(parts[1], where), None, None
     if layout == "frames":
@@ -285,8 +303,9 @@ def _is_headerless_csv(line: str) -> bool:
     return _is_int(last_csv)
 
 
-def _parse_csv(path: Path, lines: list[tuple[int, str]], has_header: bool, layout: str,
-               resolve: _LabelResolver) -> tuple[list[VideoRecord], str]:
+def _parse_csv(
+    path: Path, lines: list[tuple[int, str]], has_header: bool, layout: str, resolve: _LabelResolver
+) -> tuple[list[VideoRecord], str]:
     rows = [(lineno, next(csv.reader([line]))) for lineno, line in lines]
     if has_header:
         (head_line, header), rows = rows[0], rows[1:]
@@ -330,8 +349,9 @@ def _parse_csv(path: Path, lines: list[tuple[int, str]], has_header: bool, layou
     return records, layout
 
 
-def parse_list_file(list_file: str | os.PathLike, layout: str = "auto", label_map: LabelMapLike = None,
-                    num_classes: int | None = None) -> tuple[list[VideoRecord], str]:
+def parse_list_file(
+    list_file: str | os.PathLike, layout: str = "auto", label_map: LabelMapLike = None, num_classes: int | None = None
+) -> tuple[list[VideoRecord], str]:
     """Read a video or frame list file.
 
     Args:
@@ -362,8 +382,10 @@ def parse_list_file(list_file: str | os.PathLike, layout: str = "auto", label_ma
         raise ValueError(f"{path}: the list file has no entries")
     first = lines[0][1]
     if (_is_csv_header(first) or _is_headerless_csv(first)) and layout == "frames_start":
-        raise ValueError(f"{path}:{lines[0][0]}: the 'frames_start' layout is whitespace-separated "
-                         f"({_SHAPES['frames_start']}), got a comma-separated line")
+        raise ValueError(
+            f"{path}:{lines[0][0]}: the 'frames_start' layout is whitespace-separated "
+            f"({_SHAPES['frames_start']}), got a comma-separated line"
+        )
     if _is_csv_header(first):
         records, layout = _parse_csv(path, lines, True, layout, resolve)
     elif _is_headerless_csv(first):

@@ -37,8 +37,14 @@ class LoaderTiming:
         return self.clips / self.seconds if self.seconds > 0 else float("inf")
 
 
-def benchmark_loader(dataset: Dataset, num_workers: int = 0, batch_size: int = 4, num_batches: int = 10,
-                     multiprocessing_context: str | None = None, seed: int = 0) -> LoaderTiming:
+def benchmark_loader(
+    dataset: Dataset,
+    num_workers: int = 0,
+    batch_size: int = 4,
+    num_batches: int = 10,
+    multiprocessing_context: str | None = None,
+    seed: int = 0,
+) -> LoaderTiming:
     """Time one epoch of ``num_batches`` batches of a shuffling DataLoader, after a warm-up epoch.
 
     Workers are persistent, so the warm-up epoch absorbs worker start-up (imports, first file
@@ -52,11 +58,18 @@ def benchmark_loader(dataset: Dataset, num_workers: int = 0, batch_size: int = 4
         multiprocessing_context: e.g. ``"spawn"`` for decord.
         seed: sampler seed.
     """
-    sampler = RandomSampler(dataset, replacement=True, num_samples=num_batches * batch_size,
-                            generator=torch.Generator().manual_seed(seed))
-    loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
-                        collate_fn=collate_samples, persistent_workers=num_workers > 0,
-                        multiprocessing_context=multiprocessing_context if num_workers > 0 else None)
+    sampler = RandomSampler(
+        dataset, replacement=True, num_samples=num_batches * batch_size, generator=torch.Generator().manual_seed(seed)
+    )
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=num_workers,
+        collate_fn=collate_samples,
+        persistent_workers=num_workers > 0,
+        multiprocessing_context=multiprocessing_context if num_workers > 0 else None,
+    )
     start = time.perf_counter()
     first = None
     for _ in loader:
@@ -87,8 +100,14 @@ def link_videos(sources: list[str | os.PathLike], out_root: str | os.PathLike) -
     return str(list_file)
 
 
-def make_benchmark_clips(sources: list[str | os.PathLike], out_root: str | os.PathLike, num_clips: int = 32,
-                         num_frames: int = 64, short_side: int = 256, size: tuple[int, int] | None = None) -> str:
+def make_benchmark_clips(
+    sources: list[str | os.PathLike],
+    out_root: str | os.PathLike,
+    num_clips: int = 32,
+    num_frames: int = 64,
+    short_side: int = 256,
+    size: tuple[int, int] | None = None,
+) -> str:
     """Cut real videos into ``num_clips`` H.264 clips of ``num_frames`` frames (short side resized,
     or every frame resized to ``size = (width, height)``, e.g. Kinetics' 340x256).
 
@@ -125,8 +144,14 @@ def make_benchmark_clips(sources: list[str | os.PathLike], out_root: str | os.Pa
     return str(list_file)
 
 
-def cpu_ms_per_clip(paths: list[str | os.PathLike], backends: list[str], num_frames: int = 16,
-                    frame_interval: int = 4, rounds: int = 3, seed: int = 0) -> dict[str, list[float]]:
+def cpu_ms_per_clip(
+    paths: list[str | os.PathLike],
+    backends: list[str],
+    num_frames: int = 16,
+    frame_interval: int = 4,
+    rounds: int = 3,
+    seed: int = 0,
+) -> dict[str, list[float]]:
     """CPU time (this process, so little affected by other jobs) to open a video and read one
     training clip (dense sampling), per backend, interleaved round by round.
 
@@ -151,8 +176,13 @@ def cpu_ms_per_clip(paths: list[str | os.PathLike], backends: list[str], num_fra
             for backend in backends:
                 t0 = time.process_time()
                 with open_video(path, backend) as reader:
-                    idx = dense_indices(reader.num_frames, num_frames, frame_interval, "train",
-                                        generator=torch.Generator().manual_seed(start_seed))
+                    idx = dense_indices(
+                        reader.num_frames,
+                        num_frames,
+                        frame_interval,
+                        "train",
+                        generator=torch.Generator().manual_seed(start_seed),
+                    )
                     reader.get_frames(idx)
                 per_file[backend].append(1000 * (time.process_time() - t0))
         for backend in backends:

@@ -81,7 +81,7 @@ class VideoReader(ABC):
         for start in range(0, self.num_frames, chunk):
             yield from self.get_frames(range(start, min(start + chunk, self.num_frames)))
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027  (optional: readers without a file handle keep this no-op)
         """Release the underlying file."""
 
     def __enter__(self) -> VideoReader:
@@ -133,8 +133,10 @@ class Probe(NamedTuple):
         if backend not in ("decord", "torchcodec"):
             return None
         if not self.indexed:
-            return (f"{backend} cannot index frames of a {','.join(sorted(self.formats))!r} file exactly "
-                    "(it trusts container timestamps)")
+            return (
+                f"{backend} cannot index frames of a {','.join(sorted(self.formats))!r} file exactly "
+                "(it trusts container timestamps)"
+            )
         if backend == "decord":
             if self.codec not in DECORD_CODECS:
                 return f"decord does not read {self.codec!r} video exactly"

@@ -143,8 +143,13 @@ class PyAVReader(VideoReader):
             stream = self._container.streams.video[0]
             self._fps = float(stream.average_rate) if stream.average_rate else None
             pts, key_pts = self._demux(stream)
-            self._indexed = (seek and bool(format_names(self._container) & INDEXED_FORMATS) and bool(pts)
-                             and None not in pts and len(set(pts)) == len(pts))
+            self._indexed = (
+                seek
+                and bool(format_names(self._container) & INDEXED_FORMATS)
+                and bool(pts)
+                and None not in pts
+                and len(set(pts)) == len(pts)
+            )
             if self._indexed:
                 self._pts = sorted(pts)
                 self._key_pts = sorted(set(key_pts))
@@ -200,8 +205,9 @@ class PyAVReader(VideoReader):
             if self._fps and ends.get(stream.index) == max(ends.values()):
                 covered += 1 / self._fps  # the last frame's display time, when no packet gives it
             if covered < 0.75 * duration / av.time_base:
-                raise VideoReadError(f"{self.path}: truncated file (streams end at {covered:.2f} s of "
-                                     f"{duration / av.time_base:.2f} s)")
+                raise VideoReadError(
+                    f"{self.path}: truncated file (streams end at {covered:.2f} s of {duration / av.time_base:.2f} s)"
+                )
         return pts, key_pts
 
     def _first_display(self) -> Display:
@@ -294,12 +300,14 @@ class PyAVReader(VideoReader):
         try:
             out = self._read_indexed(indices) if self._indexed else None
             if out is None and self._indexed:
-                logger.warning("%s: container timestamps disagree with the decoded stream; "
-                               "decoding from the start", self.path)
+                logger.warning(
+                    "%s: container timestamps disagree with the decoded stream; decoding from the start", self.path
+                )
                 count = sum(1 for _ in self._sequential())
                 if count != self._len:
-                    raise VideoReadError(f"{self.path}: the container lists {self._len} frames but the "
-                                         f"video stream decodes {count}")
+                    raise VideoReadError(
+                        f"{self.path}: the container lists {self._len} frames but the video stream decodes {count}"
+                    )
                 self._indexed = False
             if out is None:
                 out = self._read_sequential(set(indices))
@@ -309,8 +317,9 @@ class PyAVReader(VideoReader):
             raise VideoReadError(f"{self.path}: PyAV failed to decode frames ({short_error(e)})") from None
         missing = sorted(set(indices) - set(out))
         if missing:
-            raise VideoReadError(f"{self.path}: frames {missing[:5]} could not be decoded "
-                                 f"({len(missing)} missing of {len(indices)})")
+            raise VideoReadError(
+                f"{self.path}: frames {missing[:5]} could not be decoded ({len(missing)} missing of {len(indices)})"
+            )
         return out
 
     def iter_frames(self, chunk: int = 32) -> Iterator[np.ndarray]:
@@ -401,8 +410,13 @@ class FrameFolderReader(VideoReader):
         start_index: number of the first frame file.
     """
 
-    def __init__(self, path: str | os.PathLike, num_frames: int | None = None,
-                 filename_tmpl: str = DEFAULT_FRAME_TMPL, start_index: int = 1):
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        num_frames: int | None = None,
+        filename_tmpl: str = DEFAULT_FRAME_TMPL,
+        start_index: int = 1,
+    ):
         self.path = str(path)
         self.filename_tmpl = filename_tmpl
         self.start_index = start_index
@@ -452,9 +466,14 @@ def _template_regex(filename_tmpl: str) -> re.Pattern:
     return re.compile(re.escape(prefix) + r"\d+" + re.escape(suffix))
 
 
-def open_video(path: str | os.PathLike, backend: str = "auto", num_frames: int | None = None,
-               filename_tmpl: str = DEFAULT_FRAME_TMPL, start_index: int = 1,
-               num_threads: int = 1) -> VideoReader:
+def open_video(
+    path: str | os.PathLike,
+    backend: str = "auto",
+    num_frames: int | None = None,
+    filename_tmpl: str = DEFAULT_FRAME_TMPL,
+    start_index: int = 1,
+    num_threads: int = 1,
+) -> VideoReader:
     """Open a video file (decord or PyAV) or a frame folder.
 
     Args:
@@ -496,8 +515,9 @@ class TorchCodecReader(VideoReader):
     is served by a :class:`PyAVReader` of the same file (which must count the same frames).
     """
 
-    def __init__(self, path: str | os.PathLike, num_threads: int = 1, probe: Probe | None = None,
-                 fallback: bool = False):
+    def __init__(
+        self, path: str | os.PathLike, num_threads: int = 1, probe: Probe | None = None, fallback: bool = False
+    ):
         self.path = str(path)
         self._fallback: PyAVReader | bool = fallback
         self._threads = num_threads
@@ -508,8 +528,9 @@ class TorchCodecReader(VideoReader):
         self.display = probe.display
         decoders = importlib.import_module("torchcodec.decoders")
         try:
-            self._dec = decoders.VideoDecoder(self.path, seek_mode="exact", dimension_order="NHWC",
-                                              num_ffmpeg_threads=max(1, int(num_threads)))
+            self._dec = decoders.VideoDecoder(
+                self.path, seek_mode="exact", dimension_order="NHWC", num_ffmpeg_threads=max(1, int(num_threads))
+            )
             self._len = len(self._dec)
             rotation = self._dec.metadata.rotation or 0
             self._fps = self._dec.metadata.average_fps
@@ -541,8 +562,9 @@ class TorchCodecReader(VideoReader):
             logger.warning("%s; reading this file with PyAV", error)
             self._fallback = PyAVReader(self.path, num_threads=self._threads)
             if self._fallback.num_frames != self._len:
-                raise VideoReadError(f"{self.path}: torchcodec counts {self._len} frames, PyAV "
-                                     f"{self._fallback.num_frames}") from None
+                raise VideoReadError(
+                    f"{self.path}: torchcodec counts {self._len} frames, PyAV {self._fallback.num_frames}"
+                ) from None
             return self._fallback._read(indices)
         return {i: to_display(np.rot90(arr[k], self._undo), self.display) for k, i in enumerate(indices)}
 
@@ -554,5 +576,3 @@ class TorchCodecReader(VideoReader):
 
 
 _READERS = {"decord": DecordReader, "torchcodec": TorchCodecReader}
-
-

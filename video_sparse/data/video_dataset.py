@@ -41,8 +41,20 @@ from video_sparse.data.video_transforms import VideoTransform, video_transform
 logger = logging.getLogger(__name__)
 
 DEFAULT_NUM_CLIPS = {"dense": 5, "segment": 2}
-TRANSFORM_OPTIONS = ("input_size", "short_side_size", "hflip", "randaugment", "randaugment_ops",
-                     "randaugment_magnitude", "min_scale", "max_scale", "min_ratio", "max_ratio", "mean", "std")
+TRANSFORM_OPTIONS = (
+    "input_size",
+    "short_side_size",
+    "hflip",
+    "randaugment",
+    "randaugment_ops",
+    "randaugment_magnitude",
+    "min_scale",
+    "max_scale",
+    "min_ratio",
+    "max_ratio",
+    "mean",
+    "std",
+)
 """Options of :func:`build_video_dataset` that go to the transform rather than the dataset."""
 
 
@@ -85,12 +97,27 @@ class VideoClassificationDataset(Dataset):
         ValueError: a malformed list (``file:line``) or an invalid argument.
     """
 
-    def __init__(self, root: str | os.PathLike, list_file: str | os.PathLike, mode: str = "train", *,
-                 transform: VideoTransform, layout: str = "auto", backend: str = "auto",
-                 label_map: LabelMapLike = None, num_classes: int | None = None, sampling: str = "dense",
-                 num_frames: int = 16, frame_interval: int = 4, num_clips: int | None = None, min_frames: int = 1,
-                 max_retries: int = 10, filename_tmpl: str = DEFAULT_FRAME_TMPL, start_index: int = 1,
-                 num_threads: int = 1):
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        list_file: str | os.PathLike,
+        mode: str = "train",
+        *,
+        transform: VideoTransform,
+        layout: str = "auto",
+        backend: str = "auto",
+        label_map: LabelMapLike = None,
+        num_classes: int | None = None,
+        sampling: str = "dense",
+        num_frames: int = 16,
+        frame_interval: int = 4,
+        num_clips: int | None = None,
+        min_frames: int = 1,
+        max_retries: int = 10,
+        filename_tmpl: str = DEFAULT_FRAME_TMPL,
+        start_index: int = 1,
+        num_threads: int = 1,
+    ):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         if sampling not in SAMPLINGS:
@@ -98,8 +125,9 @@ class VideoClassificationDataset(Dataset):
         if num_frames <= 0 or frame_interval <= 0 or min_frames <= 0 or max_retries <= 0:
             raise ValueError("num_frames, frame_interval, min_frames and max_retries must be positive")
         if mode != "test" and transform.num_crops != 1:
-            raise ValueError(f"a {mode!r} dataset takes one crop per clip; the transform has "
-                             f"num_crops={transform.num_crops}")
+            raise ValueError(
+                f"a {mode!r} dataset takes one crop per clip; the transform has num_crops={transform.num_crops}"
+            )
         self.root = Path(root)
         if not self.root.is_dir():
             raise FileNotFoundError(f"data root not found: {self.root}")
@@ -117,8 +145,7 @@ class VideoClassificationDataset(Dataset):
         self.num_clips = int(num_clips if num_clips is not None else DEFAULT_NUM_CLIPS[sampling])
         self.num_crops = int(transform.num_crops)
         if self.num_clips <= 0 or self.num_crops <= 0:
-            raise ValueError(f"num_clips and num_crops must be positive, got {self.num_clips}, "
-                             f"{self.num_crops}")
+            raise ValueError(f"num_clips and num_crops must be positive, got {self.num_clips}, {self.num_crops}")
         if mode != "test":
             self.num_clips = 1
         self.min_frames = int(min_frames)
@@ -129,11 +156,21 @@ class VideoClassificationDataset(Dataset):
         self.sample_ids = [r.path for r in self.records]
         self.labels = [r.label for r in self.records]
         self.num_videos = len(self.records)
-        self.num_classes = int(num_classes) if num_classes is not None else (
-            len(self.classes) if self.classes is not None else max(self.labels) + 1)
+        self.num_classes = (
+            int(num_classes)
+            if num_classes is not None
+            else (len(self.classes) if self.classes is not None else max(self.labels) + 1)
+        )
         self.failures = FailureCount()
-        logger.info("%s: %d videos (%s layout, %s), mode=%s, %d view(s) per video", self.list_file,
-                    self.num_videos, self.layout, self.backend, mode, self.num_views)
+        logger.info(
+            "%s: %d videos (%s layout, %s), mode=%s, %d view(s) per video",
+            self.list_file,
+            self.num_videos,
+            self.layout,
+            self.backend,
+            mode,
+            self.num_views,
+        )
 
     @property
     def num_views(self) -> int:
@@ -159,8 +196,9 @@ class VideoClassificationDataset(Dataset):
 
     def frame_indices(self, num_total: int, clip_index: int = 0) -> Any:
         """Frame indices of clip ``clip_index`` for a video of ``num_total`` frames (mode-dependent)."""
-        return sample_indices(self.sampling, num_total, self.num_frames, self.frame_interval, self.mode,
-                              clip_index, self.num_clips)
+        return sample_indices(
+            self.sampling, num_total, self.num_frames, self.frame_interval, self.mode, clip_index, self.num_clips
+        )
 
     def load_clip(self, video_index: int, clip_index: int = 0, crop_index: int = 0) -> torch.Tensor:
         """Decode, sample and transform one view: float32 ``(C, T, H, W)``.
@@ -180,8 +218,7 @@ class VideoClassificationDataset(Dataset):
         with self.open(video_index) as reader:
             total = reader.num_frames
             if total < self.min_frames:
-                raise VideoReadError(f"{reader.path}: too short ({total} frames < "
-                                     f"min_frames={self.min_frames})")
+                raise VideoReadError(f"{reader.path}: too short ({total} frames < min_frames={self.min_frames})")
             frames = reader.get_frames(self.frame_indices(total, clip_index))
         return self.transform(frames, crop_index)
 
@@ -190,10 +227,18 @@ class VideoClassificationDataset(Dataset):
             raise IndexError(f"index {index} out of range for {len(self)} items")
         video_index, view_index = divmod(index, self.num_views)
         clip_index, crop_index = divmod(view_index, self.num_crops)
-        got = load_sample(lambda i: self.load_clip(i, clip_index, crop_index), video_index,
-                          train=self.mode == "train", errors=(VideoReadError,), failures=self.failures,
-                          sample_id=lambda i: self.sample_ids[i], replace=self._random_video,
-                          max_tries=self.max_retries, noun="videos", describe=str)
+        got = load_sample(
+            lambda i: self.load_clip(i, clip_index, crop_index),
+            video_index,
+            train=self.mode == "train",
+            errors=(VideoReadError,),
+            failures=self.failures,
+            sample_id=lambda i: self.sample_ids[i],
+            replace=self._random_video,
+            max_tries=self.max_retries,
+            noun="videos",
+            describe=str,
+        )
         if got.error is not None:
             return failed_item(video_index, view_index, self.sample_ids[video_index], got.error)
         return self._item(got.value, got.sample_index, view_index, clip_index, crop_index, got.skipped)
@@ -201,20 +246,30 @@ class VideoClassificationDataset(Dataset):
     def _random_video(self, failed_index: int) -> int:
         return int(torch.randint(self.num_videos, (1,)))
 
-    def _item(self, clip: torch.Tensor, video_index: int, view_index: int, clip_index: int,
-              crop_index: int, skipped: int) -> dict[str, Any]:
-        return {"input": clip, "label": self.labels[video_index], "sample_index": video_index,
-                "view_index": view_index, "clip_index": clip_index, "crop_index": crop_index,
-                "skipped": skipped}
+    def _item(
+        self, clip: torch.Tensor, video_index: int, view_index: int, clip_index: int, crop_index: int, skipped: int
+    ) -> dict[str, Any]:
+        return {
+            "input": clip,
+            "label": self.labels[video_index],
+            "sample_index": video_index,
+            "view_index": view_index,
+            "clip_index": clip_index,
+            "crop_index": crop_index,
+            "skipped": skipped,
+        }
 
     def __repr__(self) -> str:
-        return (f"{type(self).__name__}(list_file={self.list_file!r}, mode={self.mode!r}, "
-                f"layout={self.layout!r}, backend={self.backend!r}, videos={self.num_videos}, "
-                f"views={self.num_views}, sampling={self.sampling!r})")
+        return (
+            f"{type(self).__name__}(list_file={self.list_file!r}, mode={self.mode!r}, "
+            f"layout={self.layout!r}, backend={self.backend!r}, videos={self.num_videos}, "
+            f"views={self.num_views}, sampling={self.sampling!r})"
+        )
 
 
-def build_video_dataset(root: str | os.PathLike, list_file: str | os.PathLike, mode: str = "train",
-                        **options: Any) -> VideoClassificationDataset:
+def build_video_dataset(
+    root: str | os.PathLike, list_file: str | os.PathLike, mode: str = "train", **options: Any
+) -> VideoClassificationDataset:
     """A :class:`VideoClassificationDataset` with its transform, from flat options.
 
     Options named in :data:`TRANSFORM_OPTIONS` (and ``num_crops``, default 3, for test mode) build

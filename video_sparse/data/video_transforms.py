@@ -8,7 +8,8 @@ on a ``tv_tensors.Video``).
 
 from __future__ import annotations
 
-from typing import Protocol, Sequence
+from collections.abc import Sequence
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -42,8 +43,10 @@ def _check_stats(mean: Sequence[float], std: Sequence[float]) -> tuple[torch.Ten
         raise ValueError(f"mean and std need 3 values each, got {mean} and {std}")
     if any(s <= 0 for s in std):
         raise ValueError(f"std must be positive, got {std}")
-    return (torch.tensor(mean, dtype=torch.float32).view(3, 1, 1, 1),
-            torch.tensor(std, dtype=torch.float32).view(3, 1, 1, 1))
+    return (
+        torch.tensor(mean, dtype=torch.float32).view(3, 1, 1, 1),
+        torch.tensor(std, dtype=torch.float32).view(3, 1, 1, 1),
+    )
 
 
 def normalize_clip(video: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
@@ -65,16 +68,27 @@ class VideoTrainTransform:
         mean, std: per-channel normalisation statistics of the checkpoint (0-1 scale).
     """
 
-    def __init__(self, input_size: int = 224, min_scale: float = 0.08, max_scale: float = 1.0,
-                 min_ratio: float = 3 / 4, max_ratio: float = 4 / 3, hflip: bool = True,
-                 randaugment: bool = False, randaugment_ops: int = 2, randaugment_magnitude: int = 9,
-                 mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD):
+    def __init__(
+        self,
+        input_size: int = 224,
+        min_scale: float = 0.08,
+        max_scale: float = 1.0,
+        min_ratio: float = 3 / 4,
+        max_ratio: float = 4 / 3,
+        hflip: bool = True,
+        randaugment: bool = False,
+        randaugment_ops: int = 2,
+        randaugment_magnitude: int = 9,
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
+    ):
         if not 0 < min_scale <= max_scale <= 1:
             raise ValueError(f"need 0 < min_scale <= max_scale <= 1, got {min_scale}, {max_scale}")
         if not 0 < min_ratio <= max_ratio:
             raise ValueError(f"need 0 < min_ratio <= max_ratio, got {min_ratio}, {max_ratio}")
-        ops: list = [v2.RandomResizedCrop(input_size, scale=(min_scale, max_scale),
-                                          ratio=(min_ratio, max_ratio), antialias=True)]
+        ops: list = [
+            v2.RandomResizedCrop(input_size, scale=(min_scale, max_scale), ratio=(min_ratio, max_ratio), antialias=True)
+        ]
         if hflip:
             ops.append(v2.RandomHorizontalFlip())
         if randaugment:
@@ -113,8 +127,14 @@ class VideoEvalTransform:
         mean, std: normalisation statistics.
     """
 
-    def __init__(self, input_size: int = 224, short_side_size: int = 256, num_crops: int = 1,
-                 mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD):
+    def __init__(
+        self,
+        input_size: int = 224,
+        short_side_size: int = 256,
+        num_crops: int = 1,
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
+    ):
         if short_side_size < input_size:
             raise ValueError(f"short_side_size {short_side_size} < input_size {input_size}")
         if num_crops <= 0:
@@ -142,11 +162,23 @@ class VideoEvalTransform:
         return normalize_clip(video, self.mean, self.std)
 
 
-def video_transform(mode: str, *, input_size: int = 224, short_side_size: int = 256, num_crops: int = 3,
-                    hflip: bool = True, randaugment: bool = False, randaugment_ops: int = 2,
-                    randaugment_magnitude: int = 9, min_scale: float = 0.08, max_scale: float = 1.0,
-                    min_ratio: float = 3 / 4, max_ratio: float = 4 / 3, mean: Sequence[float] = IMAGENET_MEAN,
-                    std: Sequence[float] = IMAGENET_STD) -> VideoTransform:
+def video_transform(
+    mode: str,
+    *,
+    input_size: int = 224,
+    short_side_size: int = 256,
+    num_crops: int = 3,
+    hflip: bool = True,
+    randaugment: bool = False,
+    randaugment_ops: int = 2,
+    randaugment_magnitude: int = 9,
+    min_scale: float = 0.08,
+    max_scale: float = 1.0,
+    min_ratio: float = 3 / 4,
+    max_ratio: float = 4 / 3,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+) -> VideoTransform:
     """The transform of one split: augmentation for ``"train"``, one centred crop for ``"val"``,
     ``num_crops`` crops for ``"test"`` (the augmentation arguments act in training only).
 
@@ -155,8 +187,19 @@ def video_transform(mode: str, *, input_size: int = 224, short_side_size: int = 
     """
     mean, std = tuple(float(m) for m in mean), tuple(float(s) for s in std)
     if mode == "train":
-        return VideoTrainTransform(input_size, min_scale, max_scale, min_ratio, max_ratio, hflip, randaugment,
-                                   randaugment_ops, randaugment_magnitude, mean, std)
+        return VideoTrainTransform(
+            input_size,
+            min_scale,
+            max_scale,
+            min_ratio,
+            max_ratio,
+            hflip,
+            randaugment,
+            randaugment_ops,
+            randaugment_magnitude,
+            mean,
+            std,
+        )
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     return VideoEvalTransform(input_size, short_side_size, num_crops if mode == "test" else 1, mean, std)

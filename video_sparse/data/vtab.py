@@ -183,9 +183,7 @@ def make_digits_vtab(
     digits = load_digits()
     total = len(digits.target)
     if n_train < 2 or n_test < 1 or n_train + n_test > total:
-        raise ValueError(
-            f"need n_train >= 2, n_test >= 1 and n_train + n_test <= {total}, got {n_train}, {n_test}"
-        )
+        raise ValueError(f"need n_train >= 2, n_test >= 1 and n_train + n_test <= {total}, got {n_train}, {n_test}")
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"val_fraction must lie in (0, 1), got {val_fraction}")
 
@@ -214,7 +212,5 @@ def make_digits_vtab(
     }
     for name, lines in lists.items():
         (task_dir / f"{name}.txt").write_text("".join(lines), encoding="utf-8")
-    logger.info(
-        "wrote digits VTAB task %s: %d train, %d test images of %d px", task_dir, n_train, n_test, size
-    )
+    logger.info("wrote digits VTAB task %s: %d train, %d test images of %d px", task_dir, n_train, n_test, size)
     return task_dir

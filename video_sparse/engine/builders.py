@@ -6,6 +6,7 @@ VideoData``), never silently ignored; Hydra's ``instantiate`` then builds it. Th
 optimizer, the learning-rate schedule and the DeepSpeed config are all built this way; this module adds
 only what joins them (trainable parameters, parameter groups, precision).
 """
+
 from __future__ import annotations
 
 import inspect
@@ -33,8 +34,9 @@ def _plain(node: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
     return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else dict(node)
 
 
-def check_arguments(target: Any, keys: list[str], group: str, given: tuple[str, ...] = (),
-                    partial: bool = False) -> None:
+def check_arguments(
+    target: Any, keys: list[str], group: str, given: tuple[str, ...] = (), partial: bool = False
+) -> None:
     """Refuse keys that are not arguments of ``target`` and required arguments nobody gives.
 
     Args:
@@ -54,10 +56,13 @@ def check_arguments(target: Any, keys: list[str], group: str, given: tuple[str, 
     accepted = [n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
     unknown = sorted(set(keys) - set(accepted))
     if unknown:
-        raise ConfigError(f"{group}.{unknown[0]} is not an argument of {name} (unknown: "
-                          f"{', '.join(group + '.' + k for k in unknown)}; known: {', '.join(accepted)})")
-    required = [n for n in accepted if params[n].default is inspect.Parameter.empty
-                and n not in keys and n not in given]
+        raise ConfigError(
+            f"{group}.{unknown[0]} is not an argument of {name} (unknown: "
+            f"{', '.join(group + '.' + k for k in unknown)}; known: {', '.join(accepted)})"
+        )
+    required = [
+        n for n in accepted if params[n].default is inspect.Parameter.empty and n not in keys and n not in given
+    ]
     if required and not partial:
         raise ConfigError(f"{group}.{required[0]} must be set (an argument of {name})")
 
@@ -73,8 +78,13 @@ def _parameters(target: Any) -> dict[str, inspect.Parameter] | None:
         if "__init__" not in vars(cls) or cls is object:
             continue
         params = inspect.signature(cls.__init__).parameters
-        found.update({k: p for k, p in params.items() if k != "self" and k not in found
-                      and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)})
+        found.update(
+            {
+                k: p
+                for k, p in params.items()
+                if k != "self" and k not in found and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
+            }
+        )
         if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
             return found
     return None
@@ -110,8 +120,12 @@ def instantiate_group(node: DictConfig | Mapping[str, Any], group: str, **kwargs
         raise
 
 
-def build_model(model_cfg: DictConfig | Mapping[str, Any], sparsity_cfg: DictConfig | Mapping[str, Any],
-                pretrained: str | None = None, freeze_backbone: bool | None = None) -> nn.Module:
+def build_model(
+    model_cfg: DictConfig | Mapping[str, Any],
+    sparsity_cfg: DictConfig | Mapping[str, Any],
+    pretrained: str | None = None,
+    freeze_backbone: bool | None = None,
+) -> nn.Module:
     """The ``model`` group's model with the ``sparsity`` group's settings, trainable parameters marked
     (:func:`~video_sparse.adapters.peft.set_trainable`) and a local backbone checkpoint loaded."""
     sparsity = {k: v for k, v in _plain(sparsity_cfg).items() if k not in RAMP_KEYS}
@@ -136,8 +150,9 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def build_optimizer(optimizer_cfg: DictConfig | Mapping[str, Any], model: nn.Module,
-                    lr: float) -> torch.optim.Optimizer:
+def build_optimizer(
+    optimizer_cfg: DictConfig | Mapping[str, Any], model: nn.Module, lr: float
+) -> torch.optim.Optimizer:
     """The ``optim.optimizer`` group (a partial optimizer class) over :func:`param_groups`."""
     factory = instantiate_group(optimizer_cfg, "optim.optimizer")
     weight_decay = float(_plain(optimizer_cfg).get("weight_decay", 0.0))
@@ -189,8 +204,15 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     return precision
 
 
-def build_ds_config(stage: int, config: dict[str, Any] | None = None, *, micro_batch: int, accumulate: int,
-                    clip_grad: float | None, precision: str) -> dict[str, Any]:
+def build_ds_config(
+    stage: int,
+    config: dict[str, Any] | None = None,
+    *,
+    micro_batch: int,
+    accumulate: int,
+    clip_grad: float | None,
+    precision: str,
+) -> dict[str, Any]:
     """The DeepSpeed config dictionary (the ``deepspeed`` group's target).
 
     Args:
@@ -215,6 +237,6 @@ def build_ds_config(stage: int, config: dict[str, Any] | None = None, *, micro_b
         bf16={"enabled": precision == "bf16"},
         fp16={"enabled": precision == "fp16", "initial_scale_power": 16},
     )
-    config.setdefault("steps_per_print", 10 ** 9)
+    config.setdefault("steps_per_print", 10**9)
     config.setdefault("wall_clock_breakdown", False)
     return config

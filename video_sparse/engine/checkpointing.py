@@ -18,6 +18,7 @@ reachable at every instant, so a kill at any moment leaves a resumable folder:
 :func:`find_latest` follows ``latest`` and, when it names no complete folder, takes the newest
 complete one. DeepSpeed files are read with ``weights_only=True`` (:mod:`.safe_load`).
 """
+
 from __future__ import annotations
 
 import json
@@ -41,8 +42,15 @@ log = logging.getLogger(__name__)
 LATEST = "latest"
 ABANDONED = "abandoned"
 META = "meta.json"
-SAVE_POINTS = ("engine_saved", "rank_state_saved", "meta_written", "committed", "pointer_written", "old_renamed",
-               "pruned")
+SAVE_POINTS = (
+    "engine_saved",
+    "rank_state_saved",
+    "meta_written",
+    "committed",
+    "pointer_written",
+    "old_renamed",
+    "pruned",
+)
 _TAG = re.compile(r"step_(\d{8})")
 
 
@@ -53,9 +61,17 @@ def step_tag(global_step: int) -> str:
 def rng_state() -> dict[str, Any]:
     """Every RNG state of this process as tensors and plain numbers (loadable with weights_only)."""
     name, keys, pos, has_gauss, cached = np.random.get_state()
-    state = {"torch": torch.get_rng_state(), "python": random.getstate(),
-             "numpy": {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                       "has_gauss": int(has_gauss), "cached": float(cached)}}
+    state = {
+        "torch": torch.get_rng_state(),
+        "python": random.getstate(),
+        "numpy": {
+            "name": name,
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached": float(cached),
+        },
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -64,8 +80,15 @@ def rng_state() -> dict[str, Any]:
 def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     np_state = state["numpy"]
-    np.random.set_state((np_state["name"], np_state["keys"].numpy().astype(np.uint32), np_state["pos"],
-                         np_state["has_gauss"], np_state["cached"]))
+    np.random.set_state(
+        (
+            np_state["name"],
+            np_state["keys"].numpy().astype(np.uint32),
+            np_state["pos"],
+            np_state["has_gauss"],
+            np_state["cached"],
+        )
+    )
     random.setstate(state["python"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -152,14 +175,26 @@ def abandon_after(ckpt_dir: str | os.PathLike, step: int, keep: Path | None = No
             target, n = ckpt_dir / ABANDONED / f"{folder.name}.{n}", n + 1
         os.replace(folder, target)
         moved.append(target)
-    log.warning("moved %d later checkpoint(s) of %s to %s: %s", len(moved), ckpt_dir, ckpt_dir / ABANDONED,
-                ", ".join(p.name for p in moved))
+    log.warning(
+        "moved %d later checkpoint(s) of %s to %s: %s",
+        len(moved),
+        ckpt_dir,
+        ckpt_dir / ABANDONED,
+        ", ".join(p.name for p in moved),
+    )
     return moved
 
 
-def save_checkpoint(engine, ckpt_dir: str | os.PathLike, global_step: int, client_state: dict[str, Any],
-                    rank: int, keep_last: int = 2, exclude_frozen: bool = False,
-                    rank_state: dict[str, Any] | None = None) -> Path:
+def save_checkpoint(
+    engine,
+    ckpt_dir: str | os.PathLike,
+    global_step: int,
+    client_state: dict[str, Any],
+    rank: int,
+    keep_last: int = 2,
+    exclude_frozen: bool = False,
+    rank_state: dict[str, Any] | None = None,
+) -> Path:
     """Save model, optimizer, scheduler, ``client_state`` and every rank's RNG state atomically.
 
     Args:
@@ -177,21 +212,35 @@ def save_checkpoint(engine, ckpt_dir: str | os.PathLike, global_step: int, clien
     tmp_tag = tag + ".tmp"
     final = ckpt_dir / tag
     if final.exists():
-        raise FileExistsError(f"checkpoint {final} exists already; a step is never saved twice "
-                              f"(another run writing to {ckpt_dir.parent}?)")
+        raise FileExistsError(
+            f"checkpoint {final} exists already; a step is never saved twice "
+            f"(another run writing to {ckpt_dir.parent}?)"
+        )
     if rank == 0:
         ckpt_dir.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(ckpt_dir / tmp_tag, ignore_errors=True)
     barrier()
-    engine.save_checkpoint(str(ckpt_dir), tag=tmp_tag, client_state=client_state, save_latest=False,
-                           exclude_frozen_parameters=exclude_frozen)
+    engine.save_checkpoint(
+        str(ckpt_dir),
+        tag=tmp_tag,
+        client_state=client_state,
+        save_latest=False,
+        exclude_frozen_parameters=exclude_frozen,
+    )
     _reached("engine_saved")
     torch.save({**rng_state(), "rank_state": dict(rank_state or {})}, ckpt_dir / tmp_tag / f"rng_rank{rank}.pt")
     _reached("rank_state_saved")
     barrier()
     if rank == 0:
-        (ckpt_dir / tmp_tag / META).write_text(json.dumps({"global_step": global_step, **{
-            k: v for k, v in client_state.items() if isinstance(v, (int, float, str))}}, indent=1))
+        (ckpt_dir / tmp_tag / META).write_text(
+            json.dumps(
+                {
+                    "global_step": global_step,
+                    **{k: v for k, v in client_state.items() if isinstance(v, (int, float, str))},
+                },
+                indent=1,
+            )
+        )
         _reached("meta_written")
         _fsync_tree(ckpt_dir / tmp_tag)
         os.rename(ckpt_dir / tmp_tag, final)  # the commit; `final` does not exist (checked above)
@@ -236,12 +285,17 @@ def find_latest(ckpt_dir: str | os.PathLike) -> Path | None:
     complete = complete_checkpoints(ckpt_dir)
     if not complete:
         if named:
-            raise FileNotFoundError(f"{pointer} names {named}, which does not exist, and {ckpt_dir} holds no "
-                                    f"other complete checkpoint")
+            raise FileNotFoundError(
+                f"{pointer} names {named}, which does not exist, and {ckpt_dir} holds no other complete checkpoint"
+            )
         return None
     if named:
-        log.warning("%s names %s, which is not a complete checkpoint; using the newest complete one, %s",
-                    pointer, named, complete[-1].name)
+        log.warning(
+            "%s names %s, which is not a complete checkpoint; using the newest complete one, %s",
+            pointer,
+            named,
+            complete[-1].name,
+        )
     return complete[-1]
 
 
@@ -260,8 +314,13 @@ def load_checkpoint(engine, folder: str | os.PathLike, rank: int) -> dict[str, A
     if not folder.is_dir():
         raise FileNotFoundError(f"checkpoint folder not found: {folder}")
     with weights_only_loading(engine):
-        path, client_state = engine.load_checkpoint(str(folder.parent), tag=folder.name, load_module_strict=False,
-                                                    load_optimizer_states=True, load_lr_scheduler_states=True)
+        path, client_state = engine.load_checkpoint(
+            str(folder.parent),
+            tag=folder.name,
+            load_module_strict=False,
+            load_optimizer_states=True,
+            load_lr_scheduler_states=True,
+        )
     if path is None:
         raise RuntimeError(f"DeepSpeed could not load the checkpoint in {folder}")
     state = dict(client_state or {})

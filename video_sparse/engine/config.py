@@ -1,4 +1,5 @@
 """Where the configs live and how configuration mistakes reach the user."""
+
 from __future__ import annotations
 
 import argparse
@@ -20,8 +21,10 @@ def vtab_classes(task: str) -> int:
     from ..data.vtab import VTAB_TASKS
 
     if task not in VTAB_TASKS:
-        raise ValueError(f"data.task={task!r} is not a VTAB-1K task ({', '.join(sorted(VTAB_TASKS))}); "
-                         f"for another folder set data.num_classes explicitly")
+        raise ValueError(
+            f"data.task={task!r} is not a VTAB-1K task ({', '.join(sorted(VTAB_TASKS))}); "
+            f"for another folder set data.num_classes explicitly"
+        )
     return int(VTAB_TASKS[task][0])
 
 
@@ -50,8 +53,9 @@ def compose_config(overrides: Sequence[str] = (), config_name: str = "train") ->
         return compose(config_name=config_name, overrides=list(overrides))
 
 
-def parse_with_overrides(parser: argparse.ArgumentParser,
-                         argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
+def parse_with_overrides(
+    parser: argparse.ArgumentParser, argv: Sequence[str] | None = None
+) -> tuple[argparse.Namespace, list[str]]:
     """The one way tools that run an experiment take its settings: their own options, then ``--`` and
     Hydra overrides (``-- optim.lr=1e-3 data.root=/d``), which Hydra parses when it composes.
 
@@ -61,7 +65,7 @@ def parse_with_overrides(parser: argparse.ArgumentParser,
     argv = list(sys.argv[1:] if argv is None else argv)
     split = argv.index("--") if "--" in argv else len(argv)
     parser.usage = parser.format_usage().removeprefix("usage: ").rstrip() + " [-- KEY=VALUE ...]"
-    return parser.parse_args(argv[:split]), argv[split + 1:]
+    return parser.parse_args(argv[:split]), argv[split + 1 :]
 
 
 def group_options(group: str, config_dir: Path = CONFIG_DIR) -> list[str]:

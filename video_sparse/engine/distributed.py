@@ -1,4 +1,5 @@
 """Process-group set-up and small collective helpers (gloo on CPU, NCCL on GPUs)."""
+
 from __future__ import annotations
 
 import logging

@@ -1,10 +1,12 @@
 """Run every view of an evaluation set through a model and merge per video, exactly across ranks."""
+
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader
@@ -42,15 +44,29 @@ class EvalResult:
 def eval_loader(dataset: ClassificationDataset, batch_size: int, num_workers: int, dist_info: DistInfo) -> DataLoader:
     """A loader over this rank's padded share of ``dataset`` (every view; padding duplicates merge once)."""
     sampler = ResumableSampler(len(dataset), dist_info.world_size, dist_info.rank, shuffle=False, drop_last=False)
-    return DataLoader(SeededDataset(dataset), batch_size=batch_size, sampler=sampler, num_workers=num_workers,
-                      collate_fn=collate_samples, pin_memory=dist_info.device.type == "cuda")
+    return DataLoader(
+        SeededDataset(dataset),
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=num_workers,
+        collate_fn=collate_samples,
+        pin_memory=dist_info.device.type == "cuda",
+    )
 
 
 @torch.no_grad()
-def evaluate(forward: Callable[[torch.Tensor], torch.Tensor], dataset: ClassificationDataset, dist_info: DistInfo,
-             batch_size: int = 8, num_workers: int = 0, how: str = "prob", dtype: torch.dtype = torch.float32,
-             desc: str = "eval", out_dir: str | Path | None = None, video_ids: list[str] | None = None
-             ) -> EvalResult:
+def evaluate(
+    forward: Callable[[torch.Tensor], torch.Tensor],
+    dataset: ClassificationDataset,
+    dist_info: DistInfo,
+    batch_size: int = 8,
+    num_workers: int = 0,
+    how: str = "prob",
+    dtype: torch.dtype = torch.float32,
+    desc: str = "eval",
+    out_dir: str | Path | None = None,
+    video_ids: list[str] | None = None,
+) -> EvalResult:
     """Score every (sample, view) item, gather to rank 0, merge and summarise.
 
     Args:
@@ -65,14 +81,17 @@ def evaluate(forward: Callable[[torch.Tensor], torch.Tensor], dataset: Classific
     loader = eval_loader(dataset, batch_size, num_workers, dist_info)
     warned: set[int] = set()  # one line per unreadable video, not one per view
     # disable=None: no bar when stderr is not a terminal (log files get no carriage returns)
-    for batch in tqdm(loader, desc=desc, disable=None if dist_info.is_main else True, mininterval=2.0,
-                      leave=False):
+    for batch in tqdm(loader, desc=desc, disable=None if dist_info.is_main else True, mininterval=2.0, leave=False):
         for item in batch["failed"]:
             if int(item["sample_index"]) in warned:
                 continue
             warned.add(int(item["sample_index"]))
-            log.warning("cannot decode %s (sample %d): %s; excluded from the metrics", item.get("path"),
-                        item["sample_index"], item.get("error"))
+            log.warning(
+                "cannot decode %s (sample %d): %s; excluded from the metrics",
+                item.get("path"),
+                item["sample_index"],
+                item.get("error"),
+            )
         collector.add_failed(int(item["sample_index"]) for item in batch["failed"])
         if "input" not in batch:
             continue
@@ -82,8 +101,9 @@ def evaluate(forward: Callable[[torch.Tensor], torch.Tensor], dataset: Classific
     failed = gather_failed(collector.failed, dst=0)
     if not dist_info.is_main:
         return EvalResult({}, None, None, set())
-    merged = merge_views(records, num_views=dataset.num_views, how=how, failed=failed,
-                         num_samples=len(dataset.sample_ids))
+    merged = merge_views(
+        records, num_views=dataset.num_views, how=how, failed=failed, num_samples=len(dataset.sample_ids)
+    )
     summary = evaluation_summary(merged)
     if out_dir is not None:
         out_dir = Path(out_dir)

@@ -4,6 +4,7 @@ Reads top to bottom: ``setup()`` builds everything from the config, ``train()`` 
 (resuming exactly where a checkpoint left off), ``test()`` runs multi-view testing and
 ``cleanup()`` exports the adapter-only weights. ``tools/train.py`` is a thin wrapper around it.
 """
+
 from __future__ import annotations
 
 import json
@@ -35,6 +36,7 @@ from .schedules import keep_rate_at
 from .testing import MultiViewTest
 
 log = logging.getLogger(__name__)
+
 
 class FinetuneRecipe:
     """Sparse-Tuning fine-tuning driven by a composed Hydra config (see ``configs/train.yaml``)."""
@@ -92,11 +94,16 @@ class FinetuneRecipe:
         cfg = self.cfg
         self.model = build_model(cfg.model, cfg.sparsity, cfg.pretrained, cfg.train.freeze_backbone)
         torch.manual_seed(cfg.seed + self.dist.rank)  # per-rank dropout / drop-path streams
-        np.random.seed((cfg.seed + self.dist.rank) % 2 ** 32)
+        np.random.seed((cfg.seed + self.dist.rank) % 2**32)
         trainable, total = count_parameters(self.model)
         self.param_counts = {"trainable_params": trainable, "total_params": total}
-        log.info("model %s: %.3f M trainable of %.2f M parameters (%.2f%%)", cfg.model.model_name,
-                 trainable / 1e6, total / 1e6, 100.0 * trainable / total)
+        log.info(
+            "model %s: %.3f M trainable of %.2f M parameters (%.2f%%)",
+            cfg.model.model_name,
+            trainable / 1e6,
+            total / 1e6,
+            100.0 * trainable / total,
+        )
 
     def _setup_sampler(self) -> None:
         """The global sample order (fixed by world size, batch and accumulation) and steps per epoch."""
@@ -107,12 +114,15 @@ class FinetuneRecipe:
         self.sampler = ResumableSampler(len(self.train_set), world, self.dist.rank, shuffle=True, seed=cfg.seed)
         self.micro_steps_per_epoch = self.sampler.per_rank // micro
         if cfg.train.max_steps_per_epoch:
-            self.micro_steps_per_epoch = min(self.micro_steps_per_epoch,
-                                             int(cfg.train.max_steps_per_epoch) * accumulate)
+            self.micro_steps_per_epoch = min(
+                self.micro_steps_per_epoch, int(cfg.train.max_steps_per_epoch) * accumulate
+            )
         self.micro_steps_per_epoch -= self.micro_steps_per_epoch % accumulate
         if self.micro_steps_per_epoch == 0:
-            raise ValueError(f"{len(self.train_set)} training samples give no full step of batch {micro} x "
-                             f"{world} ranks x {accumulate} accumulation")
+            raise ValueError(
+                f"{len(self.train_set)} training samples give no full step of batch {micro} x "
+                f"{world} ranks x {accumulate} accumulation"
+            )
         self.steps_per_epoch = self.micro_steps_per_epoch // accumulate
 
     def _setup_optimizer(self) -> None:
@@ -122,9 +132,16 @@ class FinetuneRecipe:
         self.base_lr = optim.lr if optim.lr is not None else optim.blr * batch / 256
         self.optimizer = build_optimizer(optim.optimizer, self.model, self.base_lr)
         self.scheduler = instantiate_group(optim.scheduler, "optim.scheduler")(
-            self.optimizer, steps_per_epoch=self.steps_per_epoch, epochs=int(self.cfg.epochs))
-        self.mixup = MixupCutmix(self.data.num_classes, optim.mixup, optim.cutmix, optim.mixup_prob,
-                                 optim.mixup_switch_prob, optim.label_smoothing)
+            self.optimizer, steps_per_epoch=self.steps_per_epoch, epochs=int(self.cfg.epochs)
+        )
+        self.mixup = MixupCutmix(
+            self.data.num_classes,
+            optim.mixup,
+            optim.cutmix,
+            optim.mixup_prob,
+            optim.mixup_switch_prob,
+            optim.label_smoothing,
+        )
 
     def _setup_engine(self) -> None:
         """DeepSpeed (``deepspeed`` group) around model, optimizer and schedule; optional torch.compile."""
@@ -132,11 +149,15 @@ class FinetuneRecipe:
         import deepspeed
 
         ds_config = instantiate_group(cfg.deepspeed, "deepspeed")(
-            micro_batch=self.layout.micro_batch, accumulate=self.layout.accumulate_steps,
-            clip_grad=cfg.optim.clip_grad, precision=self.precision)
+            micro_batch=self.layout.micro_batch,
+            accumulate=self.layout.accumulate_steps,
+            clip_grad=cfg.optim.clip_grad,
+            precision=self.precision,
+        )
         self.model.to(self.dist.device)
         self.engine, self.optimizer, _, self.scheduler = deepspeed.initialize(
-            model=self.model, optimizer=self.optimizer, lr_scheduler=self.scheduler, config=ds_config)
+            model=self.model, optimizer=self.optimizer, lr_scheduler=self.scheduler, config=ds_config
+        )
         backend = compile_backend(cfg.train.get("compile"))
         if backend:  # in place: training, validation and test run compiled; checkpoint keys unchanged
             self.engine.compile(backend=backend, compile_kwargs={"dynamic": True})
@@ -146,8 +167,9 @@ class FinetuneRecipe:
 
     def _setup_metrics(self) -> None:
         """TensorBoard writer; ``purge_step`` drops points logged after the checkpoint resumed from."""
-        self.writer = MetricWriter(self.output_dir / "tensorboard", enabled=self.dist.is_main,
-                                   purge_step=self.global_step + 1)
+        self.writer = MetricWriter(
+            self.output_dir / "tensorboard", enabled=self.dist.is_main, purge_step=self.global_step + 1
+        )
 
     def _maybe_resume(self) -> None:
         resume = self.cfg.resume
@@ -172,16 +194,28 @@ class FinetuneRecipe:
         if self.dist.is_main:
             checkpointing.abandon_after(self.ckpt_dir, self.global_step, keep=folder)
         barrier()
-        log.info("resumed from %s: epoch %d, step %d of the epoch, %d optimizer steps done", folder, self.epoch,
-                 self.step_in_epoch, self.global_step)
+        log.info(
+            "resumed from %s: epoch %d, step %d of the epoch, %d optimizer steps done",
+            folder,
+            self.epoch,
+            self.step_in_epoch,
+            self.global_step,
+        )
 
     # ------------------------------------------------------------------------------------------ train
     def _loader(self) -> DataLoader:
         workers = int(self.data.num_workers)
         context = self.data.multiprocessing_context() if workers > 0 else None
-        return DataLoader(SeededDataset(self.train_set), batch_size=int(self.data.batch_size),
-                          sampler=self.sampler, num_workers=workers, collate_fn=collate_samples, drop_last=True,
-                          pin_memory=self.dist.device.type == "cuda", multiprocessing_context=context)
+        return DataLoader(
+            SeededDataset(self.train_set),
+            batch_size=int(self.data.batch_size),
+            sampler=self.sampler,
+            num_workers=workers,
+            collate_fn=collate_samples,
+            drop_last=True,
+            pin_memory=self.dist.device.type == "cuda",
+            multiprocessing_context=context,
+        )
 
     def _keep_rate(self, micro_step: int) -> float:
         sp = self.cfg.sparsity
@@ -191,15 +225,26 @@ class FinetuneRecipe:
 
     def _client_state(self) -> dict[str, Any]:
         epoch_samples = self.step_in_epoch * self.layout.world_size * self.layout.micro_batch  # global positions
-        return {**self.layout._asdict(), "epoch_samples": epoch_samples,
-                "epoch": self.epoch, "step_in_epoch": self.step_in_epoch, "global_step": self.global_step,
-                "history": self.history}
+        return {
+            **self.layout._asdict(),
+            "epoch_samples": epoch_samples,
+            "epoch": self.epoch,
+            "step_in_epoch": self.step_in_epoch,
+            "global_step": self.global_step,
+            "history": self.history,
+        }
 
     def _save(self) -> None:
-        checkpointing.save_checkpoint(self.engine, self.ckpt_dir, self.global_step, self._client_state(),
-                                      self.dist.rank, keep_last=int(self.cfg.train.keep_last),
-                                      exclude_frozen=bool(self.cfg.train.exclude_frozen),
-                                      rank_state={"epoch_sums": dict(self.epoch_sums)})
+        checkpointing.save_checkpoint(
+            self.engine,
+            self.ckpt_dir,
+            self.global_step,
+            self._client_state(),
+            self.dist.rank,
+            keep_last=int(self.cfg.train.keep_last),
+            exclude_frozen=bool(self.cfg.train.exclude_frozen),
+            rank_state={"epoch_sums": dict(self.epoch_sums)},
+        )
 
     def train(self) -> None:
         cfg = self.cfg
@@ -209,17 +254,27 @@ class FinetuneRecipe:
         start_time = time.time()
         if self.epoch >= int(cfg.epochs):
             self.already_complete = True
-            log.info("training in %s is already complete (%d of epochs=%d done); to train again from the start "
-                     "use another output_dir=... or resume=null (overwrites its checkpoints); to train longer "
-                     "raise epochs=; its results: %s", self.output_dir, self.epoch, cfg.epochs,
-                     self.output_dir / "results.json")
+            log.info(
+                "training in %s is already complete (%d of epochs=%d done); to train again from the start "
+                "use another output_dir=... or resume=null (overwrites its checkpoints); to train longer "
+                "raise epochs=; its results: %s",
+                self.output_dir,
+                self.epoch,
+                cfg.epochs,
+                self.output_dir / "results.json",
+            )
         while self.epoch < int(cfg.epochs):
             self.engine.train()
             self.sampler.set_epoch(self.epoch, start=self.step_in_epoch * self.layout.micro_batch)
             # disable=None: no bar (and no carriage returns) when stderr is a file; log lines report progress
-            bar = tqdm(total=self.micro_steps_per_epoch, initial=self.step_in_epoch,
-                       disable=None if self.dist.is_main else True,
-                       desc=f"epoch {self.epoch + 1}/{cfg.epochs}", mininterval=1.0, dynamic_ncols=True)
+            bar = tqdm(
+                total=self.micro_steps_per_epoch,
+                initial=self.step_in_epoch,
+                disable=None if self.dist.is_main else True,
+                desc=f"epoch {self.epoch + 1}/{cfg.epochs}",
+                mininterval=1.0,
+                dynamic_ncols=True,
+            )
             if self.step_in_epoch == 0:
                 self.epoch_sums = {"loss_sum": 0.0, "loss_count": 0, "skipped": 0}
             tick = time.time()
@@ -252,17 +307,36 @@ class FinetuneRecipe:
                 clips_per_s = accumulate * x.shape[0] * self.dist.world_size / max(now - tick, 1e-9)
                 tick = now
                 bar.update(accumulate)
-                bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}", keep=f"{keep_rate:.2f}",
-                                clips_s=f"{clips_per_s:.1f}")
+                bar.set_postfix(
+                    loss=f"{loss_value:.4f}", lr=f"{lr:.2e}", keep=f"{keep_rate:.2f}", clips_s=f"{clips_per_s:.1f}"
+                )
                 if self.global_step % int(cfg.train.log_every) == 0:
                     if bar.disable and self.dist.is_main:
-                        log.info("epoch %d/%d step %d/%d: loss %.4f, lr %.2e, keep %.2f, %.1f clips/s", self.epoch + 1,
-                                 cfg.epochs, self.step_in_epoch // accumulate, self.steps_per_epoch, loss_value, lr,
-                                 keep_rate, clips_per_s)
-                    self.writer.scalars({"train/loss": loss_value, "train/lr": lr, "train/keep_rate": keep_rate,
-                                         "train/clips_per_s": clips_per_s}, self.global_step)
-                if save_every and self.global_step % save_every == 0 and \
-                        self.step_in_epoch < self.micro_steps_per_epoch:  # the epoch end saves its last step
+                        log.info(
+                            "epoch %d/%d step %d/%d: loss %.4f, lr %.2e, keep %.2f, %.1f clips/s",
+                            self.epoch + 1,
+                            cfg.epochs,
+                            self.step_in_epoch // accumulate,
+                            self.steps_per_epoch,
+                            loss_value,
+                            lr,
+                            keep_rate,
+                            clips_per_s,
+                        )
+                    self.writer.scalars(
+                        {
+                            "train/loss": loss_value,
+                            "train/lr": lr,
+                            "train/keep_rate": keep_rate,
+                            "train/clips_per_s": clips_per_s,
+                        },
+                        self.global_step,
+                    )
+                if (
+                    save_every
+                    and self.global_step % save_every == 0
+                    and self.step_in_epoch < self.micro_steps_per_epoch
+                ):  # the epoch end saves its last step
                     self._save()
                 if max_steps and self.global_step >= int(max_steps):
                     bar.close()
@@ -277,18 +351,27 @@ class FinetuneRecipe:
     def _end_epoch(self, loss_sum: float, loss_count: int, skipped: int) -> None:
         cfg = self.cfg
         total_skipped = int(all_reduce_sum(skipped, self.dist.device if self.dist.device.type == "cuda" else None))
-        record: dict[str, Any] = {"epoch": self.epoch + 1, "train_loss": loss_sum / max(loss_count, 1),
-                                  "skipped_videos": total_skipped}
+        record: dict[str, Any] = {
+            "epoch": self.epoch + 1,
+            "train_loss": loss_sum / max(loss_count, 1),
+            "skipped_videos": total_skipped,
+        }
         if total_skipped:
-            log.warning("epoch %d: %d unreadable training samples were replaced by others", self.epoch + 1,
-                        total_skipped)
+            log.warning(
+                "epoch %d: %d unreadable training samples were replaced by others", self.epoch + 1, total_skipped
+            )
         if cfg.train.eval_every and (self.epoch + 1) % int(cfg.train.eval_every) == 0:
             result = self.validate()
             record.update({f"val_{k}": v for k, v in result.items() if isinstance(v, (int, float))})
         self.history.append(record)
         self.writer.scalars({f"epoch/{k}": v for k, v in record.items() if k != "epoch"}, self.global_step)
-        log.info("epoch %d: %s", self.epoch + 1, ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                                                           for k, v in record.items() if k != "epoch"))
+        log.info(
+            "epoch %d: %s",
+            self.epoch + 1,
+            ", ".join(
+                f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items() if k != "epoch"
+            ),
+        )
         self.epoch += 1
         self.step_in_epoch = 0
         self._save()
@@ -300,8 +383,15 @@ class FinetuneRecipe:
     def validate(self) -> dict[str, Any]:
         """Single-view top-1/top-5 on the validation split."""
         self.engine.eval()
-        result = evaluate(self._forward, self.val_set, self.dist, batch_size=int(self.data.batch_size),
-                          num_workers=int(self.data.num_workers), dtype=self.dtype, desc="val")
+        result = evaluate(
+            self._forward,
+            self.val_set,
+            self.dist,
+            batch_size=int(self.data.batch_size),
+            num_workers=int(self.data.num_workers),
+            dtype=self.dtype,
+            desc="val",
+        )
         self.engine.train()
         return result.summary
 
@@ -324,8 +414,11 @@ class FinetuneRecipe:
             if self.dist.is_main:
                 data = {k: getattr(self.data, k) for k in ("input_size", "num_frames", "mean", "std")}
                 data["num_frames"] = data["num_frames"] if self.data.is_video else None
-                extra = {"pretrained": self.cfg.pretrained, "global_step": self.global_step,
-                         "data": {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}}
+                extra = {
+                    "pretrained": self.cfg.pretrained,
+                    "global_step": self.global_step,
+                    "data": {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()},
+                }
                 save_adapter_checkpoint(module, path, extra=extra)
                 log.info("exported adapter-only weights to %s", path)
         if self.cfg.train.export_full:
@@ -358,8 +451,9 @@ def run_training(cfg: DictConfig) -> FinetuneRecipe:
     recipe.setup()
     recipe.train()
     # adapter.pth is written last (atomically): without it a kill cut the test or the export short, so redo both
-    tested_before = recipe.already_complete and all((recipe.output_dir / name).is_file()
-                                                    for name in ("results.json", "adapter.pth"))
+    tested_before = recipe.already_complete and all(
+        (recipe.output_dir / name).is_file() for name in ("results.json", "adapter.pth")
+    )
     if recipe.finished and not tested_before:
         recipe.test()
         recipe.export_adapters()
@@ -373,5 +467,6 @@ def _gathered(params: list[torch.nn.Parameter]):
 
     if params and hasattr(params[0], "ds_id"):
         import deepspeed
+
         return deepspeed.zero.GatheredParameters(params, modifier_rank=None)
     return contextlib.nullcontext()

@@ -1,4 +1,5 @@
 """Rank-aware logging to the console and ``train.log``, and TensorBoard scalars."""
+
 from __future__ import annotations
 
 import logging

@@ -3,6 +3,7 @@
 CutMix cuts the same box out of every frame (the box lies in the last two dims), unlike code that
 indexes the time axis as if it were height.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -27,8 +28,15 @@ class MixupCutmix:
         smoothing: label smoothing of the targets.
     """
 
-    def __init__(self, num_classes: int, mixup_alpha: float = 0.8, cutmix_alpha: float = 1.0, prob: float = 1.0,
-                 switch_prob: float = 0.5, smoothing: float = 0.1) -> None:
+    def __init__(
+        self,
+        num_classes: int,
+        mixup_alpha: float = 0.8,
+        cutmix_alpha: float = 1.0,
+        prob: float = 1.0,
+        switch_prob: float = 0.5,
+        smoothing: float = 0.1,
+    ) -> None:
         self.num_classes, self.mixup_alpha, self.cutmix_alpha = num_classes, mixup_alpha, cutmix_alpha
         self.prob, self.switch_prob, self.smoothing = prob, switch_prob, smoothing
 
@@ -36,8 +44,9 @@ class MixupCutmix:
     def enabled(self) -> bool:
         return self.prob > 0 and (self.mixup_alpha > 0 or self.cutmix_alpha > 0)
 
-    def __call__(self, x: torch.Tensor, labels: torch.Tensor,
-                 rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(
+        self, x: torch.Tensor, labels: torch.Tensor, rng: np.random.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         target = one_hot_smooth(labels, self.num_classes, self.smoothing)
         if not self.enabled or rng.random() >= self.prob:
             return x, target

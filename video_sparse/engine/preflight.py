@@ -4,6 +4,7 @@
 process group, data generation or model construction, so a wrong class count, a missing list or a
 checkpoint that does not fit the model ends the run in seconds with one line naming the setting.
 """
+
 from __future__ import annotations
 
 import logging
@@ -92,8 +93,11 @@ def read_checkpoint_settings(path: str) -> dict[str, Any]:
     state = payload.get("state_dict", payload.get("module", payload.get("model", payload)))
     head = state.get("head.weight") if isinstance(state, dict) else None
     extra = payload.get("extra") or {}
-    return {"model_args": payload.get("model_args"), "data": dict(extra.get("data") or {}),
-            "head_classes": int(head.shape[0]) if head is not None and head.ndim == 2 else None}
+    return {
+        "model_args": payload.get("model_args"),
+        "data": dict(extra.get("data") or {}),
+        "head_classes": int(head.shape[0]) if head is not None and head.ndim == 2 else None,
+    }
 
 
 def prepare_run(cfg: DictConfig, mode: str) -> None:
@@ -191,8 +195,10 @@ def _fill_data_defaults(cfg: DictConfig, saved: dict[str, Any] | None) -> None:
         data.short_side_size = data.input_size
     missing = [key for key in INPUT_KEYS if key in data and data.get(key) is None]
     if missing:
-        raise ConfigError(f"set {', '.join('data.' + k for k in missing)}: model {cfg.model.model_name} has no known "
-                          f"input settings (video_sparse.engine.preflight.MODEL_INPUTS)")
+        raise ConfigError(
+            f"set {', '.join('data.' + k for k in missing)}: model {cfg.model.model_name} has no known "
+            f"input settings (video_sparse.engine.preflight.MODEL_INPUTS)"
+        )
 
 
 def _cap_loader_workers(cfg: DictConfig) -> None:
@@ -200,17 +206,24 @@ def _cap_loader_workers(cfg: DictConfig) -> None:
     per_node = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
     capped = cap_workers(requested, per_node)
     if capped < requested:
-        log.info("data.num_workers=%d lowered to %d: %d CPU(s) for %d process(es) on this machine", requested,
-                 capped, available_cpus(), per_node)
+        log.info(
+            "data.num_workers=%d lowered to %d: %d CPU(s) for %d process(es) on this machine",
+            requested,
+            capped,
+            available_cpus(),
+            per_node,
+        )
         cfg.data.num_workers = capped
 
 
 def _check_checkpoint_fits(cfg: DictConfig, saved: dict[str, Any]) -> None:
     classes = int(cfg.model.num_classes)
     if saved["head_classes"] is not None and saved["head_classes"] != classes:
-        raise ConfigError(f"checkpoint={cfg.checkpoint} has a {saved['head_classes']}-class head but "
-                          f"model.num_classes={classes} (from data.num_classes); test with the data settings "
-                          f"it was trained with, or set data.num_classes={saved['head_classes']}")
+        raise ConfigError(
+            f"checkpoint={cfg.checkpoint} has a {saved['head_classes']}-class head but "
+            f"model.num_classes={classes} (from data.num_classes); test with the data settings "
+            f"it was trained with, or set data.num_classes={saved['head_classes']}"
+        )
     model = OmegaConf.to_container(cfg.model, resolve=True)
     differing = {}
     for key, value in (saved["model_args"] or {}).items():
@@ -220,8 +233,11 @@ def _check_checkpoint_fits(cfg: DictConfig, saved: dict[str, Any]) -> None:
         if key in cfg.data and cfg.data[key] is not None and _plain(cfg.data[key]) != value:
             differing[f"data.{key}"] = (value, _plain(cfg.data[key]))
     if differing:
-        log.warning("%s was trained with different settings: %s", cfg.checkpoint,
-                    "; ".join(f"{k}: trained {a}, now {b}" for k, (a, b) in differing.items()))
+        log.warning(
+            "%s was trained with different settings: %s",
+            cfg.checkpoint,
+            "; ".join(f"{k}: trained {a}, now {b}" for k, (a, b) in differing.items()),
+        )
 
 
 def _plain(value: Any) -> Any:
@@ -251,5 +267,10 @@ def _fit_batch(cfg: DictConfig, num_train: int) -> None:
         raise ConfigError(f"data.train_list has {num_train} video(s), fewer than the {world} processes")
     with open_dict(cfg):
         cfg.data.batch_size = num_train // world
-    log.info("data.batch_size=%d lowered to %d: the training list has %d videos for %d process(es)", batch,
-             cfg.data.batch_size, num_train, world)
+    log.info(
+        "data.batch_size=%d lowered to %d: the training list has %d videos for %d process(es)",
+        batch,
+        cfg.data.batch_size,
+        num_train,
+        world,
+    )

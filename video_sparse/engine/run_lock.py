@@ -9,6 +9,7 @@ checked instead: on the same host a pid that no longer runs marks a stale lock.
 
 Only :func:`lock_run_folder` imports from the package (lazily), so the module loads cheaply on its own.
 """
+
 from __future__ import annotations
 
 import errno
@@ -91,8 +92,10 @@ class RunLock:
                 raise
             if not locked:
                 os.close(fd)
-                raise RunLockedError(f"{self.path.parent} is in use by another run: {_describe(self.read_holder())}; "
-                                     f"wait for it to end or choose another output_dir")
+                raise RunLockedError(
+                    f"{self.path.parent} is in use by another run: {_describe(self.read_holder())}; "
+                    f"wait for it to end or choose another output_dir"
+                )
             try:
                 same_file = os.fstat(fd).st_ino == os.stat(self.path).st_ino
             except FileNotFoundError:
@@ -115,8 +118,7 @@ class RunLock:
             except OSError as err:
                 if err.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
                     raise
-                log.warning("%s: file locks not supported here (%s); checking the holder's pid instead",
-                            self.path, err)
+                log.warning("%s: file locks not supported here (%s); checking the holder's pid instead", self.path, err)
         holder = self.read_holder()
         pid = holder.get("pid")
         if not isinstance(pid, int) or pid == os.getpid():
@@ -127,8 +129,12 @@ class RunLock:
         previous = self.read_holder()
         if previous.get("pid") not in (None, os.getpid()):
             log.warning("%s: taking over a stale lock of %s, which no longer runs", self.path, _describe(previous))
-        record = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time(),
-                  "cmd": " ".join(sys.argv)[:500]}
+        record = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started": time.time(),
+            "cmd": " ".join(sys.argv)[:500],
+        }
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(record).encode(), 0)
         os.fsync(fd)

@@ -8,6 +8,7 @@ DeepSpeed types its own files really hold (:data:`DEEPSPEED_SAFE_TYPES`, found w
 ``torch.serialization.get_unsafe_globals_in_checkpoint`` on ZeRO 0-3 checkpoints). Anything else is
 refused with a :class:`~video_sparse.checkpoint.report.CheckpointError` naming the file and the type.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -24,10 +25,10 @@ from ..checkpoint.files import read_torch
 log = logging.getLogger(__name__)
 
 DEEPSPEED_SAFE_TYPES: tuple[str, ...] = (
-    "deepspeed.runtime.fp16.loss_scaler.LossScaler",        # ZeRO 1-3 optimizer files (static scale)
+    "deepspeed.runtime.fp16.loss_scaler.LossScaler",  # ZeRO 1-3 optimizer files (static scale)
     "deepspeed.runtime.fp16.loss_scaler.DynamicLossScaler",  # the same with fp16 dynamic loss scaling
-    "deepspeed.runtime.zero.config.ZeroStageEnum",           # ZeRO 1-3 optimizer files
-    "deepspeed.utils.tensor_fragment.fragment_address",      # ZeRO 1-2 parameter slice mappings
+    "deepspeed.runtime.zero.config.ZeroStageEnum",  # ZeRO 1-3 optimizer files
+    "deepspeed.utils.tensor_fragment.fragment_address",  # ZeRO 1-2 parameter slice mappings
 )
 
 _torch_load = torch.load  # the real loader, put back when the guard ends

@@ -9,6 +9,7 @@ order, so a resume with another number of processes and the same global batch co
 order (:func:`check_layout` refuses what cannot continue exactly, :func:`resume_micro_step` maps
 the position onto the new layout).
 """
+
 from __future__ import annotations
 
 import logging
@@ -27,7 +28,7 @@ _MIX = 0x9E3779B1
 
 def sample_seed(seed: int, epoch: int, position: int) -> int:
     """A 63-bit seed for one sample of one epoch."""
-    return (seed * 1_000_003 + epoch * _MIX + position * 2_654_435_761) % (2 ** 63 - 1)
+    return (seed * 1_000_003 + epoch * _MIX + position * 2_654_435_761) % (2**63 - 1)
 
 
 class ResumableSampler(Sampler):
@@ -43,8 +44,15 @@ class ResumableSampler(Sampler):
             index list is padded by repeating its start (evaluation: duplicates are merged once).
     """
 
-    def __init__(self, num_samples: int, num_replicas: int = 1, rank: int = 0, shuffle: bool = True,
-                 seed: int = 0, drop_last: bool = True) -> None:
+    def __init__(
+        self,
+        num_samples: int,
+        num_replicas: int = 1,
+        rank: int = 0,
+        shuffle: bool = True,
+        seed: int = 0,
+        drop_last: bool = True,
+    ) -> None:
         if num_samples <= 0:
             raise ValueError("the dataset is empty")
         self.num_samples, self.num_replicas, self.rank = num_samples, num_replicas, rank
@@ -99,7 +107,7 @@ class SeededDataset(Dataset):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             random.seed(seed)
-            np.random.seed(seed % (2 ** 32))
+            np.random.seed(seed % (2**32))
             try:
                 return self.dataset[index]
             finally:
@@ -130,9 +138,11 @@ class Layout(NamedTuple):
         return self.world_size * self.micro_batch * self.accumulate_steps
 
     def describe(self) -> str:
-        return (f"{self.global_batch} samples per optimizer step = {self.world_size} process(es) x "
-                f"data.batch_size={self.micro_batch} x optim.accumulate_steps={self.accumulate_steps}, "
-                f"ZeRO stage {self.zero_stage}")
+        return (
+            f"{self.global_batch} samples per optimizer step = {self.world_size} process(es) x "
+            f"data.batch_size={self.micro_batch} x optim.accumulate_steps={self.accumulate_steps}, "
+            f"ZeRO stage {self.zero_stage}"
+        )
 
 
 def check_layout(saved: Mapping[str, Any], current: Layout, source: str) -> None:
@@ -149,8 +159,11 @@ def check_layout(saved: Mapping[str, Any], current: Layout, source: str) -> None
             differs under ZeRO stage >= 1 (optimizer state partitioned over the saving processes).
     """
     if "world_size" not in saved:
-        log.warning("%s records no process layout (an older checkpoint); assuming it was saved with %s", source,
-                    current.describe())
+        log.warning(
+            "%s records no process layout (an older checkpoint); assuming it was saved with %s",
+            source,
+            current.describe(),
+        )
         return
     before = Layout(*(int(saved[name]) for name in Layout._fields))
     if before == current:
@@ -160,18 +173,26 @@ def check_layout(saved: Mapping[str, Any], current: Layout, source: str) -> None
             f"{source} was saved with {before.describe()}; this run has {current.describe()}. The sample order, "
             f"steps per epoch and learning-rate schedule depend on the global batch: choose data.batch_size and "
             f"optim.accumulate_steps so that processes x batch x accumulation = {before.global_batch}"
-            f"{_suggest(before.global_batch, current)}")
+            f"{_suggest(before.global_batch, current)}"
+        )
     if before.zero_stage != current.zero_stage:
-        raise ResumeLayoutError(f"{source} was saved with ZeRO stage {before.zero_stage}; this run uses stage "
-                                f"{current.zero_stage}: resume with deepspeed=zero{before.zero_stage}")
+        raise ResumeLayoutError(
+            f"{source} was saved with ZeRO stage {before.zero_stage}; this run uses stage "
+            f"{current.zero_stage}: resume with deepspeed=zero{before.zero_stage}"
+        )
     if before.world_size != current.world_size and before.zero_stage > 0:
         raise ResumeLayoutError(
             f"{source} was saved by {before.world_size} processes under ZeRO stage {before.zero_stage}, which "
             f"partitions the optimizer state over those processes; this run has {current.world_size}. Resume "
-            f"with {before.world_size} processes (checkpoints of deepspeed=zero0 resume on any number)")
-    log.warning("%s was saved with %s; continuing with %s: the same sample order and optimizer state; "
-                "Mixup/CutMix pairs and drop-path masks are drawn per process and differ from the saving run's",
-                source, before.describe(), current.describe())
+            f"with {before.world_size} processes (checkpoints of deepspeed=zero0 resume on any number)"
+        )
+    log.warning(
+        "%s was saved with %s; continuing with %s: the same sample order and optimizer state; "
+        "Mixup/CutMix pairs and drop-path masks are drawn per process and differ from the saving run's",
+        source,
+        before.describe(),
+        current.describe(),
+    )
 
 
 def resume_micro_step(saved: Mapping[str, Any], current: Layout) -> int:
@@ -184,8 +205,9 @@ def resume_micro_step(saved: Mapping[str, Any], current: Layout) -> int:
         return int(saved.get("step_in_epoch", 0))
     consumed = int(saved["epoch_samples"])
     if consumed % current.global_batch:
-        raise ResumeLayoutError(f"{consumed} samples of the epoch consumed: not a whole number of optimizer steps "
-                                f"of {current.describe()}")
+        raise ResumeLayoutError(
+            f"{consumed} samples of the epoch consumed: not a whole number of optimizer steps of {current.describe()}"
+        )
     return consumed // (current.world_size * current.micro_batch)
 
 

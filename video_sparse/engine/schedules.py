@@ -1,5 +1,6 @@
 """Schedules: warm-up + cosine learning rate (a function and the ``optim.scheduler`` target) and the
 keep-rate warm-up (EViT)."""
+
 from __future__ import annotations
 
 import math
@@ -32,8 +33,14 @@ def keep_rate_at(epoch: float, target: float, start_epoch: float = 0.0, ramp_epo
     return target + (1.0 - target) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def warmup_cosine_scheduler(optimizer: torch.optim.Optimizer, *, steps_per_epoch: int, epochs: int,
-                            warmup_epochs: float = 0.0, min_lr: float = 0.0) -> torch.optim.lr_scheduler.LambdaLR:
+def warmup_cosine_scheduler(
+    optimizer: torch.optim.Optimizer,
+    *,
+    steps_per_epoch: int,
+    epochs: int,
+    warmup_epochs: float = 0.0,
+    min_lr: float = 0.0,
+) -> torch.optim.lr_scheduler.LambdaLR:
     """Per-optimizer-step :func:`warmup_cosine` on ``optimizer`` (the ``optim.scheduler`` group's target).
 
     Args:

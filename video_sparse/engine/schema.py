@@ -7,6 +7,7 @@ reads itself; their yaml files give the defaults, these classes only the names a
 nothing reads (``+train.eval_evry=2``) or a value of the wrong type (``epochs=abc``) is refused with its
 full key before anything runs.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -108,14 +109,15 @@ def check_config(cfg: DictConfig) -> None:
         parent, _, name = key.rpartition(".")
         node = OmegaConf.select(schema, parent) if parent else schema
         known = ", ".join(sorted(node.keys())) if isinstance(node, DictConfig) else ""
-        raise ConfigError(f"{key} is not a setting{' of ' + parent if parent else ''}"
-                          f"{f' (known: {known})' if known else ''}") from None
+        raise ConfigError(
+            f"{key} is not a setting{' of ' + parent if parent else ''}{f' (known: {known})' if known else ''}"
+        ) from None
     except ValidationError as err:
         reason = str(err).splitlines()[0]
-        wanted = next((words for name, words in _TYPE_WORDS.items() if reason.endswith(f"converted to {name}")),
-                      None)
-        raise ConfigError(f"{err.full_key}={err.value!r}" + (f" must be {wanted}" if wanted else f": {reason}")) \
-            from None
+        wanted = next((words for name, words in _TYPE_WORDS.items() if reason.endswith(f"converted to {name}")), None)
+        raise ConfigError(
+            f"{err.full_key}={err.value!r}" + (f" must be {wanted}" if wanted else f": {reason}")
+        ) from None
 
 
 _TYPE_WORDS = {"Integer": "an integer", "Float": "a number", "Boolean": "true or false"}

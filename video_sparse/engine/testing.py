@@ -4,12 +4,14 @@ Both score every view of the test split with the model's weights and inputs in t
 (DeepSpeed's engine after training; the same cast of the model in ``tools/test.py``), merge the views per
 sample, and write the score files and ``results.json``.
 """
+
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from omegaconf import DictConfig
@@ -43,12 +45,12 @@ class MultiViewTest:
         output_dir: where ``results.json`` and the score files go (rank 0).
     """
 
-    def __init__(self, cfg: DictConfig, data: Any, dist_info: DistInfo, dtype: torch.dtype,
-                 output_dir: Path) -> None:
+    def __init__(self, cfg: DictConfig, data: Any, dist_info: DistInfo, dtype: torch.dtype, output_dir: Path) -> None:
         self.cfg, self.data, self.dist, self.dtype, self.output_dir = cfg, data, dist_info, dtype, Path(output_dir)
 
-    def run(self, forward: Callable[[torch.Tensor], torch.Tensor], model: nn.Module,
-            extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    def run(
+        self, forward: Callable[[torch.Tensor], torch.Tensor], model: nn.Module, extra: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         """Test every view, merge per sample and write ``results.json`` (rank 0).
 
         Args:
@@ -70,9 +72,18 @@ class MultiViewTest:
         if cfg.test.enabled:
             test_set = self.data.dataset("test")
             num_clips, num_crops, ids = test_set.num_clips, test_set.num_crops, list(test_set.sample_ids)
-            result = evaluate(forward, test_set, dist_info, batch_size=int(cfg.test.batch_size),
-                              num_workers=int(self.data.num_workers), how=cfg.test.merge, dtype=self.dtype,
-                              desc="test", out_dir=self.output_dir if dist_info.is_main else None, video_ids=ids)
+            result = evaluate(
+                forward,
+                test_set,
+                dist_info,
+                batch_size=int(cfg.test.batch_size),
+                num_workers=int(self.data.num_workers),
+                how=cfg.test.merge,
+                dtype=self.dtype,
+                desc="test",
+                out_dir=self.output_dir if dist_info.is_main else None,
+                video_ids=ids,
+            )
             results["test"], merged = result.summary, result.merged
             if dist_info.is_main:
                 results["test"]["failed_videos"] = [str(ids[i]) for i in sorted(result.failed)]
@@ -82,8 +93,11 @@ class MultiViewTest:
             plot_confusion_matrix(self.output_dir / "confusion_matrix.png", merged.scores, merged.labels)
         reference = model.__class__(**model.model_args)  # GMACs depend on shapes only, not on weights
         gmacs = count_gmacs(reference, torch.zeros(input_shape_of(reference))).gmacs
-        results.update(gmacs_per_view=gmacs, views=num_clips * num_crops,
-                       flops_x_views=format_flops_x_views(gmacs, num_clips, num_crops))
+        results.update(
+            gmacs_per_view=gmacs,
+            views=num_clips * num_crops,
+            flops_x_views=format_flops_x_views(gmacs, num_clips, num_crops),
+        )
         self._write(results)
         return results
 
@@ -92,16 +106,23 @@ class MultiViewTest:
         text = json.dumps(results, indent=1, default=str).encode()
         atomic_write(self.output_dir / "results.json", lambda f: f.write(text))
         test = results.get("test", {})
-        log.info("test: top1 %.2f top5 %.2f mean-class %.2f on %s videos x %s views (%s failed to decode); "
-                 "GMACs x views %s", test.get("top1", float("nan")), test.get("top5", float("nan")),
-                 test.get("mean_class_acc", float("nan")), test.get("num_videos"), test.get("views_per_video"),
-                 test.get("num_failed"), results["flops_x_views"])
+        log.info(
+            "test: top1 %.2f top5 %.2f mean-class %.2f on %s videos x %s views (%s failed to decode); GMACs x views %s",
+            test.get("top1", float("nan")),
+            test.get("top5", float("nan")),
+            test.get("mean_class_acc", float("nan")),
+            test.get("num_videos"),
+            test.get("views_per_video"),
+            test.get("num_failed"),
+            results["flops_x_views"],
+        )
         if self.cfg.test.enabled and not test.get("num_videos"):
             failed = test.get("failed_videos", [])
             raise NothingScoredError(
                 f"no test video could be scored: 0 scored, {len(failed)} failed to decode "
                 f"({', '.join(failed[:5])}{', ...' if len(failed) > 5 else ''}); summary written to "
-                f"{self.output_dir / 'results.json'}")
+                f"{self.output_dir / 'results.json'}"
+            )
 
 
 def run_test(cfg: DictConfig) -> dict[str, Any]:
@@ -124,7 +145,8 @@ def run_test(cfg: DictConfig) -> dict[str, Any]:
     if backend:
         compile_model(model, backend)
     tester = MultiViewTest(cfg, data, dist_info, dtype, output_dir)
-    results = tester.run(model, model, extra={"checkpoint": str(cfg.checkpoint), "trainable_params": trainable,
-                                              "total_params": total})
+    results = tester.run(
+        model, model, extra={"checkpoint": str(cfg.checkpoint), "trainable_params": trainable, "total_params": total}
+    )
     barrier()
     return results

@@ -11,6 +11,7 @@ Typical use in a test loop::
     summary = evaluation_summary(merged)       # top1, top5, mean_class_acc, num_videos, num_views, num_failed
 """
 
+from video_sparse.evaluation.confusion_plot import plot_confusion_matrix
 from video_sparse.evaluation.gather import gather_failed, gather_view_records
 from video_sparse.evaluation.metrics import (
     confusion_matrix,
@@ -28,7 +29,6 @@ from video_sparse.evaluation.multiview import (
     save_video_scores,
     softmax,
 )
-from video_sparse.evaluation.confusion_plot import plot_confusion_matrix
 from video_sparse.evaluation.records import ViewScoreCollector, ViewScores, load_view_scores, save_view_scores
 from video_sparse.evaluation.vtab_table import (
     VTABResult,

@@ -134,8 +134,7 @@ def format_flops_x_views(gflops_per_view: float, num_clips: int, num_crops: int,
     """
     if gflops_per_view < 0 or num_clips < 1 or num_crops < 1:
         raise ValueError(
-            f"need gflops_per_view >= 0 and at least one clip and crop, got "
-            f"{gflops_per_view}, {num_clips}, {num_crops}"
+            f"need gflops_per_view >= 0 and at least one clip and crop, got {gflops_per_view}, {num_clips}, {num_crops}"
         )
     g = f"{gflops_per_view:.0f}" if gflops_per_view >= 100 else f"{gflops_per_view:.3g}"
     views = f"{num_clips} x {num_crops}" if expand else f"{num_clips * num_crops}"

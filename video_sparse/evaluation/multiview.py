@@ -56,9 +56,7 @@ class MissingViewsError(ValueError):
     def __init__(self, incomplete: dict[int, int], num_views: int, max_listed: int = 8) -> None:
         self.incomplete = dict(incomplete)
         self.num_views = num_views
-        listed = ", ".join(
-            f"sample {s}: {c}/{num_views}" for s, c in sorted(self.incomplete.items())[:max_listed]
-        )
+        listed = ", ".join(f"sample {s}: {c}/{num_views}" for s, c in sorted(self.incomplete.items())[:max_listed])
         more = len(self.incomplete) - max_listed
         suffix = f", ... and {more} more" if more > 0 else ""
         super().__init__(
@@ -189,9 +187,7 @@ def merge_views(
         )
 
     keep = ~np.isin(scores.sample_index, np.fromiter(failed_set, dtype=np.int64, count=len(failed_set)))
-    kept = ViewScores(
-        scores.sample_index[keep], scores.view_index[keep], scores.labels[keep], scores.logits[keep]
-    )
+    kept = ViewScores(scores.sample_index[keep], scores.view_index[keep], scores.labels[keep], scores.logits[keep])
     rows, num_dup = _drop_duplicates(kept)
     sample = kept.sample_index[rows]
 
@@ -213,16 +209,12 @@ def merge_views(
         merged = logits.mean(axis=1, dtype=np.float64).astype(np.float32)
     else:
         probs = softmax(logits, axis=-1)
-        merged = (
-            probs.mean(axis=1, dtype=np.float64).astype(np.float32) if how == "prob" else probs.max(axis=1)
-        )
+        merged = probs.mean(axis=1, dtype=np.float64).astype(np.float32) if how == "prob" else probs.max(axis=1)
     view_labels = kept.labels[rows].reshape(len(uniq), num_views)
     bad = (view_labels != view_labels[:, :1]).any(axis=1)
     if bad.any():
         s = int(uniq[bad][0])
-        raise ValueError(
-            f"the views of sample {s} carry different labels {sorted(set(view_labels[bad][0].tolist()))}"
-        )
+        raise ValueError(f"the views of sample {s} carry different labels {sorted(set(view_labels[bad][0].tolist()))}")
     labels = view_labels[:, 0]
     logger.info(
         "merged %d videos x %d views (how=%s); %d duplicate view row(s) dropped; %d video(s) failed to "
@@ -340,9 +332,7 @@ def load_video_scores(path: str | os.PathLike) -> tuple[MergedScores, list[str]]
         raise FileNotFoundError(f"per-video score file not found: {path}")
     if path.suffix == ".npz":
         with np.load(path, allow_pickle=False) as d:
-            merged = MergedScores(
-                d["sample_index"], d["label"], d["scores"], int(d["num_views"]), str(d["how"])
-            )
+            merged = MergedScores(d["sample_index"], d["label"], d["scores"], int(d["num_views"]), str(d["how"]))
             return merged, [str(x) for x in d["video_id"]]
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.reader(f)

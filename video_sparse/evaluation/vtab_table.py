@@ -46,9 +46,7 @@ def _mean(values: Sequence[float]) -> float:
     return math.fsum(values) / len(values) if values else float("nan")
 
 
-def summarize_vtab(
-    accuracies: Mapping[str, float], name: str = "", allow_missing: bool = False
-) -> VTABResult:
+def summarize_vtab(accuracies: Mapping[str, float], name: str = "", allow_missing: bool = False) -> VTABResult:
     """Computes the group means and the overall mean of a VTAB-1K sweep.
 
     Args:
@@ -67,9 +65,7 @@ def summarize_vtab(
         raise ValueError(f"unknown VTAB-1K task(s) {unknown}; known: {list(VTAB_TASKS)}")
     missing = tuple(t for t in VTAB_TASKS if t not in accuracies)
     if missing and not allow_missing:
-        raise ValueError(
-            f"VTAB-1K sweep lacks {len(missing)} task(s): {list(missing)} (pass allow_missing=True)"
-        )
+        raise ValueError(f"VTAB-1K sweep lacks {len(missing)} task(s): {list(missing)} (pass allow_missing=True)")
     accs = {t: float(accuracies[t]) for t in VTAB_TASKS if t in accuracies}
     groups = {g: _mean([accs[t] for t in vtab_tasks_in_group(g) if t in accs]) for g in VTAB_GROUPS}
     return VTABResult(
@@ -163,9 +159,7 @@ def format_vtab_markdown(results: Sequence[VTABResult], digits: int = 1) -> str:
     lines.append(
         "Top-1 test accuracy (%). Mean is the mean of the three group means (Natural, Specialized, "
         "Structured), as reported in the parameter-efficient fine-tuning literature; the plain mean "
-        "over tasks is "
-        + ", ".join(f"{r.name or 'row'}: {_cell(r.task_mean, digits)}" for r in results)
-        + "."
+        "over tasks is " + ", ".join(f"{r.name or 'row'}: {_cell(r.task_mean, digits)}" for r in results) + "."
     )
     if any(r.missing for r in results):
         lines.append("'-' marks tasks without a result; group means then cover the tasks present.")

@@ -8,6 +8,7 @@ Views (``clips x crops`` from the data config, or one centred view) are scored i
 per input with :func:`video_sparse.evaluation.merge_views` (softmax per view, then mean, by default).
 An input that cannot be read is reported with its reason (``Prediction.error``); the others go on.
 """
+
 from __future__ import annotations
 
 import logging
@@ -59,8 +60,14 @@ class Prediction:
         return self.error is None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"path": self.path, "kind": self.kind, "ok": self.ok, "error": self.error,
-                "num_views": self.num_views, "topk": [{"class": c, "prob": p} for c, p in self.topk]}
+        return {
+            "path": self.path,
+            "kind": self.kind,
+            "ok": self.ok,
+            "error": self.error,
+            "num_views": self.num_views,
+            "topk": [{"class": c, "prob": p} for c, p in self.topk],
+        }
 
 
 class VideoClassifier:
@@ -77,8 +84,15 @@ class VideoClassifier:
         merge: view merge, ``"prob"``, ``"logit"`` or ``"max"`` (see ``merge_views``).
     """
 
-    def __init__(self, model: nn.Module, data_cfg: dict[str, Any], class_names: Sequence[str],
-                 device: str = "auto", precision: str = "auto", merge: str = "prob") -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        data_cfg: dict[str, Any],
+        class_names: Sequence[str],
+        device: str = "auto",
+        precision: str = "auto",
+        merge: str = "prob",
+    ) -> None:
         from video_sparse.engine.builders import resolve_precision
         from video_sparse.engine.distributed import resolve_device
 
@@ -92,12 +106,19 @@ class VideoClassifier:
             raise ValueError(f"{len(self.class_names)} class names for a model with {num_classes} classes")
         self.merge = merge
         self.is_video = getattr(getattr(model, "patch_embed", None), "tubelet_size", None) is not None or (
-            "_target_" in self.data_cfg and data_module_class(self.data_cfg).is_video)
+            "_target_" in self.data_cfg and data_module_class(self.data_cfg).is_video
+        )
 
     @classmethod
-    def from_config(cls, cfg: Any, checkpoint: str | os.PathLike | None = None,
-                    pretrained: str | os.PathLike | None = None, labels: str | os.PathLike | None = None,
-                    device: str | None = None, precision: str | None = None) -> VideoClassifier:
+    def from_config(
+        cls,
+        cfg: Any,
+        checkpoint: str | os.PathLike | None = None,
+        pretrained: str | os.PathLike | None = None,
+        labels: str | os.PathLike | None = None,
+        device: str | None = None,
+        precision: str | None = None,
+    ) -> VideoClassifier:
         """Build from a composed experiment config (``DictConfig`` or dict with ``model``, ``sparsity``, ``data``).
 
         Args:
@@ -111,8 +132,10 @@ class VideoClassifier:
         from video_sparse.engine.builders import build_model
 
         plain = OmegaConf.to_container(OmegaConf.create(cfg), resolve=False)
-        resolved = {key: OmegaConf.to_container(OmegaConf.create(cfg)[key], resolve=True)
-                    for key in ("model", "sparsity", "data")}
+        resolved = {
+            key: OmegaConf.to_container(OmegaConf.create(cfg)[key], resolve=True)
+            for key in ("model", "sparsity", "data")
+        }
         checkpoint = checkpoint if checkpoint is not None else plain.get("checkpoint")
         pretrained = pretrained if pretrained is not None else plain.get("pretrained")
         model = build_model(resolved["model"], resolved["sparsity"], str(pretrained) if pretrained else None)
@@ -123,13 +146,24 @@ class VideoClassifier:
             logger.warning("no checkpoint given: the head is untrained")
         names = class_names_for(resolved["data"], model.num_classes, str(plain.get("name", "")), labels)
         test = plain.get("test") or {}
-        return cls(model, resolved["data"], names, device or str(plain.get("device", "auto")),
-                   precision or str(plain.get("precision", "auto")), str(test.get("merge", "prob")))
+        return cls(
+            model,
+            resolved["data"],
+            names,
+            device or str(plain.get("device", "auto")),
+            precision or str(plain.get("precision", "auto")),
+            str(test.get("merge", "prob")),
+        )
 
     @classmethod
-    def from_experiment(cls, experiment: str, checkpoint: str | os.PathLike | None = None,
-                        pretrained: str | os.PathLike | None = None, overrides: Sequence[str] = (),
-                        **kwargs: Any) -> VideoClassifier:
+    def from_experiment(
+        cls,
+        experiment: str,
+        checkpoint: str | os.PathLike | None = None,
+        pretrained: str | os.PathLike | None = None,
+        overrides: Sequence[str] = (),
+        **kwargs: Any,
+    ) -> VideoClassifier:
         """Build from an experiment name (``configs/experiment/NAME.yaml``) or a saved run's ``config.yaml``.
 
         Args:
@@ -142,11 +176,18 @@ class VideoClassifier:
         """The test views of ``items`` under this classifier's data settings."""
         d = self.data_cfg
         return PredictionDataset(
-            items, int(d.get("num_frames", 16)) if self.is_video else None, d.get("sampling", "dense"),
-            int(d.get("frame_interval", 4)), 1 if single_view else int(d.get("test_num_clips") or 1),
-            1 if single_view else int(d.get("test_num_crops") or 1), int(d.get("input_size", 224)),
-            int(d.get("short_side_size") or d.get("input_size", 224)), d.get("mean", (0.5,) * 3),
-            d.get("std", (0.5,) * 3), d.get("backend") or "auto")
+            items,
+            int(d.get("num_frames", 16)) if self.is_video else None,
+            d.get("sampling", "dense"),
+            int(d.get("frame_interval", 4)),
+            1 if single_view else int(d.get("test_num_clips") or 1),
+            1 if single_view else int(d.get("test_num_crops") or 1),
+            int(d.get("input_size", 224)),
+            int(d.get("short_side_size") or d.get("input_size", 224)),
+            d.get("mean", (0.5,) * 3),
+            d.get("std", (0.5,) * 3),
+            d.get("backend") or "auto",
+        )
 
     @torch.no_grad()
     def logits(self, x: torch.Tensor) -> torch.Tensor:
@@ -155,9 +196,16 @@ class VideoClassifier:
         with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32):
             return self.model(x).float().cpu()
 
-    def predict(self, inputs: Sequence[str | os.PathLike | InputItem], topk: int = 5, single_view: bool = False,
-                batch_size: int | None = None, num_workers: int = 0, progress: bool = True,
-                root: str | os.PathLike | None = None) -> list[Prediction]:
+    def predict(
+        self,
+        inputs: Sequence[str | os.PathLike | InputItem],
+        topk: int = 5,
+        single_view: bool = False,
+        batch_size: int | None = None,
+        num_workers: int = 0,
+        progress: bool = True,
+        root: str | os.PathLike | None = None,
+    ) -> list[Prediction]:
         """Classify files, folders and list files (see :func:`discover_inputs`).
 
         Returns:
@@ -165,8 +213,9 @@ class VideoClassifier:
         """
         items = [i if isinstance(i, InputItem) else None for i in inputs]
         if any(i is None for i in items):
-            items = discover_inputs([str(i.path if isinstance(i, InputItem) else i) for i in inputs],
-                                    images=not self.is_video, root=root)
+            items = discover_inputs(
+                [str(i.path if isinstance(i, InputItem) else i) for i in inputs], images=not self.is_video, root=root
+            )
         dataset = self.dataset(items, single_view)
         probs, errors = self.score(dataset, batch_size, num_workers, progress)
         k = min(topk, len(self.class_names))
@@ -176,19 +225,31 @@ class VideoClassifier:
                 out.append(Prediction(item.path, item.kind, error=errors[index]))
                 continue
             order = np.argsort(-probs[index], kind="stable")[:k]
-            out.append(Prediction(item.path, item.kind, [(self.class_names[c], float(probs[index][c])) for c in order],
-                                  num_views=dataset.num_views))
+            out.append(
+                Prediction(
+                    item.path,
+                    item.kind,
+                    [(self.class_names[c], float(probs[index][c])) for c in order],
+                    num_views=dataset.num_views,
+                )
+            )
         return out
 
-    def score(self, dataset: PredictionDataset, batch_size: int | None = None, num_workers: int = 0,
-              progress: bool = True) -> tuple[dict[int, np.ndarray], dict[int, str]]:
+    def score(
+        self, dataset: PredictionDataset, batch_size: int | None = None, num_workers: int = 0, progress: bool = True
+    ) -> tuple[dict[int, np.ndarray], dict[int, str]]:
         """Merged class probabilities per readable input ``{index: (K,)}`` and reasons per failed one."""
         batch_size = int(batch_size or self.data_cfg.get("batch_size") or 8)
         context = None
         if num_workers > 0 and dataset.is_video:  # decord may hang in forked workers
             context = default_multiprocessing_context(resolve_backend(dataset.backend))
-        loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_samples,
-                            multiprocessing_context=context)
+        loader = DataLoader(
+            dataset,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            collate_fn=collate_samples,
+            multiprocessing_context=context,
+        )
         collector, errors = ViewScoreCollector(), {}
         for batch in tqdm(loader, desc="predict", unit="batch", disable=not progress, leave=False):
             for item in batch["failed"]:
@@ -201,8 +262,9 @@ class VideoClassifier:
         records = collector.result()
         if len(records) == 0:
             return {}, errors
-        merged = merge_views(records, dataset.num_views, how=self.merge, failed=errors.keys(),
-                             num_samples=len(dataset.items))
+        merged = merge_views(
+            records, dataset.num_views, how=self.merge, failed=errors.keys(), num_samples=len(dataset.items)
+        )
         scores = softmax(merged.scores) if self.merge == "logit" else merged.scores
         return {int(s): scores[i] for i, s in enumerate(merged.sample_index)}, errors
 

@@ -7,6 +7,7 @@ crop_index``), with the keys of :class:`video_sparse.data.VideoClassificationDat
 An input that cannot be read comes back as ``{"failed": True, "sample_index", "view_index", "path",
 "error"}``; nothing is substituted.
 """
+
 from __future__ import annotations
 
 import logging
@@ -48,11 +49,21 @@ class PredictionDataset(Dataset):
     Items: ``"input"`` float32 ``(C, T, S, S)`` for a video model, ``(C, S, S)`` for an image model.
     """
 
-    def __init__(self, items: Sequence[InputItem], num_frames: int | None, sampling: str = "dense",
-                 frame_interval: int = 4, num_clips: int = 1, num_crops: int = 1, input_size: int = 224,
-                 short_side_size: int = 224, mean: Sequence[float] = (0.5, 0.5, 0.5),
-                 std: Sequence[float] = (0.5, 0.5, 0.5), backend: str = "auto",
-                 filename_tmpl: str = DEFAULT_FRAME_TMPL) -> None:
+    def __init__(
+        self,
+        items: Sequence[InputItem],
+        num_frames: int | None,
+        sampling: str = "dense",
+        frame_interval: int = 4,
+        num_clips: int = 1,
+        num_crops: int = 1,
+        input_size: int = 224,
+        short_side_size: int = 224,
+        mean: Sequence[float] = (0.5, 0.5, 0.5),
+        std: Sequence[float] = (0.5, 0.5, 0.5),
+        backend: str = "auto",
+        filename_tmpl: str = DEFAULT_FRAME_TMPL,
+    ) -> None:
         if num_clips <= 0 or num_crops <= 0:
             raise ValueError(f"num_clips and num_crops must be positive, got {num_clips}, {num_crops}")
         self.items = list(items)
@@ -69,8 +80,9 @@ class PredictionDataset(Dataset):
         self.filename_tmpl = filename_tmpl
         mean, std = tuple(float(m) for m in mean), tuple(float(s) for s in std)
         if self.is_video:
-            self.transform: Any = VideoEvalTransform(input_size, max(short_side_size, input_size), self.num_crops,
-                                                     mean, std)
+            self.transform: Any = VideoEvalTransform(
+                input_size, max(short_side_size, input_size), self.num_crops, mean, std
+            )
         else:
             self.transform = eval_transform(input_size, mean=mean, std=std)
 
@@ -92,8 +104,9 @@ class PredictionDataset(Dataset):
             return np.repeat(np.asarray(self._image(item.path))[None], self.num_frames or 1, axis=0)
         with open_video(item.path, self.backend, filename_tmpl=self.filename_tmpl) as reader:
             total = reader.num_frames
-            indices = sample_indices(self.sampling, total, self.num_frames, self.frame_interval, "test",
-                                     clip_index, self.num_clips)
+            indices = sample_indices(
+                self.sampling, total, self.num_frames, self.frame_interval, "test", clip_index, self.num_clips
+            )
             return reader.get_frames(indices)
 
     @staticmethod
@@ -122,8 +135,20 @@ class PredictionDataset(Dataset):
             clip = self.load_view(sample, view)
         except Exception as err:  # noqa: BLE001 - one bad input never ends a run: report it and go on
             reason = str(err) if isinstance(err, VideoReadError) else f"{type(err).__name__}: {err}"
-            return {"failed": True, "sample_index": sample, "view_index": view, "path": self.video_paths[sample],
-                    "error": reason}
+            return {
+                "failed": True,
+                "sample_index": sample,
+                "view_index": view,
+                "path": self.video_paths[sample],
+                "error": reason,
+            }
         clip_index, crop_index = divmod(view, self.num_crops)
-        return {"input": clip, "label": 0, "sample_index": sample, "view_index": view, "clip_index": clip_index,
-                "crop_index": crop_index, "skipped": 0}
+        return {
+            "input": clip,
+            "label": 0,
+            "sample_index": sample,
+            "view_index": view,
+            "clip_index": clip_index,
+            "crop_index": crop_index,
+            "skipped": 0,
+        }

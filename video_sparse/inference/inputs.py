@@ -11,6 +11,7 @@
 Nothing is opened here: a path that does not exist, or a file of an unknown type, becomes an item of
 kind ``"missing"``/``"unknown"`` so that prediction reports it with a reason and goes on.
 """
+
 from __future__ import annotations
 
 import logging
@@ -24,8 +25,9 @@ from video_sparse.data.readers import DEFAULT_FRAME_TMPL
 
 logger = logging.getLogger(__name__)
 
-VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".webm", ".mkv", ".mov", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv",
-                            ".3gp", ".ts"})
+VIDEO_SUFFIXES = frozenset(
+    {".mp4", ".avi", ".webm", ".mkv", ".mov", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ts"}
+)
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
 LIST_SUFFIXES = frozenset({".txt", ".csv", ".lst"})
 KINDS = ("video", "frames", "image", "missing", "unknown")
@@ -98,8 +100,11 @@ def _read_list(list_file: Path, root: Path | None) -> list[Path]:
     for line in lines:
         if not line or line.startswith("#"):
             continue
-        candidates = [line, *(line.rsplit(None, n)[0] for n in (1, 2) if len(line.split()) > n),
-                      line.split(",")[0].strip()]
+        candidates = [
+            line,
+            *(line.rsplit(None, n)[0] for n in (1, 2) if len(line.split()) > n),
+            line.split(",")[0].strip(),
+        ]
         resolved = [Path(c) if Path(c).is_absolute() else base / c for c in candidates if c]
         found = next((p for p in resolved if p.exists()), None)
         if found is None and line.lower().startswith(("path,", "video,", "folder,", "youtube_id,")):
@@ -108,8 +113,12 @@ def _read_list(list_file: Path, root: Path | None) -> list[Path]:
     return paths
 
 
-def discover_inputs(paths: Sequence[str | os.PathLike], images: bool = False, root: str | os.PathLike | None = None,
-                    filename_tmpl: str = DEFAULT_FRAME_TMPL) -> list[InputItem]:
+def discover_inputs(
+    paths: Sequence[str | os.PathLike],
+    images: bool = False,
+    root: str | os.PathLike | None = None,
+    filename_tmpl: str = DEFAULT_FRAME_TMPL,
+) -> list[InputItem]:
     """Expand command-line paths into the items to classify, in a stable order.
 
     Args:

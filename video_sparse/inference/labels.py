@@ -1,4 +1,5 @@
 """Class names of a trained model, from a label map, the data config or the shipped label maps."""
+
 from __future__ import annotations
 
 import os
@@ -13,8 +14,9 @@ DATA_LISTS = Path(__file__).resolve().parents[2] / "data_lists"
 SHIPPED_LABEL_MAPS = (("k400", 400, "kinetics400_labels.txt"), ("ssv2", 174, "ssv2_labels.txt"))
 
 
-def class_names_for(data_cfg: dict[str, Any], num_classes: int, experiment: str = "",
-                    labels: str | os.PathLike | None = None) -> list[str]:
+def class_names_for(
+    data_cfg: dict[str, Any], num_classes: int, experiment: str = "", labels: str | os.PathLike | None = None
+) -> list[str]:
     """One name per class, first found of: ``labels``, ``data.label_map``, the demo's classes, a shipped map.
 
     Args:
@@ -33,8 +35,9 @@ def class_names_for(data_cfg: dict[str, Any], num_classes: int, experiment: str 
     if source:
         names = load_label_map(source)
         if names is None or len(names) != num_classes:
-            raise ValueError(f"{source}: {0 if names is None else len(names)} class names for a model with "
-                             f"{num_classes} classes")
+            raise ValueError(
+                f"{source}: {0 if names is None else len(names)} class names for a model with {num_classes} classes"
+            )
         return names
     if "_target_" in data_cfg and issubclass(data_module_class(data_cfg), DemoData):
         from video_sparse.data.demo import CLASS_SETS

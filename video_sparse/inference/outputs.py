@@ -1,4 +1,5 @@
 """Prediction results on disk (JSON and CSV) and kept-token animations of the inputs."""
+
 from __future__ import annotations
 
 import csv
@@ -31,12 +32,17 @@ def write_predictions(predictions: Sequence[Prediction], out_dir: str | os.PathL
     json_path, csv_path = out_dir / "predictions.json", out_dir / "predictions.csv"
     text = json.dumps([p.as_dict() for p in predictions], indent=1)
     atomic_write(json_path, lambda f: f.write(text.encode("utf-8")))
-    rows = [["path", "kind", "status", "error", "num_views"]
-            + [f"{name}_{i}" for i in range(1, k + 1) for name in ("class", "prob")]]
+    rows = [
+        ["path", "kind", "status", "error", "num_views"]
+        + [f"{name}_{i}" for i in range(1, k + 1) for name in ("class", "prob")]
+    ]
     for p in predictions:
         cells = [cell for name, prob in p.topk for cell in (name, f"{prob:.6f}")]
-        rows.append([p.path, p.kind, "ok" if p.ok else "failed", p.error or "", p.num_views]
-                    + cells + [""] * (2 * k - len(cells)))
+        rows.append(
+            [p.path, p.kind, "ok" if p.ok else "failed", p.error or "", p.num_views]
+            + cells
+            + [""] * (2 * k - len(cells))
+        )
 
     def write_csv(f) -> None:
         buffer = io.StringIO()
@@ -52,8 +58,13 @@ def _safe_name(path: str, index: int) -> str:
     return f"{index:04d}_{stem}"
 
 
-def save_kept_tokens(classifier: VideoClassifier, prediction_index: int, dataset_items: Sequence,
-                     out_dir: str | os.PathLike, scale: int = 2) -> Path:
+def save_kept_tokens(
+    classifier: VideoClassifier,
+    prediction_index: int,
+    dataset_items: Sequence,
+    out_dir: str | os.PathLike,
+    scale: int = 2,
+) -> Path:
     """Draw which tokens the model kept on the centred view of one input.
 
     A video gives an animated GIF (one strip per frame, dropped patches dimmed), an image a PNG.

@@ -9,6 +9,7 @@ the attention matrix as the policy needs (:class:`~video_sparse.sparsify.scorers
 query rows next to SDPA, or the per-key sums of the chunked kernel
 (:mod:`video_sparse.layers.chunked_attention`) for policies that need the whole matrix.
 """
+
 from __future__ import annotations
 
 import torch
@@ -33,8 +34,15 @@ class Attention(nn.Module):
             :func:`~video_sparse.layers.chunked_attention.score_chunk_rows`).
     """
 
-    def __init__(self, dim: int, num_heads: int = 8, qkv_bias: bool = True, proj_drop: float = 0.0,
-                 attn_impl: str = "sdpa", score_chunk_size: int | None = None) -> None:
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int = 8,
+        qkv_bias: bool = True,
+        proj_drop: float = 0.0,
+        attn_impl: str = "sdpa",
+        score_chunk_size: int | None = None,
+    ) -> None:
         super().__init__()
         if dim % num_heads:
             raise ValueError(f"dim={dim} is not divisible by num_heads={num_heads}")
@@ -42,15 +50,16 @@ class Attention(nn.Module):
             raise ValueError(f"attn_impl must be 'sdpa' or 'explicit', got {attn_impl!r}")
         self.num_heads = num_heads
         self.head_dim = dim // num_heads
-        self.scale = self.head_dim ** -0.5
+        self.scale = self.head_dim**-0.5
         self.attn_impl = attn_impl
         self.score_chunk_size = score_chunk_size
         self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
 
-    def forward(self, x: torch.Tensor, score: str | None = None,
-                num_prefix_tokens: int = 0) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(
+        self, x: torch.Tensor, score: str | None = None, num_prefix_tokens: int = 0
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Attend and optionally score the non-prefix tokens.
 
         Args:
@@ -73,8 +82,11 @@ class Attention(nn.Module):
             attn = attn.float().softmax(dim=-1)
             out = attn.to(v.dtype) @ v
             if policy is not None:
-                scores = (policy.from_attention(attn) if policy.from_attention is not None
-                          else policy.from_queries(q, k, self.scale))
+                scores = (
+                    policy.from_attention(attn)
+                    if policy.from_attention is not None
+                    else policy.from_queries(q, k, self.scale)
+                )
         elif policy is not None and policy.needs_attention:
             out, received = attention_with_received(q, k, v, self.scale, self.score_chunk_size)
             scores = policy.from_received(received, N)

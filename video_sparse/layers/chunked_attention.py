@@ -6,12 +6,13 @@ accelerators), and the backward pass recomputes the chunks instead of keeping th
 policies that need the whole matrix (``mean_attn``, :mod:`video_sparse.sparsify.scorers`) read the
 per-key sums this kernel returns next to the attention output.
 """
+
 from __future__ import annotations
 
 import torch
 
-CPU_CHUNK_ELEMENTS = 2 ** 21  # 8 MB of fp32 attention per chunk: stays in cache (measured in BENCHMARKS.md)
-GPU_CHUNK_ELEMENTS = 2 ** 27  # 512 MB: few, large kernels
+CPU_CHUNK_ELEMENTS = 2**21  # 8 MB of fp32 attention per chunk: stays in cache (measured in BENCHMARKS.md)
+GPU_CHUNK_ELEMENTS = 2**27  # 512 MB: few, large kernels
 
 
 def score_chunk_rows(batch_heads: int, num_keys: int, device: torch.device) -> int:
@@ -21,15 +22,16 @@ def score_chunk_rows(batch_heads: int, num_keys: int, device: torch.device) -> i
     return max(16, budget // max(1, batch_heads * num_keys))
 
 
-def _chunked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float,
-                       chunk_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _chunked_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, chunk_size: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Attention output (B, H, N, d) and the attention each key receives, summed over queries
     (B, H, N) float32, one chunk of query rows at a time."""
     outs = []
     received = torch.zeros(q.shape[:3], dtype=torch.float32, device=q.device)
     kt = k.transpose(-2, -1)
     for start in range(0, q.shape[2], chunk_size):
-        attn = ((q[:, :, start:start + chunk_size] * scale) @ kt).float().softmax(dim=-1)
+        attn = ((q[:, :, start : start + chunk_size] * scale) @ kt).float().softmax(dim=-1)
         received += attn.sum(dim=2)
         outs.append(attn.to(v.dtype) @ v)
     return torch.cat(outs, dim=2), received
@@ -46,8 +48,9 @@ class _RecomputedChunkedAttention(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float,
-                chunk_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        ctx, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, chunk_size: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         ctx.save_for_backward(q, k, v)
         ctx.scale, ctx.chunk_size = scale, chunk_size
         ctx.set_materialize_grads(False)  # an unused output's gradient arrives as None: skip its terms
@@ -80,8 +83,9 @@ class _RecomputedChunkedAttention(torch.autograd.Function):
 
 
 @torch.compiler.disable  # eager under torch.compile: the chunk loop needs a concrete N (see below)
-def attention_with_received(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float,
-                            chunk_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def attention_with_received(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, chunk_size: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Attention output plus the exact attention each key receives, summed over queries, in query chunks.
 
     When gradients are needed, the chunks' attention matrices are recomputed in the backward pass

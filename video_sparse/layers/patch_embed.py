@@ -3,6 +3,7 @@
 Both return tokens as ``(B, N, C)``; the convolution is called ``proj`` so that timm and VideoMAE
 checkpoints load by name.
 """
+
 from __future__ import annotations
 
 import torch
@@ -23,8 +24,14 @@ class PatchEmbed2d(nn.Module):
         embed_dim: token width.
     """
 
-    def __init__(self, img_size: int | tuple[int, int] = 224, patch_size: int = 16, in_chans: int = 3,
-                 embed_dim: int = 768, **_: object) -> None:
+    def __init__(
+        self,
+        img_size: int | tuple[int, int] = 224,
+        patch_size: int = 16,
+        in_chans: int = 3,
+        embed_dim: int = 768,
+        **_: object,
+    ) -> None:
         super().__init__()
         self.img_size = _pair(img_size)
         self.patch_size = _pair(patch_size)
@@ -55,8 +62,15 @@ class TubeletEmbed(nn.Module):
         tubelet_size: frames per tube.
     """
 
-    def __init__(self, img_size: int | tuple[int, int] = 224, patch_size: int = 16, in_chans: int = 3,
-                 embed_dim: int = 768, num_frames: int = 16, tubelet_size: int = 2) -> None:
+    def __init__(
+        self,
+        img_size: int | tuple[int, int] = 224,
+        patch_size: int = 16,
+        in_chans: int = 3,
+        embed_dim: int = 768,
+        num_frames: int = 16,
+        tubelet_size: int = 2,
+    ) -> None:
         super().__init__()
         if num_frames % tubelet_size:
             raise ValueError(f"num_frames={num_frames} is not a multiple of tubelet_size={tubelet_size}")
@@ -64,8 +78,11 @@ class TubeletEmbed(nn.Module):
         self.patch_size = _pair(patch_size)
         self.num_frames = num_frames
         self.tubelet_size = tubelet_size
-        self.grid_size = (num_frames // tubelet_size,
-                          self.img_size[0] // self.patch_size[0], self.img_size[1] // self.patch_size[1])
+        self.grid_size = (
+            num_frames // tubelet_size,
+            self.img_size[0] // self.patch_size[0],
+            self.img_size[1] // self.patch_size[1],
+        )
         self.num_patches = self.grid_size[0] * self.grid_size[1] * self.grid_size[2]
         kernel = (tubelet_size, *self.patch_size)
         self.proj = nn.Conv3d(in_chans, embed_dim, kernel_size=kernel, stride=kernel)
@@ -75,6 +92,8 @@ class TubeletEmbed(nn.Module):
         if x.ndim != 5:
             raise ValueError(f"video model expects input (B, C, T, H, W), got shape {tuple(x.shape)}")
         if x.shape[2] != self.num_frames or tuple(x.shape[-2:]) != self.img_size:
-            raise ValueError(f"input (T, H, W)={tuple(x.shape[2:])} does not match the model's "
-                             f"num_frames={self.num_frames}, img_size={self.img_size}")
+            raise ValueError(
+                f"input (T, H, W)={tuple(x.shape[2:])} does not match the model's "
+                f"num_frames={self.num_frames}, img_size={self.img_size}"
+            )
         return self.proj(x).flatten(2).transpose(1, 2)

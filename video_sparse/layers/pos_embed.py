@@ -1,4 +1,5 @@
 """Fixed sine-cosine position table over a flattened token index (VideoMAE's convention)."""
+
 from __future__ import annotations
 
 import torch

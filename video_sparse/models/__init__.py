@@ -1,4 +1,5 @@
 """Models: one SparseViT for images and videos, registered in timm's model registry."""
+
 from .factory import create_model, registered_models
 from .vit import VARIANTS, Block, SparseOutput, SparseViT
 

@@ -5,6 +5,7 @@
 constructor (plus the entry point's own ``pretrained``, ``checkpoint``, ``arch_from_checkpoint``)
 before anything is built, so a misspelt key fails at once, named as ``model.<key>``.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -22,8 +23,7 @@ ENTRY_POINT_ARGS: tuple[str, ...] = ("pretrained", "checkpoint", "arch_from_chec
 
 def registered_models() -> list[str]:
     """Names of the models this package registers in timm (``sparse_vit_*``, ``sparse_videomae_*``)."""
-    return [name for name in timm.list_models("sparse_*")
-            if model_entrypoint(name).__module__ == SparseViT.__module__]
+    return [name for name in timm.list_models("sparse_*") if model_entrypoint(name).__module__ == SparseViT.__module__]
 
 
 def _model_arguments() -> list[str]:
@@ -50,8 +50,10 @@ def create_model(model_name: str, **kwargs: Any) -> SparseViT:
     known = _model_arguments()
     unknown = [key for key in kwargs if key not in known]
     if unknown:
-        raise ConfigError(f"model.{unknown[0]} is not an argument of {model_name} "
-                          f"(unknown: {', '.join('model.' + k for k in unknown)}); known: {known}")
+        raise ConfigError(
+            f"model.{unknown[0]} is not an argument of {model_name} "
+            f"(unknown: {', '.join('model.' + k for k in unknown)}); known: {known}"
+        )
     no_adapter = "adapter" in kwargs and kwargs["adapter"] is None
     kwargs = {key: value for key, value in kwargs.items() if value is not None}
     if no_adapter:

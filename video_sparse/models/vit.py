@@ -21,6 +21,7 @@ Activation checkpointing (``grad_checkpointing=True`` or timm's ``set_grad_check
 recomputes each block in the backward pass; the recomputed forward reuses the token indices the
 first forward selected, so both passes drop the same tokens.
 """
+
 from __future__ import annotations
 
 from collections.abc import Collection
@@ -80,11 +81,23 @@ class Block(nn.Module):
     ``x = x + attn(norm1(x))``; [select tokens]; ``x = x + mlp(norm2(x)) + adapter(x)``.
     """
 
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = True,
-                 proj_drop: float = 0.0, drop_path: float = 0.0, init_values: float | None = None,
-                 norm_layer: type[nn.Module] = nn.LayerNorm, attn_impl: str = "sdpa",
-                 sparsify: bool = False, score: str = "cls", fuse_token: bool = True, num_prefix_tokens: int = 1,
-                 adapter: nn.Module | None = None) -> None:
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        proj_drop: float = 0.0,
+        drop_path: float = 0.0,
+        init_values: float | None = None,
+        norm_layer: type[nn.Module] = nn.LayerNorm,
+        attn_impl: str = "sdpa",
+        sparsify: bool = False,
+        score: str = "cls",
+        fuse_token: bool = True,
+        num_prefix_tokens: int = 1,
+        adapter: nn.Module | None = None,
+    ) -> None:
         super().__init__()
         self.norm1 = norm_layer(dim)
         self.attn = Attention(dim, num_heads, qkv_bias=qkv_bias, proj_drop=proj_drop, attn_impl=attn_impl)
@@ -100,9 +113,14 @@ class Block(nn.Module):
         self.num_prefix_tokens = num_prefix_tokens
         self.adapter = adapter
 
-    def forward(self, x: torch.Tensor, keep_rate: float = 1.0, history: list[torch.Tensor] | None = None,
-                kept: torch.Tensor | None = None, keep_units: int | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor | None, TokenSelection | None]:
+    def forward(
+        self,
+        x: torch.Tensor,
+        keep_rate: float = 1.0,
+        history: list[torch.Tensor] | None = None,
+        kept: torch.Tensor | None = None,
+        keep_units: int | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None, TokenSelection | None]:
         """Run the block.
 
         Args:
@@ -121,11 +139,15 @@ class Block(nn.Module):
         num_scored = x.shape[1] - self.num_prefix_tokens
         num_keep = num_scored
         if self.sparsify:  # only sparsifying blocks count their kept tokens
-            num_keep = (num_kept_tokens(num_scored, keep_rate) if keep_units is None
-                        else num_kept_from_units(num_scored, keep_units))
+            num_keep = (
+                num_kept_tokens(num_scored, keep_rate)
+                if keep_units is None
+                else num_kept_from_units(num_scored, keep_units)
+            )
         drops = num_keep < num_scored
-        attn_out, scores = self.attn(self.norm1(x), score=self.score if drops else None,
-                                     num_prefix_tokens=self.num_prefix_tokens)
+        attn_out, scores = self.attn(
+            self.norm1(x), score=self.score if drops else None, num_prefix_tokens=self.num_prefix_tokens
+        )
         x = x + self.drop_path1(self.ls1(attn_out))
         selection = None
         if scores is not None:
@@ -188,18 +210,43 @@ class SparseViT(nn.Module):
             instead of keeping its activations; see :meth:`set_grad_checkpointing`.
     """
 
-    def __init__(self, img_size: int = 224, patch_size: int = 16, in_chans: int = 3, num_classes: int = 1000,
-                 embed_dim: int = 768, depth: int = 12, num_heads: int = 12, mlp_ratio: float = 4.0,
-                 qkv_bias: bool = True, num_frames: int | None = None, tubelet_size: int = 2,
-                 class_token: bool = True, pos_embed: str = "learn", global_pool: str = "token",
-                 fc_norm: bool | None = None, init_values: float | None = None, drop_rate: float = 0.0,
-                 proj_drop_rate: float = 0.0, drop_path_rate: float = 0.0, norm_eps: float = 1e-6,
-                 keep_rate: float = 0.7, sparse_layers: tuple[int, ...] | list[int] | None = None,
-                 fuse_token: bool = True, score: str | None = None, fused_pool_weight: str = "one",
-                 adapter: str | None = "dense", adapter_dim: int = 64, adapter_scale: float = 0.1,
-                 dense_connections: bool | None = None, dense_include_embedding: bool = False,
-                 dense_skip_last_block: bool = True, attn_impl: str = "sdpa", head_norm: str = "none",
-                 grad_checkpointing: bool = False) -> None:
+    def __init__(
+        self,
+        img_size: int = 224,
+        patch_size: int = 16,
+        in_chans: int = 3,
+        num_classes: int = 1000,
+        embed_dim: int = 768,
+        depth: int = 12,
+        num_heads: int = 12,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        num_frames: int | None = None,
+        tubelet_size: int = 2,
+        class_token: bool = True,
+        pos_embed: str = "learn",
+        global_pool: str = "token",
+        fc_norm: bool | None = None,
+        init_values: float | None = None,
+        drop_rate: float = 0.0,
+        proj_drop_rate: float = 0.0,
+        drop_path_rate: float = 0.0,
+        norm_eps: float = 1e-6,
+        keep_rate: float = 0.7,
+        sparse_layers: tuple[int, ...] | list[int] | None = None,
+        fuse_token: bool = True,
+        score: str | None = None,
+        fused_pool_weight: str = "one",
+        adapter: str | None = "dense",
+        adapter_dim: int = 64,
+        adapter_scale: float = 0.1,
+        dense_connections: bool | None = None,
+        dense_include_embedding: bool = False,
+        dense_skip_last_block: bool = True,
+        attn_impl: str = "sdpa",
+        head_norm: str = "none",
+        grad_checkpointing: bool = False,
+    ) -> None:
         super().__init__()
         self.model_args = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
         if sparse_layers is None:
@@ -212,8 +259,9 @@ class SparseViT(nn.Module):
         if score not in SCORE_POLICIES:
             raise ValueError(f"score must be one of {sorted(SCORE_POLICIES)}, got {score!r}")
         if SCORE_POLICIES[score].needs_class_token and not class_token:
-            raise ValueError(f"score={score!r} needs a class token (class_token=True); use 'mean_attn' or "
-                             "'mean_query' for video")
+            raise ValueError(
+                f"score={score!r} needs a class token (class_token=True); use 'mean_attn' or 'mean_query' for video"
+            )
         if any(not 0 <= i < depth for i in sparse_layers):
             raise ValueError(f"sparse_layers {sparse_layers} must lie in [0, {depth})")
         if global_pool not in ("token", "avg"):
@@ -263,12 +311,27 @@ class SparseViT(nn.Module):
 
         norm_layer = _layer_norm(norm_eps)
         drop_path = [float(r) for r in torch.linspace(0, drop_path_rate, depth, device="cpu")]
-        self.blocks = nn.ModuleList([
-            Block(embed_dim, num_heads, mlp_ratio, qkv_bias, proj_drop_rate, drop_path[i], init_values, norm_layer,
-                  attn_impl, sparsify=i in sparse_layers, score=score, fuse_token=fuse_token,
-                  num_prefix_tokens=self.num_prefix_tokens,
-                  adapter=self._make_adapter(adapter, embed_dim, adapter_dim, adapter_scale, i))
-            for i in range(depth)])
+        self.blocks = nn.ModuleList(
+            [
+                Block(
+                    embed_dim,
+                    num_heads,
+                    mlp_ratio,
+                    qkv_bias,
+                    proj_drop_rate,
+                    drop_path[i],
+                    init_values,
+                    norm_layer,
+                    attn_impl,
+                    sparsify=i in sparse_layers,
+                    score=score,
+                    fuse_token=fuse_token,
+                    num_prefix_tokens=self.num_prefix_tokens,
+                    adapter=self._make_adapter(adapter, embed_dim, adapter_dim, adapter_scale, i),
+                )
+                for i in range(depth)
+            ]
+        )
         self.stage_ends = {i - 1 for i in sparse_layers if i > 0} | {depth - 1}
         self.uses_history = adapter is not None and ADAPTERS[adapter].uses_history
         self.norm = nn.Identity() if use_fc_norm else norm_layer(embed_dim)
@@ -327,8 +390,14 @@ class SparseViT(nn.Module):
         self.head_norm = _make_head_norm(self.model_args["head_norm"], self.embed_dim, num_classes)
         self.model_args["num_classes"] = num_classes
 
-    def _run_block(self, block: Block, x: torch.Tensor, keep_rate: float, history: list[torch.Tensor] | None,
-                   keep_units: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None, TokenSelection | None]:
+    def _run_block(
+        self,
+        block: Block,
+        x: torch.Tensor,
+        keep_rate: float,
+        history: list[torch.Tensor] | None,
+        keep_units: int | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None, TokenSelection | None]:
         """``block(x, keep_rate, history)``, through activation checkpointing when it is on."""
         if not (self.grad_checkpointing and torch.is_grad_enabled()):
             return block(x, keep_rate, history, keep_units=keep_units)
@@ -353,8 +422,9 @@ class SparseViT(nn.Module):
             x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)
         return self.pos_drop(x + self.pos_embed.to(x.dtype))
 
-    def forward_tokens(self, x: torch.Tensor, keep_rate: float | None = None, track: bool = False,
-                       keep_units: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None, list[torch.Tensor]]:
+    def forward_tokens(
+        self, x: torch.Tensor, keep_rate: float | None = None, track: bool = False, keep_units: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None, list[torch.Tensor]]:
         """Run embedding and blocks.
 
         Args:
@@ -374,8 +444,16 @@ class SparseViT(nn.Module):
         x = self._embed(x)
         track_mass = track or (self.global_pool == "avg" and self.fused_pool_weight == "mass")
         tokens = _TokenTracker(x.shape[0], x.shape[1] - self.num_prefix_tokens, x.device, track, track_mass)
-        stages = _StageSums(self.stage_ends, len(self.blocks) - 1, self.dense_skip_last_block,
-                            x if self.dense_include_embedding else None) if self.dense_connections else None
+        stages = (
+            _StageSums(
+                self.stage_ends,
+                len(self.blocks) - 1,
+                self.dense_skip_last_block,
+                x if self.dense_include_embedding else None,
+            )
+            if self.dense_connections
+            else None
+        )
         history: list[torch.Tensor] | None = [] if self.uses_history else None
         for i, block in enumerate(self.blocks):
             x, adapter_out, selection = self._run_block(block, x, keep_rate, history, keep_units)
@@ -393,7 +471,7 @@ class SparseViT(nn.Module):
         if self.global_pool == "token":
             x = x[:, 0]
         else:
-            tokens = x[:, self.num_prefix_tokens:]
+            tokens = x[:, self.num_prefix_tokens :]
             if mass is not None and self.fused_pool_weight == "mass":
                 weights = mass.to(tokens.dtype).unsqueeze(-1)
                 x = (tokens * weights).sum(dim=1) / weights.sum(dim=1)
@@ -405,8 +483,9 @@ class SparseViT(nn.Module):
         """Tokens after the last block and norm: (B, P + N', C)."""
         return self.forward_tokens(x)[0]
 
-    def forward(self, x: torch.Tensor, return_kept: bool = False, keep_rate: float | None = None,
-                keep_units: int | None = None) -> torch.Tensor | SparseOutput:
+    def forward(
+        self, x: torch.Tensor, return_kept: bool = False, keep_rate: float | None = None, keep_units: int | None = None
+    ) -> torch.Tensor | SparseOutput:
         """Classify a batch; with ``return_kept`` also return the kept token indices per layer.
 
         ``keep_rate`` (a fraction) or ``keep_units`` (an integer of 1/10000, see
@@ -442,8 +521,9 @@ class _TokenTracker:
             self.ids = _reduce_ids(self.ids, selection)
             self.kept_ids.append(self.ids)
         if self.mass is not None:
-            self.mass = apply_selection(self.mass.unsqueeze(-1), selection, 0,
-                                        fuse_values=torch.ones_like(self.mass)).squeeze(-1)
+            self.mass = apply_selection(
+                self.mass.unsqueeze(-1), selection, 0, fuse_values=torch.ones_like(self.mass)
+            ).squeeze(-1)
 
 
 class _StageSums:
@@ -488,6 +568,7 @@ def _reduce_ids(ids: torch.Tensor, selection: TokenSelection) -> torch.Tensor:
 def _layer_norm(eps: float) -> Any:
     def make(dim: int) -> nn.LayerNorm:
         return nn.LayerNorm(dim, eps=eps)
+
     return make
 
 
@@ -496,27 +577,35 @@ def _layer_norm(eps: float) -> Any:
 # A local checkpoint is loaded with `checkpoint="path"`; nothing is downloaded.
 # --------------------------------------------------------------------------------------------------
 _IMAGE = {"class_token": True, "pos_embed": "learn", "global_pool": "token"}
-_VIDEO = {"class_token": False, "pos_embed": "sincos", "global_pool": "avg", "num_frames": 16,
-          "tubelet_size": 2}
+_VIDEO = {"class_token": False, "pos_embed": "sincos", "global_pool": "avg", "num_frames": 16, "tubelet_size": 2}
 
 
-def _create(variant_args: dict[str, Any], pretrained: bool = False, checkpoint: str | None = None,
-            arch_from_checkpoint: bool = False, **kwargs: Any) -> SparseViT:
+def _create(
+    variant_args: dict[str, Any],
+    pretrained: bool = False,
+    checkpoint: str | None = None,
+    arch_from_checkpoint: bool = False,
+    **kwargs: Any,
+) -> SparseViT:
     """Build a variant. With ``arch_from_checkpoint=True`` what the checkpoint shows (LayerScale,
     position table, pooling, sizes ...) wins over the variant's arguments, explicit ones over both."""
     for key in ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir"):
         kwargs.pop(key, None)
     if pretrained and checkpoint is None:
-        raise ValueError("video_sparse never downloads weights: pass checkpoint='/path/to/weights' "
-                         "(.npz, .pth, .safetensors) instead of pretrained=True")
+        raise ValueError(
+            "video_sparse never downloads weights: pass checkpoint='/path/to/weights' "
+            "(.npz, .pth, .safetensors) instead of pretrained=True"
+        )
     if arch_from_checkpoint:
         if checkpoint is None:
             raise ValueError("arch_from_checkpoint=True needs checkpoint='/path/to/weights'")
         from ..checkpoint import create_model_from_checkpoint
+
         return create_model_from_checkpoint(checkpoint, defaults=variant_args, **kwargs)[0]
     model = SparseViT(**{**variant_args, **kwargs})
     if checkpoint is not None:
         from ..checkpoint import load_pretrained
+
         load_pretrained(model, checkpoint)
     return model
 
@@ -564,8 +653,11 @@ def sparse_vit_small_patch14_dinov2(pretrained: bool = False, **kwargs: Any) -> 
 @register_model
 def sparse_vit_nano_patch16_64(pretrained: bool = False, **kwargs: Any) -> SparseViT:
     """A 4-block, 96-wide image model at 64 px for tests and demos (sparsifies at blocks 1, 2, 3)."""
-    return _create({**_IMAGE, **_sizes(96, 4, 3), "img_size": 64, "sparse_layers": (1, 2, 3),
-                    "adapter_dim": 16}, pretrained, **kwargs)
+    return _create(
+        {**_IMAGE, **_sizes(96, 4, 3), "img_size": 64, "sparse_layers": (1, 2, 3), "adapter_dim": 16},
+        pretrained,
+        **kwargs,
+    )
 
 
 @register_model
@@ -610,17 +702,29 @@ def sparse_videomae_tiny_patch16_224(pretrained: bool = False, **kwargs: Any) ->
 @register_model
 def sparse_videomae_nano_patch16_64(pretrained: bool = False, **kwargs: Any) -> SparseViT:
     """A 4-block, 96-wide video model, 16 frames at 64 px, for tests and the demo."""
-    return _create({**_VIDEO, **_sizes(96, 4, 3), "img_size": 64, "sparse_layers": (1, 2, 3),
-                    "adapter_dim": 16}, pretrained, **kwargs)
+    return _create(
+        {**_VIDEO, **_sizes(96, 4, 3), "img_size": 64, "sparse_layers": (1, 2, 3), "adapter_dim": 16},
+        pretrained,
+        **kwargs,
+    )
 
 
 VARIANTS = (
-    "sparse_vit_base_patch16_224", "sparse_vit_small_patch16_224", "sparse_vit_tiny_patch16_224",
-    "sparse_vit_small_patch14_dinov2", "sparse_vit_nano_patch16_64", "sparse_videomae_base_patch16_224",
-    "sparse_videomae_small_patch16_224", "sparse_videomae_tiny_patch16_224", "sparse_videomae_nano_patch16_64",
+    "sparse_vit_base_patch16_224",
+    "sparse_vit_small_patch16_224",
+    "sparse_vit_tiny_patch16_224",
+    "sparse_vit_small_patch14_dinov2",
+    "sparse_vit_nano_patch16_64",
+    "sparse_videomae_base_patch16_224",
+    "sparse_videomae_small_patch16_224",
+    "sparse_videomae_tiny_patch16_224",
+    "sparse_videomae_nano_patch16_64",
 )
 #: Backbones too large for a single small GPU (ZeRO-3 territory); tests build them at tiny sizes.
 LARGE_VARIANTS = (
-    "sparse_vit_large_patch16_224", "sparse_vit_huge_patch14_224", "sparse_videomae_large_patch16_224",
-    "sparse_videomae_huge_patch16_224", "sparse_videomae_v2_giant_patch14_224",
+    "sparse_vit_large_patch16_224",
+    "sparse_vit_huge_patch14_224",
+    "sparse_videomae_large_patch16_224",
+    "sparse_videomae_huge_patch16_224",
+    "sparse_videomae_v2_giant_patch14_224",
 )

@@ -5,6 +5,7 @@ At a sparsifying layer the non-prefix tokens are ranked by importance; the top
 their scores, into one fused token appended after them (Sparse-Tuning, Sec. 3.2; EViT's
 inattentive-token fusion). A fused token made by an earlier layer competes like any other token.
 """
+
 from __future__ import annotations
 
 import math
@@ -55,8 +56,9 @@ def num_kept_from_units(num_tokens: int, units: int) -> int:
     return torch.sym_max(1, torch.sym_min(num_tokens, (num_tokens * units + KEEP_UNITS - 1) // KEEP_UNITS))
 
 
-def select_tokens(scores: torch.Tensor, keep_rate: float, fuse: bool = True,
-                  num_keep: int | None = None) -> TokenSelection:
+def select_tokens(
+    scores: torch.Tensor, keep_rate: float, fuse: bool = True, num_keep: int | None = None
+) -> TokenSelection:
     """Pick the top tokens of each sample.
 
     Args:
@@ -74,8 +76,9 @@ def select_tokens(scores: torch.Tensor, keep_rate: float, fuse: bool = True,
     return TokenSelection(kept, scores, fuse_weights)
 
 
-def apply_selection(x: torch.Tensor, selection: TokenSelection, num_prefix_tokens: int = 0,
-                    fuse_values: torch.Tensor | None = None) -> torch.Tensor:
+def apply_selection(
+    x: torch.Tensor, selection: TokenSelection, num_prefix_tokens: int = 0, fuse_values: torch.Tensor | None = None
+) -> torch.Tensor:
     """Shorten a token sequence as ``selection`` says.
 
     Args:

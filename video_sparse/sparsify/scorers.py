@@ -14,6 +14,7 @@ Every policy returns, per sample, one non-negative number per token, averaged ov
 A new policy is one entry in :data:`SCORE_POLICIES`; the attention layer
 (:class:`video_sparse.layers.Attention`) asks the record how to score.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -70,10 +71,13 @@ def _mean_query_row(q: torch.Tensor, k: torch.Tensor, scale: float) -> torch.Ten
 
 
 SCORE_POLICIES: dict[str, ScorePolicy] = {
-    "cls": ScorePolicy(from_queries=_cls_row, from_attention=lambda attn: attn[:, :, 0].mean(dim=1),
-                       needs_class_token=True),
-    "mean_attn": ScorePolicy(from_attention=lambda attn: attn.mean(dim=2).mean(dim=1),
-                             from_received=lambda received, num_queries: received.mean(dim=1) / num_queries),
+    "cls": ScorePolicy(
+        from_queries=_cls_row, from_attention=lambda attn: attn[:, :, 0].mean(dim=1), needs_class_token=True
+    ),
+    "mean_attn": ScorePolicy(
+        from_attention=lambda attn: attn.mean(dim=2).mean(dim=1),
+        from_received=lambda received, num_queries: received.mean(dim=1) / num_queries,
+    ),
     "mean_query": ScorePolicy(from_queries=_mean_query_row),
 }
 """Registered policies by name (the ``score`` argument of the model)."""

@@ -61,9 +61,11 @@ class BuildReport:
 
     def summary(self) -> str:
         """One line for logs and tools."""
-        return (f"{self.split}: {self.num_written}/{self.num_annotated} written to {self.list_file}, "
-                f"{len(self.missing)} missing on disk, {sum(self.unmapped.values())} with unmapped labels "
-                f"({len(self.unmapped)} distinct)")
+        return (
+            f"{self.split}: {self.num_written}/{self.num_annotated} written to {self.list_file}, "
+            f"{len(self.missing)} missing on disk, {sum(self.unmapped.values())} with unmapped labels "
+            f"({len(self.unmapped)} distinct)"
+        )
 
 
 def index_video_folder(video_root: str | os.PathLike) -> dict[str, str]:
@@ -88,8 +90,7 @@ def index_video_folder(video_root: str | os.PathLike) -> dict[str, str]:
                 continue
             index[stem] = rel.replace(os.sep, "/")
     if duplicates:
-        logger.warning("%s: %d video files share a name with another one; the first was kept", root,
-                       duplicates)
+        logger.warning("%s: %d video files share a name with another one; the first was kept", root, duplicates)
     return index
 
 
@@ -111,8 +112,13 @@ def _label_index(names: list[str]) -> dict[str, int]:
     return index
 
 
-def _write_split(split: str, rows: Iterable[tuple[str, str | None]], video_index: Mapping[str, str],
-                 label_index: Mapping[str, int], out_dir: Path) -> BuildReport:
+def _write_split(
+    split: str,
+    rows: Iterable[tuple[str, str | None]],
+    video_index: Mapping[str, str],
+    label_index: Mapping[str, int],
+    out_dir: Path,
+) -> BuildReport:
     """rows: (candidate keys joined by '|', label or None)."""
     report = BuildReport(split=split, list_file=str(resolve_inside(out_dir, f"{split}.txt", f"split {split!r}")))
     entries = []
@@ -131,10 +137,12 @@ def _write_split(split: str, rows: Iterable[tuple[str, str | None]], video_index
     report.num_written = write_list_file(report.list_file, entries)
     if report.missing:
         resolve_inside(out_dir, f"{split}_missing.txt", f"split {split!r}").write_text(
-            "".join(k + "\n" for k in report.missing), encoding="utf-8")
+            "".join(k + "\n" for k in report.missing), encoding="utf-8"
+        )
     if report.unmapped:
         resolve_inside(out_dir, f"{split}_unmapped.txt", f"split {split!r}").write_text(
-            "".join(f"{k}\t{v}\n" for k, v in report.unmapped.most_common()), encoding="utf-8")
+            "".join(f"{k}\t{v}\n" for k, v in report.unmapped.most_common()), encoding="utf-8"
+        )
     logger.info(report.summary())
     return report
 
@@ -150,16 +158,22 @@ def _read_kinetics_csv(path: Path) -> list[dict[str, str]]:
         for lineno, row in enumerate(reader, 2):
             row = {k.strip(): (v or "").strip() for k, v in row.items() if k is not None}
             try:
-                row["time_start"], row["time_end"] = str(int(float(row["time_start"]))), \
-                    str(int(float(row["time_end"])))
+                row["time_start"], row["time_end"] = (
+                    str(int(float(row["time_start"]))),
+                    str(int(float(row["time_end"]))),
+                )
             except ValueError:
                 raise ValueError(f"{path}:{lineno}: bad time_start/time_end in {row}") from None
             rows.append(row)
     return rows
 
 
-def build_kinetics_lists(annotation_csvs: Mapping[str, str | os.PathLike], video_root: str | os.PathLike,
-                         out_dir: str | os.PathLike, label_map: LabelMapLike = None) -> list[BuildReport]:
+def build_kinetics_lists(
+    annotation_csvs: Mapping[str, str | os.PathLike],
+    video_root: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    label_map: LabelMapLike = None,
+) -> list[BuildReport]:
     """Write ``<split>.txt`` lists (and ``labels.txt``) for Kinetics-style CSV annotations.
 
     Args:
@@ -199,8 +213,12 @@ def _template_name(template: str) -> str:
     return template.replace("[", "").replace("]", "").strip()
 
 
-def build_ssv2_lists(labels_json: str | os.PathLike, split_jsons: Mapping[str, str | os.PathLike],
-                     video_root: str | os.PathLike, out_dir: str | os.PathLike) -> list[BuildReport]:
+def build_ssv2_lists(
+    labels_json: str | os.PathLike,
+    split_jsons: Mapping[str, str | os.PathLike],
+    video_root: str | os.PathLike,
+    out_dir: str | os.PathLike,
+) -> list[BuildReport]:
     """Write ``<split>.txt`` lists (and ``labels.txt``) for Something-Something-v2 annotations.
 
     Args:

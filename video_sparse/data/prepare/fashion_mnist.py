@@ -12,6 +12,7 @@ reads (``data=vtab``): a seeded, class-balanced subset of the training set as
 ``train800val200.txt`` (plus ``train800.txt``/``val200.txt``) and the test set as ``test.txt``, as
 PNG files. Nothing is downloaded; a missing file is an error naming the path and the package.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -31,10 +32,11 @@ log = logging.getLogger(__name__)
 DEFAULT_ROOT = Path("/usr/share/datasets/fashion-mnist")
 INSTALL_HINT = "apt-get install -y dataset-fashion-mnist (as root; tools/setup_env.sh does it)"
 #: Class names in label order (0..9).
-CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
-           "Ankle boot")
-_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-          "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
 
 
 def read_idx(path: str | os.PathLike) -> np.ndarray:
@@ -93,9 +95,14 @@ def balanced_subset(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
     return out
 
 
-def write_fashion_mnist_vtab(out_root: str | os.PathLike, task: str = "fashion_mnist", n_train: int = 1000,
-                             n_test: int | None = None, seed: int = 0,
-                             source: str | os.PathLike = DEFAULT_ROOT) -> Path:
+def write_fashion_mnist_vtab(
+    out_root: str | os.PathLike,
+    task: str = "fashion_mnist",
+    n_train: int = 1000,
+    n_test: int | None = None,
+    seed: int = 0,
+    source: str | os.PathLike = DEFAULT_ROOT,
+) -> Path:
     """Writes ``out_root/task`` in the VTAB-1K layout from the idx files; reuses a finished folder.
 
     Args:
@@ -131,8 +138,12 @@ def write_fashion_mnist_vtab(out_root: str | os.PathLike, task: str = "fashion_m
     train_lines = write(train_x, train_y, train_idx, "train")
     test_lines = write(test_x, test_y, test_idx, "test")
     n_val = len(train_lines) // 5
-    lists = {"train800val200": train_lines, "train800": train_lines[:-n_val] if n_val else train_lines,
-             "val200": train_lines[-n_val:] if n_val else [], "test": test_lines}
+    lists = {
+        "train800val200": train_lines,
+        "train800": train_lines[:-n_val] if n_val else train_lines,
+        "val200": train_lines[-n_val:] if n_val else [],
+        "test": test_lines,
+    }
     for name, lines in lists.items():
         (task_dir / f"{name}.txt").write_text("".join(lines), encoding="utf-8")
     meta_path.write_text(json.dumps(meta))

@@ -5,6 +5,7 @@
 line number, sorted by name). The split is stratified: each class is shuffled with ``seed`` and cut
 by the val/test fractions, so every class appears in every split it has videos enough for.
 """
+
 from __future__ import annotations
 
 import logging
@@ -58,9 +59,14 @@ def _split_sizes(n: int, val_fraction: float, test_fraction: float) -> tuple[int
     return n_val, n_test
 
 
-def build_folder_lists(root: str | os.PathLike, out_dir: str | os.PathLike | None = None,
-                       val_fraction: float = 0.1, test_fraction: float = 0.1, seed: int = 0,
-                       extensions: tuple[str, ...] = VIDEO_EXTENSIONS) -> FolderLists:
+def build_folder_lists(
+    root: str | os.PathLike,
+    out_dir: str | os.PathLike | None = None,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.1,
+    seed: int = 0,
+    extensions: tuple[str, ...] = VIDEO_EXTENSIONS,
+) -> FolderLists:
     """Write train/val/test lists and ``labels.txt`` for a class-folder layout.
 
     Args:
@@ -90,22 +96,26 @@ def build_folder_lists(root: str | os.PathLike, out_dir: str | os.PathLike | Non
         else:
             log.warning("%s: no video files (%s), not a class", folder, ", ".join(extensions))
     if len(per_class) < 2:
-        raise ValueError(f"{root}: found {len(per_class)} class folder(s) with videos; expected one sub-folder "
-                         f"per class (at least 2), e.g. {root}/cats/clip1.mp4 and {root}/dogs/clip2.mp4")
+        raise ValueError(
+            f"{root}: found {len(per_class)} class folder(s) with videos; expected one sub-folder "
+            f"per class (at least 2), e.g. {root}/cats/clip1.mp4 and {root}/dogs/clip2.mp4"
+        )
     classes = sorted(per_class)
     splits: dict[str, list[tuple[str, int]]] = {name: [] for name in SPLIT_NAMES}
     for label, name in enumerate(classes):
         videos = list(per_class[name])
         random.Random(f"{seed}:{name}").shuffle(videos)
         n_val, n_test = _split_sizes(len(videos), val_fraction, test_fraction)
-        parts = {"val": videos[:n_val], "test": videos[n_val:n_val + n_test], "train": videos[n_val + n_test:]}
+        parts = {"val": videos[:n_val], "test": videos[n_val : n_val + n_test], "train": videos[n_val + n_test :]}
         for split, part in parts.items():
             splits[split].extend((path, label) for path in sorted(part))
     for split in ("val", "test"):
         fraction = val_fraction if split == "val" else test_fraction
         if fraction > 0 and not splits[split]:
-            raise ValueError(f"{root}: the {split} split is empty; classes need at least 3 videos each "
-                             f"(largest has {max(len(v) for v in per_class.values())})")
+            raise ValueError(
+                f"{root}: the {split} split is empty; classes need at least 3 videos each "
+                f"(largest has {max(len(v) for v in per_class.values())})"
+            )
     out = Path(out_dir) if out_dir is not None else root
     result = FolderLists(classes, {split: len(rows) for split, rows in splits.items()})
     for split, rows in splits.items():

@@ -36,9 +36,15 @@ from video_sparse.data.readers import (
 logger = logging.getLogger(__name__)
 
 
-def extract_frames(video_path: str | os.PathLike, out_dir: str | os.PathLike, short_side: int | None = 256,
-                   quality: int = 90, backend: str = "pyav",
-                   filename_tmpl: str = DEFAULT_FRAME_TMPL, start_index: int = 1) -> int:
+def extract_frames(
+    video_path: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    short_side: int | None = 256,
+    quality: int = 90,
+    backend: str = "pyav",
+    filename_tmpl: str = DEFAULT_FRAME_TMPL,
+    start_index: int = 1,
+) -> int:
     """Decode every frame of a video into ``out_dir/img_00001.jpg`` ...
 
     Args:
@@ -79,8 +85,9 @@ def extract_frames(video_path: str | os.PathLike, out_dir: str | os.PathLike, sh
                     w, h = img.size
                     scale = short_side / min(w, h)
                     if scale != 1:
-                        img = img.resize((max(1, round(w * scale)), max(1, round(h * scale))),
-                                         Image.Resampling.BILINEAR)
+                        img = img.resize(
+                            (max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.BILINEAR
+                        )
                 img.save(tmp / filename_tmpl.format(count - 1 + start_index), quality=quality)
         if count == 0:
             raise VideoReadError(f"{video_path}: no frames decoded")
@@ -105,8 +112,9 @@ class _Job(NamedTuple):
 def _run_job(job: _Job) -> tuple[int, int | None, str | None, bool]:
     existed = Path(job.out_dir).is_dir()
     try:
-        n = extract_frames(job.video, job.out_dir, job.short_side, job.quality, job.backend,
-                           job.filename_tmpl, job.start_index)
+        n = extract_frames(
+            job.video, job.out_dir, job.short_side, job.quality, job.backend, job.filename_tmpl, job.start_index
+        )
     except VideoReadError as e:
         return job.index, None, str(e), False
     except Exception as e:  # keep the run going: any per-video failure is reported
@@ -135,8 +143,10 @@ class PrepareReport:
 
 def _entries_from_folder(video_root: Path, names: list[str] | None) -> list[tuple[str, int]]:
     if names is None:
-        raise ValueError("without a list file, a label map is needed: labels come from the parent "
-                         "folder name of each video (class-folder layout)")
+        raise ValueError(
+            "without a list file, a label map is needed: labels come from the parent "
+            "folder name of each video (class-folder layout)"
+        )
     index = {n: i for i, n in enumerate(names)}
     entries, unknown = [], set()
     for dirpath, _, files in os.walk(video_root):
@@ -151,17 +161,27 @@ def _entries_from_folder(video_root: Path, names: list[str] | None) -> list[tupl
                 continue
             entries.append((rel, label))
     if unknown:
-        logger.warning("videos in %d folders not named after a class were ignored: %s", len(unknown),
-                       sorted(unknown)[:10])
+        logger.warning(
+            "videos in %d folders not named after a class were ignored: %s", len(unknown), sorted(unknown)[:10]
+        )
     return sorted(entries)
 
 
-def prepare_frames(video_root: str | os.PathLike, out_root: str | os.PathLike, out_list: str | os.PathLike,
-                   list_file: str | os.PathLike | None = None, label_map: LabelMapLike = None,
-                   short_side: int | None = 256, quality: int = 90, workers: int = 4,
-                   backend: str = "pyav", failures_file: str | os.PathLike | None = None,
-                   filename_tmpl: str = DEFAULT_FRAME_TMPL, start_index: int = 1,
-                   progress: bool = True) -> PrepareReport:
+def prepare_frames(
+    video_root: str | os.PathLike,
+    out_root: str | os.PathLike,
+    out_list: str | os.PathLike,
+    list_file: str | os.PathLike | None = None,
+    label_map: LabelMapLike = None,
+    short_side: int | None = 256,
+    quality: int = 90,
+    workers: int = 4,
+    backend: str = "pyav",
+    failures_file: str | os.PathLike | None = None,
+    filename_tmpl: str = DEFAULT_FRAME_TMPL,
+    start_index: int = 1,
+    progress: bool = True,
+) -> PrepareReport:
     """Extract the frames of many videos in parallel and write the frame list.
 
     Args:
@@ -210,11 +230,16 @@ def prepare_frames(video_root: str | os.PathLike, out_root: str | os.PathLike, o
             refused.append(str(e))
             continue
         folders.append(out_dir.relative_to(os.path.realpath(out_root)).as_posix())
-        jobs.append(_Job(i, str(video_root / rel), str(out_dir), short_side or None, quality,
-                         backend, filename_tmpl, start_index))
+        jobs.append(
+            _Job(
+                i, str(video_root / rel), str(out_dir), short_side or None, quality, backend, filename_tmpl, start_index
+            )
+        )
     if refused:
-        raise UnsafePathError(f"{len(refused)} list entries would write outside --out {out_root}; nothing was "
-                              f"written: " + "; ".join(refused[:5]))
+        raise UnsafePathError(
+            f"{len(refused)} list entries would write outside --out {out_root}; nothing was "
+            f"written: " + "; ".join(refused[:5])
+        )
     counts: dict[int, int] = {}
     report = PrepareReport(out_list=str(out_list))
     bar = tqdm(total=len(jobs), desc="extracting frames", unit="video", disable=not progress)
@@ -235,15 +260,19 @@ def prepare_frames(video_root: str | os.PathLike, out_root: str | os.PathLike, o
                 report.num_skipped += 1
             else:
                 report.num_extracted += 1
-    rows = [(folders[k], counts[job.index], entries[job.index][1]) for k, job in enumerate(jobs)
-            if job.index in counts]
+    rows = [(folders[k], counts[job.index], entries[job.index][1]) for k, job in enumerate(jobs) if job.index in counts]
     write_list_file(out_list, rows)
     if report.failures:
         failures_file = Path(failures_file or f"{out_list}.failures.txt")
         failures_file.write_text("".join(f"{p}\t{e}\n" for p, e in sorted(report.failures)), encoding="utf-8")
         logger.warning("%d videos could not be extracted; see %s", len(report.failures), failures_file)
-    logger.info("frames: %d extracted, %d already complete, %d failed; list %s", report.num_extracted,
-                report.num_skipped, len(report.failures), out_list)
+    logger.info(
+        "frames: %d extracted, %d already complete, %d failed; list %s",
+        report.num_extracted,
+        report.num_skipped,
+        len(report.failures),
+        out_list,
+    )
     return report
 
 
