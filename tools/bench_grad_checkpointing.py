@@ -16,20 +16,15 @@ import argparse
 import contextlib
 import logging
 import statistics
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import timm
+import torch
+import torch.nn.functional as F
 
-import timm  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-
-import video_sparse  # noqa: E402,F401
-from video_sparse.adapters import set_trainable  # noqa: E402
-from video_sparse.analysis.flops import input_shape_of  # noqa: E402
-from video_sparse.analysis.memory import peak_mib, reset_peak  # noqa: E402
+from video_sparse.adapters import set_trainable
+from video_sparse.analysis.flops import input_shape_of
+from video_sparse.analysis.memory import peak_mib, reset_peak
 
 
 def _step(

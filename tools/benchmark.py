@@ -14,15 +14,11 @@ import argparse
 import ast
 import json
 import logging
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tqdm import tqdm
 
-from tqdm import tqdm  # noqa: E402
-
-import video_sparse  # noqa: E402,F401
-from video_sparse.analysis.benchmark import (  # noqa: E402
+from video_sparse.analysis.benchmark import (
     DEFAULT_KEEP_RATES,
     PAPER_KEEP_RATE,
     BenchmarkConfig,
@@ -31,13 +27,13 @@ from video_sparse.analysis.benchmark import (  # noqa: E402
     planned_calls,
     run_benchmark,
 )
-from video_sparse.analysis.benchmark_report import (  # noqa: E402
+from video_sparse.analysis.benchmark_report import (
     load_json,
     save_json,
     summary_dict,
     to_markdown,
 )
-from video_sparse.analysis.cost_plots import plot_cost_curves  # noqa: E402
+from video_sparse.analysis.cost_plots import plot_cost_curves
 
 logger = logging.getLogger("benchmark")
 

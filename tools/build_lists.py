@@ -24,8 +24,6 @@ import logging
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from video_sparse.data.prepare.annotations import build_kinetics_lists, build_ssv2_lists
 from video_sparse.data.prepare.folders import build_folder_lists
 

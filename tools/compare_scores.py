@@ -10,17 +10,13 @@ ratio; the demo accuracies of both policies come from two demo runs (see BENCHMA
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import timm
+import torch
 
-import timm  # noqa: E402
-import torch  # noqa: E402
-
-import video_sparse  # noqa: E402,F401
-from video_sparse.analysis.score_policies import selection_agreement, time_policies  # noqa: E402
+from video_sparse.analysis.score_policies import selection_agreement, time_policies
+from video_sparse.engine.config import REPO_DIR as ROOT
 
 
 def _demo_clips(count: int) -> torch.Tensor:

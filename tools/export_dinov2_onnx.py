@@ -12,12 +12,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from video_sparse.checkpoint import write_dinov2_safetensors  # noqa: E402
+from video_sparse.checkpoint import write_dinov2_safetensors
 
 
 def main(argv: list[str] | None = None) -> Path:

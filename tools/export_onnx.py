@@ -23,8 +23,6 @@ import logging
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 logger = logging.getLogger("export_onnx")
 
 

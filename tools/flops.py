@@ -14,18 +14,13 @@ from __future__ import annotations
 import argparse
 import ast
 import logging
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import timm
+import torch
 
-import timm  # noqa: E402
-import torch  # noqa: E402
-
-import video_sparse  # noqa: E402,F401
-from video_sparse.adapters import count_parameters, set_trainable  # noqa: E402
-from video_sparse.analysis.flops import count_gmacs, input_shape_of  # noqa: E402
-from video_sparse.models.vit import LARGE_VARIANTS  # noqa: E402
+from video_sparse.adapters import count_parameters, set_trainable
+from video_sparse.analysis.flops import count_gmacs, input_shape_of
+from video_sparse.models.vit import LARGE_VARIANTS
 
 DEFAULT_MODELS = ("sparse_vit_base_patch16_224", "sparse_videomae_base_patch16_224")
 

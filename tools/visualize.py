@@ -19,19 +19,15 @@ import argparse
 import ast
 import inspect
 import logging
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
+import timm
+from PIL import Image, UnidentifiedImageError
+from torch import nn
 
-import numpy as np  # noqa: E402
-import timm  # noqa: E402
-from PIL import Image, UnidentifiedImageError  # noqa: E402
-from torch import nn  # noqa: E402
-
-import video_sparse  # noqa: E402,F401
-from video_sparse.analysis.token_maps import (  # noqa: E402
+from video_sparse.analysis.token_maps import (
     center_crop,
     compute_kept_tokens,
     contact_sheet,
@@ -40,9 +36,9 @@ from video_sparse.analysis.token_maps import (  # noqa: E402
     save_animation,
     to_model_input,
 )
-from video_sparse.checkpoint import is_adapter_checkpoint, load_adapter_checkpoint, load_pretrained, read_checkpoint  # noqa: E402
-from video_sparse.data.readers import open_video  # noqa: E402
-from video_sparse.models.vit import SparseViT  # noqa: E402
+from video_sparse.checkpoint import is_adapter_checkpoint, load_adapter_checkpoint, load_pretrained, read_checkpoint
+from video_sparse.data.readers import open_video
+from video_sparse.models.vit import SparseViT
 
 logger = logging.getLogger("visualize")
 

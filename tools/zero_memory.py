@@ -31,11 +31,8 @@ import hashlib
 import json
 import logging
 import resource
-import sys
 from pathlib import Path
 from typing import Any
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import timm
 import torch
