@@ -36,7 +36,7 @@ except ImportError as e:  # a collection error, so a missing reference fails the
     ) from e
 
 from video_sparse.data.clip_sampling import dense_indices, segment_indices
-from video_sparse.data.video_dataset import VideoClassificationDataset
+from video_sparse.data.video_dataset import build_video_dataset
 from video_sparse.data.video_transforms import VideoEvalTransform
 
 
@@ -316,7 +316,7 @@ def test_pytorchvideo_decodes_the_frames_of_its_clips_as_our_test_views(tmp_path
     span = (num_frames - 1) * interval + 1
     painted.write_video(tmp_path / "a.mp4", num_total, fps=fps)
     (tmp_path / "list.txt").write_text("a.mp4 0\n")
-    ds = VideoClassificationDataset(
+    ds = build_video_dataset(
         tmp_path,
         tmp_path / "list.txt",
         "test",
