@@ -133,7 +133,7 @@ def build_model(
     set_trainable(model, freeze_backbone)
     if pretrained:
         report = load_pretrained(model, pretrained)
-        log.info("loaded backbone %s (%s)", pretrained, getattr(report, "format", ""))
+        log.info("loaded backbone %s (%s)", pretrained, report.format)
     return model
 
 

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from omegaconf import DictConfig
+from hydra import compose, initialize_config_dir
+from hydra.errors import ConfigCompositionException
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import InterpolationToMissingValueError, MissingMandatoryValue
+
+from ..errors import ConfigError
 
 REPO_DIR = Path(__file__).resolve().parents[2]
 CONFIG_DIR = REPO_DIR / "configs"
@@ -35,8 +41,6 @@ def repo_path(relative: str = "") -> str:
 
 def register_resolvers() -> None:
     """Make ``${vtab_classes:task}`` and ``${repo:path}`` available to configs (idempotent)."""
-    from omegaconf import OmegaConf
-
     OmegaConf.register_new_resolver("vtab_classes", vtab_classes, replace=True)
     OmegaConf.register_new_resolver("repo", repo_path, replace=True)
 
@@ -47,8 +51,6 @@ register_resolvers()
 def compose_config(overrides: Sequence[str] = (), config_name: str = "train") -> DictConfig:
     """The config ``tools/train.py`` (``config_name="train"``) or ``tools/test.py`` (``"test"``) would run
     with these Hydra overrides, for tools that run the recipe in-process."""
-    from hydra import compose, initialize_config_dir
-
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
         return compose(config_name=config_name, overrides=list(overrides))
 
@@ -78,18 +80,11 @@ def exit_on_user_error(task: Callable[..., None]) -> Callable[..., None]:
 
     (Hydra itself reports unknown groups, options and keys, listing the valid options.)
     """
-    import functools
 
     @functools.wraps(task)
     def wrapper(*args, **kwargs):
-        from hydra.errors import ConfigCompositionException
-        from omegaconf.errors import (
-            InterpolationToMissingValueError,
-            MissingMandatoryValue,
-        )
 
         from ..checkpoint import CheckpointError
-        from ..errors import ConfigError
 
         try:
             return task(*args, **kwargs)

@@ -7,6 +7,7 @@ Reads top to bottom: ``setup()`` builds everything from the config, ``train()`` 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -22,6 +23,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from ..adapters import count_parameters
+from ..checkpoint import atomic_save, save_adapter_checkpoint
 from ..data.collate import collate_samples
 from ..sparsify import keep_units
 from . import checkpointing
@@ -30,6 +32,7 @@ from .distributed import all_reduce_sum, barrier, init_distributed
 from .evaluate import evaluate
 from .logging_utils import MetricWriter, setup_logging
 from .mixup import MixupCutmix
+from .preflight import prepare_run
 from .run_lock import RunLock, lock_run_folder
 from .sample_order import Layout, ResumableSampler, SeededDataset, check_layout, resume_micro_step
 from .schedules import keep_rate_at
@@ -405,20 +408,18 @@ class FinetuneRecipe:
     def export_adapters(self) -> Path | None:
         """Write ``adapter.pth`` (adapters + head, a few MB); with ``train.export_full`` also
         ``model_final.pth`` (every weight)."""
-        from ..checkpoint import atomic_save, save_adapter_checkpoint
-
         path = self.output_dir / "adapter.pth"
         module = self.engine.module
         trainable = [p for p in module.parameters() if p.requires_grad]
         with _gathered(trainable):
             if self.dist.is_main:
-                data = {k: getattr(self.data, k) for k in ("input_size", "num_frames", "mean", "std")}
-                data["num_frames"] = data["num_frames"] if self.data.is_video else None
-                extra = {
-                    "pretrained": self.cfg.pretrained,
-                    "global_step": self.global_step,
-                    "data": {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()},
+                data = {  # the input settings a later test or prediction needs
+                    "input_size": self.data.input_size,
+                    "num_frames": self.data.num_frames if self.data.is_video else None,
+                    "mean": list(self.data.mean),
+                    "std": list(self.data.std),
                 }
+                extra = {"pretrained": self.cfg.pretrained, "global_step": self.global_step, "data": data}
                 save_adapter_checkpoint(module, path, extra=extra)
                 log.info("exported adapter-only weights to %s", path)
         if self.cfg.train.export_full:
@@ -444,8 +445,6 @@ def run_training(cfg: DictConfig) -> FinetuneRecipe:
         RunLockedError: another live run writes to ``cfg.output_dir``.
         ConfigError, FileNotFoundError: a setting that cannot work (before anything expensive runs).
     """
-    from .preflight import prepare_run
-
     prepare_run(cfg, "train")  # paths, defaults and cheap checks before any expensive step
     recipe = FinetuneRecipe(cfg)
     recipe.setup()
@@ -463,8 +462,6 @@ def run_training(cfg: DictConfig) -> FinetuneRecipe:
 
 def _gathered(params: list[torch.nn.Parameter]):
     """Full parameters under ZeRO-3 (a no-op context otherwise)."""
-    import contextlib
-
     if params and hasattr(params[0], "ds_id"):
         import deepspeed
 

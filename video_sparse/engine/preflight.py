@@ -12,15 +12,18 @@ import os
 from pathlib import Path
 from typing import Any
 
+import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import (
     InterpolationResolutionError,
     InterpolationToMissingValueError,
 )
 
+from ..checkpoint.files import check_path, read_torch
 from ..data import DemoData
+from ..data.lists import load_label_map
 from ..errors import ConfigError
-from .builders import instantiate_group
+from .builders import build_model, build_optimizer, instantiate_group
 from .config import REPO_DIR
 from .logging_utils import setup_logging
 from .schema import check_config
@@ -85,8 +88,6 @@ def read_checkpoint_settings(path: str) -> dict[str, Any]:
     Returns:
         ``{"model_args": dict | None, "data": dict, "head_classes": int | None}``.
     """
-    from ..checkpoint.files import check_path, read_torch
-
     payload = read_torch(check_path(path))
     if not isinstance(payload, dict):
         return {"model_args": None, "data": {}, "head_classes": None}
@@ -126,10 +127,6 @@ def prepare_run(cfg: DictConfig, mode: str) -> None:
 def _check_objects(cfg: DictConfig) -> None:
     """Every config group builds (the model on the meta device: no memory, no time), so a key or value
     that its class refuses stops the run before data are generated or weights are read."""
-    import torch
-
-    from .builders import build_model, build_optimizer
-
     with torch.device("meta"):
         model = build_model(cfg.model, cfg.sparsity, freeze_backbone=cfg.train.freeze_backbone)
     optimizer = build_optimizer(cfg.optim.optimizer, model, lr=1.0)
@@ -187,8 +184,6 @@ def _fill_data_defaults(cfg: DictConfig, saved: dict[str, Any] | None) -> None:
     if "num_classes" in data and data.get("num_classes") is None:
         if data.get("label_map") is None:
             raise ConfigError("data.num_classes is not set and there is no data.label_map to count classes from")
-        from ..data.lists import load_label_map
-
         data.num_classes = len(load_label_map(data.label_map))
         log.info("data.num_classes=%d (names in %s)", data.num_classes, data.label_map)
     if "short_side_size" in data and data.get("short_side_size") is None:
