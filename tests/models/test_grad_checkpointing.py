@@ -104,10 +104,8 @@ def test_recomputed_forward_keeps_the_first_forwards_tokens(monkeypatch):
 def test_config_key_reaches_the_model():
     from video_sparse.engine.builders import build_model
 
-    model = build_model(
-        {"name": NANO_VIDEO, "num_classes": 5, "grad_checkpointing": True, "extra": {}},
-        {"keep_rate": 0.7, "sparse_layers": [1, 2, 3]},
-    )
+    group = {"_target_": "video_sparse.models.create_model", "model_name": NANO_VIDEO, "num_classes": 5}
+    model = build_model({**group, "grad_checkpointing": True}, {"keep_rate": 0.7, "sparse_layers": [1, 2, 3]})
     assert model.grad_checkpointing
-    model = build_model({"name": NANO_VIDEO, "num_classes": 5, "grad_checkpointing": False, "extra": {}}, {})
+    model = build_model({**group, "grad_checkpointing": False}, {})
     assert not model.grad_checkpointing
