@@ -444,16 +444,7 @@ class SparseViT(nn.Module):
         x = self._embed(x)
         track_mass = track or (self.global_pool == "avg" and self.fused_pool_weight == "mass")
         tokens = _TokenTracker(x.shape[0], x.shape[1] - self.num_prefix_tokens, x.device, track, track_mass)
-        stages = (
-            _StageSums(
-                self.stage_ends,
-                len(self.blocks) - 1,
-                self.dense_skip_last_block,
-                x if self.dense_include_embedding else None,
-            )
-            if self.dense_connections
-            else None
-        )
+        stages = _StageSums.of(self, embedded=x) if self.dense_connections else None
         history: list[torch.Tensor] | None = [] if self.uses_history else None
         for i, block in enumerate(self.blocks):
             x, adapter_out, selection = self._run_block(block, x, keep_rate, history, keep_units)
@@ -533,6 +524,11 @@ class _StageSums:
 
     def __init__(self, stage_ends: Collection[int], last: int, skip_last: bool, embedding: torch.Tensor | None):
         self.stage_ends, self.last, self.skip_last, self.total = stage_ends, last, skip_last, embedding
+
+    @classmethod
+    def of(cls, model: SparseViT, embedded: torch.Tensor) -> _StageSums:
+        embedding = embedded if model.dense_include_embedding else None
+        return cls(model.stage_ends, len(model.blocks) - 1, model.dense_skip_last_block, embedding)
 
     def add(self, index: int, x: torch.Tensor, adapter_out: torch.Tensor) -> torch.Tensor:
         if not (index == self.last and self.skip_last):
