@@ -14,16 +14,20 @@ Common attributes: ``num_classes``, ``batch_size`` (per process), ``num_workers`
 from __future__ import annotations
 
 import os
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from video_sparse.data.clip_sampling import SAMPLINGS
 from video_sparse.data.contract import ClassificationDataset
+from video_sparse.data.image_datasets import CIFAR100Dataset, Food101Dataset, SVHNDataset
 from video_sparse.data.image_transforms import IN21K_MEAN, IN21K_STD, eval_transform, train_transform, vtab_transform
-from video_sparse.data.lists import LAYOUTS
-from video_sparse.data.readers import BACKENDS, DEFAULT_FRAME_TMPL
+from video_sparse.data.lists import LAYOUTS, load_label_map, parse_list_file
+from video_sparse.data.readers import BACKENDS, DEFAULT_FRAME_TMPL, default_multiprocessing_context
+from video_sparse.data.video_dataset import VideoClassificationDataset
 from video_sparse.data.video_transforms import IMAGENET_MEAN, IMAGENET_STD, video_transform
+from video_sparse.data.vtab import VTAB_SPLITS, VTAB_TASKS, VTABDataset
 from video_sparse.errors import ConfigError
 
 SPLITS = ("train", "val", "test")
@@ -59,7 +63,7 @@ def _split(split: str) -> str:
     return split
 
 
-class DataModule:
+class DataModule(ABC):
     """Base of the data modules: the common attributes and their checks.
 
     Args:
@@ -97,16 +101,16 @@ class DataModule:
             raise ConfigError(f"data.num_workers={num_workers!r}: expected an integer >= 0")
         self.num_workers = num_workers
 
-    def prepare(self, is_main: bool) -> None:
+    def prepare(self, is_main: bool) -> None:  # noqa: B027  (a default: most data need nothing written)
         """Write generated data when ``is_main`` (nothing to write here); the caller puts a barrier after it."""
 
     def check_lists(self, splits: Sequence[str] = SPLITS, require: bool = False) -> dict[str, int]:
         """Parse every list file up front; modules without list files return ``{}``."""
         return {}
 
+    @abstractmethod
     def dataset(self, split: str) -> ClassificationDataset:
         """The dataset of ``split`` (``"train"``, ``"val"`` or ``"test"``)."""
-        raise NotImplementedError
 
     def multiprocessing_context(self) -> str | None:
         """The DataLoader ``multiprocessing_context`` this data needs (None: the platform default)."""
@@ -225,8 +229,6 @@ class VideoData(DataModule):
 
     def _class_names(self) -> list[str] | None:
         if self._names is None and self.label_map is not None:
-            from video_sparse.data.lists import load_label_map
-
             self._names = load_label_map(self.label_map)
         return self._names
 
@@ -249,8 +251,6 @@ class VideoData(DataModule):
             ConfigError: naming ``data.<split>_list`` and ``list_file:line``.
             FileNotFoundError: with ``require``, a list file that is unset or missing, naming its key.
         """
-        from video_sparse.data.lists import parse_list_file
-
         names = self._class_names()
         counts = {}
         for split in splits:
@@ -290,8 +290,6 @@ class VideoData(DataModule):
             ConfigError: the split's list file is unset.
             FileNotFoundError: ``root`` or the list file does not exist.
         """
-        from video_sparse.data.video_dataset import VideoClassificationDataset
-
         list_file = self.list_file(split)
         if not list_file:
             raise ConfigError(f"data.{split}_list must be set to read the {split} split")
@@ -318,8 +316,6 @@ class VideoData(DataModule):
 
     def multiprocessing_context(self) -> str | None:
         """``"spawn"`` when the backend may be decord (forked workers can hang), else None."""
-        from video_sparse.data.readers import default_multiprocessing_context
-
         return default_multiprocessing_context(self.backend)
 
 
@@ -416,11 +412,7 @@ class CIFAR100Data(_ImageData):
 
     classes_in_files = 100
 
-    @property
-    def dataset_class(self) -> Any:
-        from video_sparse.data.image_datasets import CIFAR100Dataset
-
-        return CIFAR100Dataset
+    dataset_class = CIFAR100Dataset
 
 
 class SVHNData(_ImageData):
@@ -429,11 +421,7 @@ class SVHNData(_ImageData):
     classes_in_files = 10
     hflip = 0.0
 
-    @property
-    def dataset_class(self) -> Any:
-        from video_sparse.data.image_datasets import SVHNDataset
-
-        return SVHNDataset
+    dataset_class = SVHNDataset
 
 
 class Food101Data(_ImageData):
@@ -441,11 +429,7 @@ class Food101Data(_ImageData):
 
     classes_in_files = 101
 
-    @property
-    def dataset_class(self) -> Any:
-        from video_sparse.data.image_datasets import Food101Dataset
-
-        return Food101Dataset
+    dataset_class = Food101Dataset
 
 
 class VTABData(DataModule):
@@ -473,8 +457,6 @@ class VTABData(DataModule):
         batch_size: int = 64,
         num_workers: int = 4,
     ) -> None:
-        from video_sparse.data.vtab import VTAB_SPLITS, VTAB_TASKS
-
         if not task or task == "???":
             raise ConfigError("data.task must be set (a VTAB-1K task folder, e.g. cifar or dtd)")
         if num_classes is None:
@@ -502,8 +484,6 @@ class VTABData(DataModule):
 
     def dataset(self, split: str) -> ClassificationDataset:
         """``train``/``val`` read ``train_split``/``val_split``; ``test`` reads ``test``."""
-        from video_sparse.data.vtab import VTABDataset
-
         name = {"train": self.train_split, "val": self.val_split, "test": "test"}[_split(split)]
         return VTABDataset(
             self.root,

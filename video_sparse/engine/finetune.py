@@ -85,8 +85,7 @@ class FinetuneRecipe:
     def _setup_data(self) -> None:
         """The data module (``data`` group): generated data on rank 0, every list checked, train/val sets."""
         self.data = instantiate_group(self.cfg.data, "data")
-        if self.dist.is_main:
-            self.data.prepare(is_main=True)
+        self.data.prepare(self.dist.is_main)  # generated data (the demo set) on rank 0 only
         barrier()
         self.data.check_lists()
         self.train_set = self.data.dataset("train")

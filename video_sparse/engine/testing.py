@@ -133,8 +133,7 @@ def run_test(cfg: DictConfig) -> dict[str, Any]:
     setup_logging(output_dir, dist_info.is_main)
     dtype = DTYPES[resolve_precision(cfg.precision, dist_info.device)]
     data = instantiate_group(cfg.data, "data")
-    if dist_info.is_main:
-        data.prepare(is_main=True)
+    data.prepare(dist_info.is_main)
     barrier()
     model = build_model(cfg.model, cfg.sparsity, cfg.pretrained, cfg.train.freeze_backbone)
     kind = load_trained_weights(model, cfg.checkpoint)
