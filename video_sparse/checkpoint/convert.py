@@ -6,17 +6,35 @@ Every converter returns a flat ``{name: tensor}`` dict in the names the backbone
 ``head``). Keys a converter does not understand are passed through under their original name,
 so the loader can report them as unexpected instead of losing them silently.
 
-Layouts recognised by :func:`convert_torch`: timm; VideoMAE / VideoMAE V2 (ViT-S/B/L/H/g: separate
-``q_bias``/``v_bias``, ``encoder.`` prefix, a pre-training decoder); the fine-tuned checkpoints of
-the Sparse-Tuning release (``blocks.N.adaptmlp.*`` Dense Adapters -> ``blocks.N.adapter.*``; head
-``head.0`` = ``BatchNorm1d(affine=False)`` running statistics -> ``head_norm.*``, ``head.1`` ->
-``head``). Wrappers (``model``, ``module`` ...) and prefixes (``module.``, ``encoder.``,
-``backbone.``, torch.compile's ``_orig_mod.``) are removed first.
+Layouts recognised by :func:`convert_torch` (:func:`detect_layout` tells them apart by their key
+sets, not by key-name endings):
+
+* ``timm``: timm's ``VisionTransformer`` names, as the model uses them;
+* ``videomae``: VideoMAE / VideoMAE V2 (ViT-S/B/L/H/g): separate ``q_bias``/``v_bias`` (no key
+  bias), ``encoder.`` prefix, a pre-training decoder, LayerScale as ``gamma_1``/``gamma_2``;
+* ``hf-transformers``: Hugging Face ``transformers`` ``VideoMAEModel`` / ``VideoMAEForVideoClassification``
+  / ``VideoMAEForPreTraining`` (the ``MCG-NJU/videomae-*`` repositories) and ``ViTModel`` /
+  ``ViTForImageClassification``: ``[videomae.|vit.]embeddings.patch_embeddings.projection``,
+  ``encoder.layer.N.attention.attention.{query,key,value}`` (separate matrices; VideoMAE's
+  ``q_bias``/``v_bias``), ``attention.output.dense``, ``layernorm_before``/``layernorm_after``,
+  ``intermediate.dense``/``output.dense``, ``layernorm``, ``fc_norm``, ``classifier``;
+* ``mmaction2``: mmaction2's VideoMAE ``VisionTransformer`` under a ``Recognizer3D``
+  (``state_dict`` + ``meta``; ``backbone.patch_embed.projection``, ``blocks.N.mlp.layers.0.0`` /
+  ``layers.1`` (mmcv ``FFN``), ``q_bias``/``v_bias``, ``gamma_1``/``gamma_2``, a saved sin-cos
+  ``pos_embed`` buffer, ``cls_head.fc_cls``);
+* ``sparse-tuning``: the fine-tuned checkpoints of the Sparse-Tuning release
+  (``blocks.N.adaptmlp.*`` Dense Adapters -> ``blocks.N.adapter.*``; head ``head.0`` =
+  ``BatchNorm1d(affine=False)`` running statistics -> ``head_norm.*``, ``head.1`` -> ``head``).
+
+Wrappers (``model``, ``module`` ...) and prefixes (``module.``, ``encoder.``, ``backbone.``,
+torch.compile's ``_orig_mod.``) are removed first (for the Hugging Face layout, whose
+``encoder.layer`` is part of the name, after its own conversion).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -209,14 +227,183 @@ def strip_prefixes(state_dict: Mapping[str, torch.Tensor], path: str = "<checkpo
     return out
 
 
+#: Layout names :func:`convert_torch` reports (``LoadReport.format``) and what they stand for.
+LAYOUTS: dict[str, str] = {
+    "timm": "timm VisionTransformer names",
+    "videomae": "VideoMAE / VideoMAE V2 (q_bias/v_bias, encoder. prefix)",
+    "hf-transformers": "Hugging Face transformers VideoMAE / ViT (embeddings.patch_embeddings, encoder.layer.N)",
+    "mmaction2": "mmaction2 VideoMAE recognizer (backbone.*, mlp.layers, cls_head.fc_cls)",
+    "sparse-tuning": "the Sparse-Tuning release (adaptmlp adapters, BatchNorm head)",
+}
+#: Hugging Face ``transformers``: the patch embedding, after the base-model prefix (``videomae.``, ``vit.``).
+HF_PATCH = "embeddings.patch_embeddings.projection.weight"
+_HF_PATCH_KEY = re.compile(r"(?:[A-Za-z_]\w*\.)?" + re.escape(HF_PATCH))
+_HF_QKV = re.compile(
+    r"encoder\.layer\.(\d+)\.attention\.attention\.(query\.weight|key\.weight|value\.weight|query\.bias|key\.bias|value\.bias|q_bias|v_bias)"
+)
+_HF_LAYER = re.compile(r"encoder\.layer\.(\d+)\.(.+)")
+#: Per-layer names of the Hugging Face layout -> timm's (whole parameter names first, then modules).
+_HF_LAYER_PARAMS = {"layer_scale1.lambda1": "ls1.gamma", "layer_scale2.lambda1": "ls2.gamma"}
+_HF_LAYER_MODULES = {
+    "layernorm_before": "norm1",
+    "layernorm_after": "norm2",
+    "attention.output.dense": "attn.proj",
+    "intermediate.dense": "mlp.fc1",
+    "output.dense": "mlp.fc2",
+}
+_HF_TOP_PARAMS = {"embeddings.cls_token": "cls_token", "embeddings.position_embeddings": "pos_embed"}
+_HF_TOP_MODULES = {
+    "embeddings.patch_embeddings.projection": "patch_embed.proj",
+    "layernorm": "norm",
+    "fc_norm": "fc_norm",
+    "classifier": "head",
+    "pooler.dense": "pre_logits.fc",
+}
+#: mmaction2's VideoMAE backbone (after ``backbone.`` is removed) and head -> timm names.
+_MMACTION_RENAMES: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"patch_embed\.projection\.(\w+)"), r"patch_embed.proj.\1"),
+    (re.compile(r"blocks\.(\d+)\.mlp\.layers\.0\.0\.(\w+)"), r"blocks.\1.mlp.fc1.\2"),
+    (re.compile(r"blocks\.(\d+)\.mlp\.layers\.1\.(\w+)"), r"blocks.\1.mlp.fc2.\2"),
+    (re.compile(r"cls_head\.fc_cls\.(\w+)"), r"head.\1"),
+)
+_MMACTION_SIGNATURE = re.compile(
+    r"patch_embed\.projection\.weight|blocks\.\d+\.mlp\.layers\.0\.0\.weight|cls_head\.fc_cls\.weight"
+)
+#: VideoMAE's and mmaction2's LayerScale (``x + gamma_1 * attn(...)``) -> timm's ``ls1.gamma``.
+_GAMMA = re.compile(r"blocks\.(\d+)\.gamma_([12])")
+
+
+def is_hf_transformers(state_dict: Mapping[str, torch.Tensor]) -> bool:
+    """Hugging Face ``transformers`` layout: an ``[<base>.]embeddings.patch_embeddings.projection.weight`` key."""
+    return any(_HF_PATCH_KEY.fullmatch(k) for k in state_dict)
+
+
+def is_mmaction2(state_dict: Mapping[str, torch.Tensor]) -> bool:
+    """mmaction2's VideoMAE layout (prefixes removed): ``patch_embed.projection``, ``mlp.layers.0.0`` or
+    ``cls_head.fc_cls``."""
+    return any(_MMACTION_SIGNATURE.fullmatch(k) for k in state_dict)
+
+
 def is_videomae(state_dict: Mapping[str, torch.Tensor]) -> bool:
-    """Heuristic: separate q/v biases, a pre-training decoder, or a 3-D (tubelet) patch embedding."""
+    """VideoMAE layout (prefixes removed): an attention with ``q_bias``/``v_bias`` parameters, a
+    pre-training decoder, or a 3-D (tubelet) patch embedding under timm's name."""
     for key, value in state_dict.items():
-        if key.endswith((".q_bias", ".v_bias")) or key.startswith(("decoder.", "encoder_to_decoder")):
+        if re.fullmatch(r"blocks\.\d+\.attn\.[qv]_bias", key) or key.split(".", 1)[0] in PRETRAINING_ONLY:
             return True
         if key == "patch_embed.proj.weight" and value.ndim == 5:
             return True
     return False
+
+
+def detect_layout(state_dict: Mapping[str, torch.Tensor]) -> str:
+    """The layout (a :data:`LAYOUTS` name) a state dict's key set shows; ``"timm"`` when none other does.
+
+    Prefixes are expected to be removed (:func:`strip_prefixes`), except for the Hugging Face layout,
+    which is recognised either way.
+    """
+    if is_hf_transformers(state_dict):
+        return "hf-transformers"
+    if is_mmaction2(state_dict):
+        return "mmaction2"
+    if is_videomae(state_dict):
+        return "videomae"
+    if is_sparse_tuning_release(state_dict):
+        return "sparse-tuning"
+    return "timm"
+
+
+def _hf_rename(name: str) -> str | None:
+    """timm name of a Hugging Face parameter name (base prefix removed), or None when it has none."""
+    layer = _HF_LAYER.fullmatch(name)
+    if layer:
+        index, rest = layer.groups()
+        module, _, param = rest.rpartition(".")
+        if rest in _HF_LAYER_PARAMS:
+            return f"blocks.{index}.{_HF_LAYER_PARAMS[rest]}"
+        return f"blocks.{index}.{_HF_LAYER_MODULES[module]}.{param}" if module in _HF_LAYER_MODULES else None
+    if name in _HF_TOP_PARAMS:
+        return _HF_TOP_PARAMS[name]
+    module, _, param = name.rpartition(".")
+    return f"{_HF_TOP_MODULES[module]}.{param}" if module in _HF_TOP_MODULES else None
+
+
+def _hf_qkv(index: int, parts: Mapping[str, torch.Tensor], path: str) -> dict[str, torch.Tensor]:
+    """Stack a Hugging Face layer's separate query/key/value into timm's ``attn.qkv`` (rows q, k, v).
+
+    VideoMAE's ``q_bias``/``v_bias`` give ``qkv.bias = [q, 0, v]`` (its key projection has no bias;
+    ``VideoMAESelfAttention`` adds zeros), ViT's ``{query,key,value}.bias`` give ``[q, k, v]``.
+    """
+    prefix = f"encoder.layer.{index}.attention.attention."
+    weights = [parts.get(f"{n}.weight") for n in ("query", "key", "value")]
+    if any(w is None for w in weights):
+        raise CheckpointError(
+            f"{path}: {prefix}{{query,key,value}}.weight incomplete; the file has {sorted(prefix + p for p in parts)}"
+        )
+    out = {f"blocks.{index}.attn.qkv.weight": torch.cat(weights)}
+    separate = [parts.get(f"{n}.bias") for n in ("query", "key", "value")]
+    if "q_bias" in parts or "v_bias" in parts:
+        if "q_bias" not in parts or "v_bias" not in parts or any(b is not None for b in separate):
+            raise CheckpointError(
+                f"{path}: {prefix}: q_bias needs v_bias (and no query/key/value.bias); has {sorted(parts)}"
+            )
+        q = parts["q_bias"]
+        out[f"blocks.{index}.attn.qkv.bias"] = torch.cat([q, torch.zeros_like(q), parts["v_bias"]])
+    elif any(b is not None for b in separate):
+        if any(b is None for b in separate):
+            raise CheckpointError(f"{path}: {prefix}{{query,key,value}}.bias incomplete; the file has {sorted(parts)}")
+        out[f"blocks.{index}.attn.qkv.bias"] = torch.cat(separate)
+    return out
+
+
+def convert_hf_transformers(
+    state_dict: Mapping[str, torch.Tensor], path: str = "<checkpoint>"
+) -> dict[str, torch.Tensor]:
+    """Hugging Face ``transformers`` VideoMAE / ViT names -> timm names.
+
+    The base-model prefix (``videomae.``, ``vit.``; absent in a bare ``VideoMAEModel``) is removed;
+    per layer ``layernorm_before`` -> ``norm1``, ``attention.attention.{query,key,value}`` ->
+    ``attn.qkv`` (:func:`_hf_qkv`), ``attention.output.dense`` -> ``attn.proj``, ``layernorm_after``
+    -> ``norm2``, ``intermediate.dense`` / ``output.dense`` -> ``mlp.fc1`` / ``mlp.fc2``; on top
+    ``embeddings.patch_embeddings.projection`` -> ``patch_embed.proj``, ``embeddings.cls_token`` /
+    ``position_embeddings`` -> ``cls_token`` / ``pos_embed``, ``layernorm`` -> ``norm``,
+    ``fc_norm``, ``classifier`` -> ``head``, ``pooler.dense`` -> ``pre_logits.fc``. Keys with no
+    timm name (a pre-training decoder, anything unknown) keep their original name.
+    """
+    base = next(k[: -len(HF_PATCH)] for k in state_dict if _HF_PATCH_KEY.fullmatch(k))
+    out: dict[str, torch.Tensor] = {}
+    qkv: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in state_dict.items():
+        name = key[len(base) :] if base and key.startswith(base) else key
+        match = _HF_QKV.fullmatch(name)
+        if match:
+            qkv.setdefault(int(match.group(1)), {})[match.group(2)] = value
+            continue
+        new = _hf_rename(name)
+        out[new if new is not None else key] = value
+    for index, parts in sorted(qkv.items()):
+        out.update(_hf_qkv(index, parts, path))
+    return out
+
+
+def convert_mmaction2(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """mmaction2's VideoMAE names (``backbone.`` already removed) -> timm names: ``patch_embed.projection``
+    -> ``patch_embed.proj``, ``mlp.layers.0.0`` / ``mlp.layers.1`` -> ``mlp.fc1`` / ``mlp.fc2``,
+    ``cls_head.fc_cls`` -> ``head``; ``gamma_1``/``gamma_2`` and ``q_bias``/``v_bias`` are handled as
+    for VideoMAE."""
+    out: dict[str, torch.Tensor] = {}
+    for key, value in state_dict.items():
+        for pattern, repl in _MMACTION_RENAMES:
+            if pattern.fullmatch(key):
+                key = pattern.sub(repl, key)
+                break
+        out[key] = value
+    return out
+
+
+def rename_gammas(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """VideoMAE's / mmaction2's LayerScale ``blocks.N.gamma_1``/``gamma_2`` -> timm's ``blocks.N.ls1.gamma``
+    / ``ls2.gamma``."""
+    return {(_GAMMA.sub(r"blocks.\1.ls\2.gamma", k) if _GAMMA.fullmatch(k) else k): v for k, v in state_dict.items()}
 
 
 def merge_qv_bias(state_dict: Mapping[str, torch.Tensor], path: str = "<checkpoint>") -> dict[str, torch.Tensor]:
@@ -293,14 +480,27 @@ def checkpoint_args(obj: Any) -> dict[str, Any]:
 
 
 def convert_torch(obj: Any, path: str = "<checkpoint>") -> tuple[dict[str, torch.Tensor], str]:
-    """Normalise a timm, VideoMAE or Sparse-Tuning ``torch.save`` / safetensors object to timm names.
+    """Normalise a ``torch.save`` / safetensors object in any layout of :data:`LAYOUTS` to timm names.
 
     Returns:
-        ``(state_dict, format)`` with format ``"videomae"``, ``"sparse-tuning"`` or ``"timm"``.
+        ``(state_dict, format)``, format one of :data:`LAYOUTS`.
     """
-    state_dict = strip_prefixes(unwrap_state_dict(obj, path), path)
-    if is_videomae(state_dict):
-        return merge_qv_bias(state_dict, path), "videomae"
-    if is_sparse_tuning_release(state_dict):
-        return convert_sparse_tuning(state_dict), "sparse-tuning"
-    return state_dict, "timm"
+    tensors = unwrap_state_dict(obj, path)
+    if is_hf_transformers(tensors):
+        # only the wrappers' prefixes: ``encoder.`` is part of the Hugging Face names
+        unwrapped = {_strip_wrappers(k): v for k, v in tensors.items()}
+        return convert_hf_transformers(unwrapped, path), "hf-transformers"
+    state_dict = strip_prefixes(tensors, path)
+    fmt = detect_layout(state_dict)
+    if fmt == "mmaction2":
+        state_dict = convert_mmaction2(state_dict)
+    if fmt in ("videomae", "mmaction2"):
+        return merge_qv_bias(rename_gammas(state_dict), path), fmt
+    if fmt == "sparse-tuning":
+        return convert_sparse_tuning(state_dict), fmt
+    return state_dict, fmt
+
+
+def _strip_wrappers(key: str) -> str:
+    name = ".".join(part for part in key.split(".") if part != COMPILE_WRAPPER)
+    return name[len("module.") :] if name.startswith("module.") else name

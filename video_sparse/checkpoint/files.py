@@ -11,11 +11,15 @@ Supported containers (by file extension):
 * ``.safetensors``;
 * ``.onnx``: a DINOv2 ViT exported to ONNX, its weights read out of the graph into timm names by
   :func:`.onnx_vit.dinov2_state_dict_from_onnx` (needs the ``onnx`` package).
+
+Beside the weights: the Hugging Face ``config.json`` in the same folder (:func:`read_config_json`) and a
+safetensors file's string metadata (:func:`read_safetensors_metadata`).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import pickle
@@ -114,6 +118,41 @@ def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
 
     try:
         return load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"cannot read safetensors checkpoint {path}: {type(e).__name__}: {e}") from e
+
+
+#: The architecture file a Hugging Face repository keeps next to ``model.safetensors`` / ``pytorch_model.bin``.
+CONFIG_JSON = "config.json"
+
+
+def read_config_json(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The ``config.json`` in the weights file's folder, as a dict; None when there is none.
+
+    Raises:
+        CheckpointError: the file exists but is not a JSON object (the message names it and the line).
+    """
+    config_path = Path(path).parent / CONFIG_JSON
+    if not config_path.is_file():
+        return None
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8-sig"))
+    except (OSError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"cannot read {config_path}: {type(e).__name__}: {e}") from e
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{config_path}:{e.lineno}: not valid JSON: {e.msg}") from e
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{config_path}: expected a JSON object, found {type(config).__name__}")
+    return config
+
+
+def read_safetensors_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """A ``.safetensors`` file's string metadata (``{}`` when it has none)."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return dict(f.metadata() or {})
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         raise CheckpointError(f"cannot read safetensors checkpoint {path}: {type(e).__name__}: {e}") from e
 

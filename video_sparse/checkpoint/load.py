@@ -14,7 +14,9 @@
 * a BatchNorm head (``head_norm.*``, the Sparse-Tuning release's ``head.0``) is loaded into the
   model's ``head_norm`` when it has one (``head_norm="batchnorm"``), else folded into the linear head
   (``W' = W / sqrt(var + eps)``, ``b' = b - W' mean``), which gives the same logits in inference;
-* any other shape mismatch raises, naming the key and both shapes; nothing is loaded then.
+* any other shape mismatch raises, one line per key naming it, both shapes and the model setting
+  that would fit the file (``num_frames``, ``embed_dim``, ``mlp_ratio``, ``patch_size`` ...);
+  nothing is loaded then.
 
 Nothing is dropped silently. Keys the model expects but the file lacks are split into *expected
 missing* (adapters and head: see :func:`video_sparse.adapters.is_add_on_key`) and truly *missing*
@@ -25,7 +27,8 @@ describes: a masked-autoencoder decoder (:data:`.convert.PRETRAINING_ONLY`) and,
 itself is not loaded, a ``pre_logits`` layer. ``allow_dropped`` (glob patterns) drops more on
 purpose; ``strict=False`` accepts every missing and unexpected key with a warning. A file's fixed
 sin-cos position table (the same values the model builds) is dropped; any other table in the file
-for a model with a fixed table is an error.
+for a model with a fixed table is an error. "The same values" allows for the precision the file
+stores them in (:func:`is_fixed_sincos_table`): an fp16 or bf16 copy of the table is still that table.
 """
 
 from __future__ import annotations
@@ -34,7 +37,9 @@ import fnmatch
 import logging
 import math
 import os
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -42,8 +47,8 @@ from torch import nn
 
 from ..adapters.peft import HEAD_MODULES, is_add_on_key
 from ..layers import sincos_position_table
-from .convert import checkpoint_args, convert_npz, convert_torch, is_pretraining_only
-from .files import read_checkpoint
+from .convert import LAYOUTS, checkpoint_args, convert_npz, convert_torch, is_pretraining_only
+from .files import read_checkpoint, read_config_json, read_safetensors_metadata
 from .report import CheckpointError, LoadReport, format_keys
 from .resize_pos_embed import infer_source_grid, resize_pos_embed_2d, resize_pos_embed_3d
 
@@ -53,8 +58,39 @@ POS_KEY = "pos_embed"
 HEAD_NORM_PREFIX = "head_norm."
 #: BatchNorm epsilon of the Sparse-Tuning release's head (``BatchNorm1d(..., eps=1e-6)``; not saved in the file).
 HEAD_NORM_EPS = 1e-6
-#: Tolerance under which a file's position table counts as the fixed sin-cos table the model builds.
-SINCOS_ATOL = 1e-4
+
+
+def sincos_tolerance(dtype: torch.dtype, num_positions: int) -> float:
+    """Largest difference at which a stored table still counts as the fixed sin-cos table.
+
+    The table's values lie in [-1, 1], so storing it in ``dtype`` rounds each by at most half that
+    dtype's machine epsilon (fp32 6e-8, fp16 4.9e-4, bf16 3.9e-3); a table computed in float32
+    angles (other implementations) adds up to ``num_positions`` float32 epsilons (the angle of
+    position p is rounded by about p * eps). The tolerance is the sum of both with a factor 2 of
+    headroom on the storage term; a learned table differs from the fixed one by far more.
+    """
+    storage = torch.finfo(dtype).eps if dtype.is_floating_point else 1.0
+    return storage + num_positions * torch.finfo(torch.float32).eps
+
+
+def is_fixed_sincos_table(table: torch.Tensor, candidates: Sequence[torch.Tensor]) -> bool:
+    """Whether ``table`` (1, N, C), as the file stores it, holds the values of one of ``candidates``
+    (fixed sin-cos tables, float32) within :func:`sincos_tolerance` of the file's dtype."""
+    tol = sincos_tolerance(table.dtype, table.shape[-2] if table.ndim >= 2 else 1)
+    return any(
+        c.shape == table.shape and bool(((table.float() - c.float()).abs().max() <= tol).item()) for c in candidates
+    )
+
+
+def sincos_candidates(table: torch.Tensor, fixed: torch.Tensor | None = None) -> list[torch.Tensor]:
+    """The fixed tables a stored ``pos_embed`` could be: the model's own (``fixed``), and the sin-cos
+    table at the file's own length with or without a zero class-token row."""
+    candidates = [fixed] if isinstance(fixed, torch.Tensor) else []
+    if table.ndim == 3 and table.shape[1] > 0:
+        n, c = table.shape[1], table.shape[2]
+        candidates.append(sincos_position_table(n, c))
+        candidates.append(torch.cat([torch.zeros(1, 1, c), sincos_position_table(n - 1, c)], dim=1))
+    return candidates
 
 
 def _is_head(key: str) -> bool:
@@ -94,13 +130,8 @@ def _fit_pos_embed(
         return
     if POS_KEY not in target:
         src = state_dict[POS_KEY]
-        fixed = getattr(model, POS_KEY, None)
-        candidates = [fixed] if isinstance(fixed, torch.Tensor) else []
-        if src.ndim == 3:  # the fixed table at the file's own length (another frame count or size)
-            candidates.append(sincos_position_table(src.shape[1], src.shape[2]))
-        if not any(
-            c.shape == src.shape and torch.allclose(src.float(), c.float(), atol=SINCOS_ATOL) for c in candidates
-        ):
+        # the model's own table, or the fixed table at the file's own length (another frame count or size)
+        if not is_fixed_sincos_table(src, sincos_candidates(src, getattr(model, POS_KEY, None))):
             return  # a learned table: reported as unexpected (it changes the network)
         del state_dict[POS_KEY]
         report.dropped.append(POS_KEY)
@@ -114,7 +145,8 @@ def _fit_pos_embed(
     if src_grid is None:
         raise CheckpointError(
             f"{report.path}: cannot resize {POS_KEY} from {tuple(src.shape)} to {tuple(dst.shape)}: "
-            f"{src.shape[1]} rows are not {prefix} prefix rows plus a grid compatible with the model's {grid}"
+            f"{src.shape[1]} rows are not {prefix} prefix rows plus a grid compatible with the model's {grid}; "
+            "set img_size, num_frames and class_token to the file's"
         )
     if len(grid) == 2:
         state_dict[POS_KEY] = resize_pos_embed_2d(src, src_grid, grid, num_prefix_tokens=prefix, antialias=antialias)
@@ -163,21 +195,92 @@ def _fold_head_norm(state_dict: dict[str, torch.Tensor], target: dict[str, torch
     )
 
 
+@dataclass
+class Converted:
+    """A checkpoint file read and converted to timm names, with what it records about its network.
+
+    Attributes:
+        state_dict: tensors in the model's names.
+        format: the detected layout (``npz``, ``dinov2-onnx`` or a :data:`.convert.LAYOUTS` name).
+        args: plain values of the training arguments saved in the file (``args``), ``{}`` when absent.
+        model_args: the ``SparseViT`` arguments saved next to the weights (``model_args``), or None.
+        config: the Hugging Face ``config.json`` next to the file (a dict), or None.
+        metadata: a safetensors file's string metadata, ``{}`` otherwise.
+    """
+
+    state_dict: dict[str, torch.Tensor]
+    format: str
+    args: dict[str, Any] = field(default_factory=dict)
+    model_args: dict[str, Any] | None = None
+    config: dict[str, Any] | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+def read_file(path: str | os.PathLike) -> Converted:
+    """Read a checkpoint file, convert it to timm names and collect its records (:class:`Converted`)."""
+    content, container = read_checkpoint(path)
+    if container == "npz":
+        return Converted(convert_npz(content, str(path)), "npz")
+    if container == "onnx":
+        return Converted(content, "dinov2-onnx")
+    state_dict, fmt = convert_torch(content, str(path))
+    stored = content.get("model_args") if isinstance(content, Mapping) else None
+    return Converted(
+        state_dict,
+        fmt,
+        checkpoint_args(content),
+        dict(stored) if isinstance(stored, Mapping) else None,
+        read_config_json(path),
+        read_safetensors_metadata(path) if container == "safetensors" else {},
+    )
+
+
 def read_converted(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], str, dict[str, Any]]:
     """Read a checkpoint file and convert it to timm names.
 
     Returns:
         ``(state_dict, format, args)``: tensors in the model's names, the detected layout
-        (``npz``, ``dinov2-onnx``, ``videomae``, ``sparse-tuning``, ``timm``) and the training
+        (``npz``, ``dinov2-onnx`` or a :data:`.convert.LAYOUTS` name) and the training
         arguments saved in the file (plain values of its ``args`` entry; ``{}`` when absent).
     """
-    content, container = read_checkpoint(path)
-    if container == "npz":
-        return convert_npz(content, str(path)), "npz", {}
-    if container == "onnx":
-        return content, "dinov2-onnx", {}
-    state_dict, fmt = convert_torch(content, str(path))
-    return state_dict, fmt, checkpoint_args(content)
+    converted = read_file(path)
+    return converted.state_dict, converted.format, converted.args
+
+
+_BLOCK_KEY = re.compile(r"blocks\.(\d+)\.(.+)")
+
+
+def setting_for_shape(key: str, file_shape: Sequence[int], model_shape: Sequence[int]) -> str:
+    """The ``SparseViT`` setting that makes the model's ``key`` take the file's shape (for error messages)."""
+    fs, ms = tuple(file_shape), tuple(model_shape)
+    if key == "patch_embed.proj.weight":
+        if len(fs) == 5 and len(ms) == 4:
+            return f"num_frames (the file is a video model: tubes of {fs[2]} frames, tubelet_size={fs[2]})"
+        if len(fs) == 4 and len(ms) == 5:
+            return "num_frames=None (the file is an image model)"
+        if len(fs) == len(ms):
+            for axis, name in ((0, "embed_dim"), (1, "in_chans")):
+                if fs[axis] != ms[axis]:
+                    return f"{name}={fs[axis]}"
+            if len(fs) == 5 and fs[2] != ms[2]:
+                return f"tubelet_size={fs[2]}"
+            return f"patch_size={fs[-1]}"
+    block = _BLOCK_KEY.fullmatch(key)
+    rest = block.group(2) if block else key
+    if rest.startswith("adapter."):
+        return "adapter and adapter_dim (the file's adapter widths)"
+    if rest in ("mlp.fc1.weight", "mlp.fc1.bias", "mlp.fc2.weight") and len(fs) == len(ms):
+        hidden_axis = 1 if rest == "mlp.fc2.weight" else 0
+        if fs[hidden_axis] != ms[hidden_axis] and (len(fs) == 1 or fs[1 - hidden_axis] == ms[1 - hidden_axis]):
+            width = ms[1] if rest == "mlp.fc1.weight" else (ms[0] if rest == "mlp.fc2.weight" else None)
+            ratio = f"={fs[hidden_axis] / width:g}" if width else ""
+            return f"mlp_ratio{ratio} (the file's MLP has {fs[hidden_axis]} hidden units)"
+    if key.startswith(("head.", "head_norm.")):
+        return f"num_classes={fs[0]}" if fs and key.startswith("head.") else "head_norm"
+    if key == POS_KEY and fs and ms and fs[-1] == ms[-1]:
+        return "img_size, num_frames and class_token (the file's token grid)"
+    width = (fs[0] if rest == "mlp.fc2.weight" else fs[-1]) if fs else None
+    return f"embed_dim={width}" if width is not None else "embed_dim"
 
 
 def _allowed_unexpected(key: str, head_loaded: bool, allow_dropped: Sequence[str]) -> bool:
@@ -187,14 +290,42 @@ def _allowed_unexpected(key: str, head_loaded: bool, allow_dropped: Sequence[str
     return not head_loaded and (_is_head(key) or key.replace("/", ".").split(".", 1)[0] == "pre_logits")
 
 
-def _unexpected_hint(keys: Sequence[str]) -> str:
-    hints = []
-    if any(".ls1." in k or ".ls2." in k for k in keys):
-        hints.append("the file has LayerScale: build the model with init_values")
-    if POS_KEY in keys:
-        hints.append("the file has a learned position table: build the model with pos_embed='learn'")
-    if any(k.endswith("qkv.bias") for k in keys):
-        hints.append("the file has q/k/v biases: build the model with qkv_bias=True")
+#: File keys in timm names that a ``SparseViT`` setting gives a place, with that setting.
+_SETTING_FOR_KEY: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"blocks\.\d+\.ls[12]\.gamma"), "the file has LayerScale: build the model with init_values"),
+    (re.compile(r"pos_embed"), "the file has a learned position table: build the model with pos_embed='learn'"),
+    (re.compile(r"blocks\.\d+\.attn\.qkv\.bias"), "the file has q/k/v biases: build the model with qkv_bias=True"),
+    (re.compile(r"cls_token"), "the file has a class token: build the model with class_token=True"),
+    (re.compile(r"fc_norm\.\w+"), "the file pools before its final norm: build the model with global_pool='avg'"),
+    (re.compile(r"head_norm\.\w+"), "the file has a BatchNorm head: build the model with head_norm='batchnorm'"),
+    (
+        re.compile(r"blocks\.\d+\.adapter\..+"),
+        "the file has adapters: build the model with its adapter, adapter_dim",
+    ),
+)
+
+
+def _unexpected_hint(keys: Sequence[str], target: Mapping[str, torch.Tensor], fmt: str) -> str:
+    """What the refused file keys show: a setting of the model that has a place for them (the key is a
+    timm name of a module the model can build), blocks beyond the model's depth, or names in no layout
+    this package converts (the detected layout named)."""
+    hints: list[str] = []
+    foreign: list[str] = []
+    depth = 1 + max((int(m.group(1)) for k in target if (m := _BLOCK_KEY.fullmatch(k))), default=-1)
+    for key in keys:
+        block = _BLOCK_KEY.fullmatch(key)
+        hint = next((h for pattern, h in _SETTING_FOR_KEY if pattern.fullmatch(key)), None)
+        if hint is None and block and int(block.group(1)) >= depth and f"blocks.0.{block.group(2)}" in target:
+            hint = "the file has more blocks: build the model with its depth"
+        if hint is None:
+            foreign.append(key)
+        elif hint not in hints:
+            hints.append(hint)
+    if foreign:
+        hints.append(
+            f"{len(foreign)} key(s) such as {foreign[0]!r} are not parameter names of this model in any setting; "
+            f"the file was read as {fmt!r} ({LAYOUTS.get(fmt, fmt)})"
+        )
     hints.append(
         "or build it from the file (video_sparse.checkpoint.create_model_from_checkpoint), "
         "or name the keys in allow_dropped to drop them on purpose"
@@ -272,7 +403,9 @@ def load_converted(
         elif head_mismatch and _is_head(key):
             report.dropped.append(key)
         elif value.shape != target[key].shape:
-            mismatched.append(f"{key}: checkpoint {tuple(value.shape)} vs model {tuple(target[key].shape)}")
+            file_shape, model_shape = tuple(value.shape), tuple(target[key].shape)
+            setting = setting_for_shape(key, file_shape, model_shape)
+            mismatched.append(f"{key}: checkpoint {file_shape} vs model {model_shape}; set {setting}")
         else:
             to_load[key] = value
     if mismatched:
@@ -296,7 +429,7 @@ def load_converted(
         if refused:
             parts.append(
                 f"{len(refused)} checkpoint key(s) have no place in the model, and leaving them "
-                f"out would change the network ({_unexpected_hint(refused)}):\n{format_keys(refused)}"
+                f"out would change the network ({_unexpected_hint(refused, target, fmt)}):\n{format_keys(refused)}"
             )
         raise CheckpointError(f"{report.path} ({fmt}): " + "\n".join(parts))
     if report.missing:
