@@ -62,7 +62,7 @@ def test_layerscale_dropped_only_when_allowed_and_then_reported(tmp_path, caplog
 
 def test_model_built_from_the_file_has_layerscale_and_the_savers_logits(tmp_path):
     src, path = _layerscale_file(tmp_path)
-    model, report = create_model_from_checkpoint(path, adapter=None, keep_rate=1.0)
+    model, report = create_model_from_checkpoint(path, adapter=None, keep_rate=1.0, num_heads=3)
     model.eval()
     assert model.model_args["init_values"] is not None and model.num_classes == 7
     assert (report.missing, report.unexpected, report.dropped) == ([], [], [])
@@ -73,7 +73,12 @@ def test_model_built_from_the_file_has_layerscale_and_the_savers_logits(tmp_path
 def test_arch_from_checkpoint_through_timm_create_model(tmp_path):
     src, path = _layerscale_file(tmp_path)
     model = timm.create_model(
-        "sparse_vit_base_patch16_224", checkpoint=str(path), arch_from_checkpoint=True, adapter="none", keep_rate=1.0
+        "sparse_vit_base_patch16_224",
+        checkpoint=str(path),
+        arch_from_checkpoint=True,
+        adapter="none",
+        keep_rate=1.0,
+        num_heads=3,  # not in the file; the named ViT-B's 12 would be used otherwise
     ).eval()
     assert (model.embed_dim, len(model.blocks), model.patch_embed.img_size) == (192, 2, (64, 64))
     with torch.no_grad():
@@ -87,7 +92,7 @@ def test_avg_pooled_fc_norm_file_builds_an_avg_pooled_model(tmp_path):
     torch.save(src.state_dict(), path)
     with pytest.raises(CheckpointError, match="fc_norm"):
         load_pretrained(SparseViT(**TINY), path)
-    model, _ = create_model_from_checkpoint(path, adapter=None, keep_rate=1.0)
+    model, _ = create_model_from_checkpoint(path, adapter=None, keep_rate=1.0, num_heads=3)
     model.eval()
     assert model.global_pool == "avg"
     with torch.no_grad():
