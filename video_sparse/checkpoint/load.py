@@ -55,6 +55,7 @@ from .resize_pos_embed import infer_source_grid, resize_pos_embed_2d, resize_pos
 logger = logging.getLogger(__name__)
 
 POS_KEY = "pos_embed"
+PATCH_KEY = "patch_embed.proj.weight"
 HEAD_NORM_PREFIX = "head_norm."
 #: BatchNorm epsilon of the Sparse-Tuning release's head (``BatchNorm1d(..., eps=1e-6)``; not saved in the file).
 HEAD_NORM_EPS = 1e-6
@@ -250,8 +251,18 @@ def read_converted(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], st
 _BLOCK_KEY = re.compile(r"blocks\.(\d+)\.(.+)")
 
 
-def setting_for_shape(key: str, file_shape: Sequence[int], model_shape: Sequence[int]) -> str:
-    """The ``SparseViT`` setting that makes the model's ``key`` take the file's shape (for error messages)."""
+def setting_for_shape(
+    key: str,
+    file_shape: Sequence[int],
+    model_shape: Sequence[int],
+    file_dim: int | None = None,
+    model_dim: int | None = None,
+) -> str:
+    """The ``SparseViT`` setting that makes the model's ``key`` take the file's shape (for error messages).
+
+    ``file_dim`` / ``model_dim`` are the embedding widths of the file and the model (rows of their
+    ``patch_embed.proj.weight``), when known: a different width explains every other mismatch.
+    """
     fs, ms = tuple(file_shape), tuple(model_shape)
     if key == "patch_embed.proj.weight":
         if len(fs) == 5 and len(ms) == 4:
@@ -265,22 +276,23 @@ def setting_for_shape(key: str, file_shape: Sequence[int], model_shape: Sequence
             if len(fs) == 5 and fs[2] != ms[2]:
                 return f"tubelet_size={fs[2]}"
             return f"patch_size={fs[-1]}"
+    if file_dim is not None and model_dim is not None and file_dim != model_dim:
+        return f"embed_dim={file_dim}"
     block = _BLOCK_KEY.fullmatch(key)
     rest = block.group(2) if block else key
     if rest.startswith("adapter."):
         return "adapter and adapter_dim (the file's adapter widths)"
     if rest in ("mlp.fc1.weight", "mlp.fc1.bias", "mlp.fc2.weight") and len(fs) == len(ms):
-        hidden_axis = 1 if rest == "mlp.fc2.weight" else 0
-        if fs[hidden_axis] != ms[hidden_axis] and (len(fs) == 1 or fs[1 - hidden_axis] == ms[1 - hidden_axis]):
-            width = ms[1] if rest == "mlp.fc1.weight" else (ms[0] if rest == "mlp.fc2.weight" else None)
-            ratio = f"={fs[hidden_axis] / width:g}" if width else ""
-            return f"mlp_ratio{ratio} (the file's MLP has {fs[hidden_axis]} hidden units)"
-    if key.startswith(("head.", "head_norm.")):
-        return f"num_classes={fs[0]}" if fs and key.startswith("head.") else "head_norm"
-    if key == POS_KEY and fs and ms and fs[-1] == ms[-1]:
+        hidden = fs[1] if rest == "mlp.fc2.weight" else fs[0]
+        ratio = f"={hidden / model_dim:g}" if model_dim else ""
+        return f"mlp_ratio{ratio} (the file's MLP has {hidden} hidden units)"
+    if key.startswith("head."):
+        return f"num_classes={fs[0]}" if fs else "num_classes"
+    if key.startswith("head_norm."):
+        return "head_norm and num_classes"
+    if key == POS_KEY:
         return "img_size, num_frames and class_token (the file's token grid)"
-    width = (fs[0] if rest == "mlp.fc2.weight" else fs[-1]) if fs else None
-    return f"embed_dim={width}" if width is not None else "embed_dim"
+    return "the model's size arguments to the file's (embed_dim, mlp_ratio, num_heads)"
 
 
 def _allowed_unexpected(key: str, head_loaded: bool, allow_dropped: Sequence[str]) -> bool:
@@ -397,6 +409,10 @@ def load_converted(
     head_mismatch = any(_is_head(k) and k in target and v.shape != target[k].shape for k, v in state_dict.items())
     to_load: dict[str, torch.Tensor] = {}
     mismatched: list[str] = []
+    file_dim, model_dim = (
+        int(sd[PATCH_KEY].shape[0]) if PATCH_KEY in sd and sd[PATCH_KEY].ndim > 1 else None
+        for sd in (state_dict, target)
+    )
     for key, value in state_dict.items():
         if key not in target:
             report.unexpected.append(key)
@@ -404,7 +420,7 @@ def load_converted(
             report.dropped.append(key)
         elif value.shape != target[key].shape:
             file_shape, model_shape = tuple(value.shape), tuple(target[key].shape)
-            setting = setting_for_shape(key, file_shape, model_shape)
+            setting = setting_for_shape(key, file_shape, model_shape, file_dim, model_dim)
             mismatched.append(f"{key}: checkpoint {file_shape} vs model {model_shape}; set {setting}")
         else:
             to_load[key] = value
