@@ -583,8 +583,11 @@ def _create(
     arch_from_checkpoint: bool = False,
     **kwargs: Any,
 ) -> SparseViT:
-    """Build a variant. With ``arch_from_checkpoint=True`` what the checkpoint shows (LayerScale,
-    position table, pooling, sizes ...) wins over the variant's arguments, explicit ones over both."""
+    """Build a variant. With ``arch_from_checkpoint=True`` the network the checkpoint describes is built
+    (:func:`~video_sparse.checkpoint.infer.resolve_model_args`): explicit arguments first, then what
+    the file shows (its tensors: sizes, LayerScale, position table, pooling; its records: saved
+    ``model_args``, ``config.json`` ...), then this variant's arguments for what the file does not show
+    (the number of heads, a video's frame count and size), never a value guessed from another."""
     for key in ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir"):
         kwargs.pop(key, None)
     if pretrained and checkpoint is None:
