@@ -236,3 +236,26 @@ def test_mmaction2_first_token_recognizer_is_refused(tmp_path, caplog):
     torch.save({"state_dict": state}, tmp_path / "first_token.pth")
     with caplog.at_level(logging.INFO), pytest.raises(CheckpointError, match="first patch token"):
         create_model_from_checkpoint(tmp_path / "first_token.pth", num_heads=3, num_frames=4, img_size=32, **PLAIN)
+
+
+def test_first_token_classifier_into_a_mean_pooling_model_is_refused_unless_the_head_is_new(tmp_path):
+    cfg = videomae_config(use_mean_pooling=False)
+    ref = randomize_(HFVideoMAEForVideoClassification(cfg), seed=0)
+    _save(ref.state_dict(), tmp_path / "model.safetensors")
+    sizes = dict(img_size=32, embed_dim=48, depth=2, num_heads=3, mlp_ratio=3.0, num_frames=4, class_token=False,
+                 pos_embed="sincos", global_pool="avg", norm_eps=1e-12, **PLAIN)  # fmt: skip
+    with pytest.raises(CheckpointError, match="first patch token"):
+        load_pretrained(SparseViT(num_classes=5, **sizes), tmp_path / "model.safetensors")
+    report = load_pretrained(SparseViT(num_classes=7, **sizes), tmp_path / "model.safetensors")  # a new task
+    assert sorted(report.dropped) == ["head.bias", "head.weight"]
+
+
+def test_own_mean_pooled_file_with_a_final_norm_is_not_taken_for_a_first_token_classifier(tmp_path):
+    sizes = dict(img_size=32, embed_dim=48, depth=2, num_heads=3, num_frames=4, class_token=False,
+                 pos_embed="sincos", global_pool="avg", fc_norm=False, num_classes=5, **PLAIN)  # fmt: skip
+    src = randomize_(SparseViT(**sizes), seed=1)
+    torch.save({"model": src.state_dict(), "model_args": src.model_args}, tmp_path / "model_final.pth")
+    model, _ = create_model_from_checkpoint(tmp_path / "model_final.pth")
+    x = torch.randn(2, 3, 4, 32, 32, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        torch.testing.assert_close(model.eval()(x), src(x), rtol=1e-5, atol=1e-5)

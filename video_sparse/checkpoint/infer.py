@@ -13,6 +13,8 @@ Every architecture argument comes from the first of these that knows it:
    named model disagree on a value the file shows, the file's value is used and an INFO line says so;
    a record that contradicts the tensors is an error;
 3. the named model (``defaults``: a registered variant's arguments, ``SparseViT``'s defaults under them);
+   without one, the model the file itself names (its full saved ``model_args``, or the registered
+   model its metadata names), so the Sparse-Tuning settings (keep rate, adapters) are the saver's too;
 4. the layout's documented constant: LayerNorm epsilon 1e-6 in timm, VideoMAE, mmaction2 and the
    Sparse-Tuning release (the Hugging Face layout states its own in ``config.json``); without a class
    token a final ``norm`` feeds ``fc_norm`` (VideoMAE's fine-tuning), with one the class token is pooled;
@@ -32,7 +34,15 @@ from typing import Any
 
 import torch
 
-from .load import POS_KEY, Converted, is_fixed_sincos_table, load_converted, read_file, sincos_candidates
+from .load import (
+    POS_KEY,
+    Converted,
+    check_first_token_classifier,
+    is_fixed_sincos_table,
+    load_converted,
+    read_file,
+    sincos_candidates,
+)
 from .report import CheckpointError, LoadReport
 
 logger = logging.getLogger(__name__)
@@ -341,8 +351,10 @@ def resolve_model_args(
                     f"{path}: {source} says {key}={value!r} but the tensors show {key}={proven[key][0]!r}: "
                     "the record does not describe these weights"
                 )
-    _check_pooling(converted, proven, path)
+    check_first_token_classifier(state_dict, converted.format, path)
 
+    if defaults is None:  # the file names its own model: its full arguments (keep rate, adapters ...) stand in
+        defaults = converted.model_args or _registered_args(converted.metadata.get("model")) or None
     named = _normalised(_named_model_args(defaults))
     kwargs: dict[str, Any] = dict(named)
     for key, (value, source) in proven.items():
@@ -365,22 +377,6 @@ def resolve_model_args(
     kwargs.update(overrides)
     _check_known(kwargs, shown, path)
     return kwargs
-
-
-def _check_pooling(converted: Converted, proven: Mapping[str, tuple[Any, str]], path: str) -> None:
-    """Refuse a classifier on the first patch token (VideoMAE layouts with ``use_mean_pooling=False``):
-    with no class token ``SparseViT`` cannot pool that way."""
-    state_dict = converted.state_dict
-    has_head = "head.weight" in state_dict
-    no_fc_norm = proven.get("fc_norm", (None, ""))[0] is False or (
-        converted.format == "mmaction2" and _has(state_dict, "norm") and not _has(state_dict, "fc_norm")
-    )
-    if has_head and no_fc_norm and not proven["class_token"][0]:
-        raise CheckpointError(
-            f"{path} ({converted.format}): the saving network classifies the first patch token after its final "
-            "norm (use_mean_pooling=False, no class token), which SparseViT cannot build; load it with "
-            "load_pretrained into a model of your choice, or drop the head (num_classes=0 plus allow_dropped)"
-        )
 
 
 _REQUIRED: dict[str, Callable[[Mapping[str, Any]], bool]] = {

@@ -173,6 +173,33 @@ def _map_final_norm(state_dict: dict[str, torch.Tensor], target: dict[str, torch
         logger.info("%s: the file's final 'norm' is loaded into the model's 'fc_norm'", path)
 
 
+#: Layouts whose networks, without a class token and with a final ``norm`` instead of ``fc_norm``
+#: (``use_mean_pooling=False``), classify the first patch token.
+FIRST_TOKEN_LAYOUTS: tuple[str, ...] = ("hf-transformers", "mmaction2")
+
+
+def check_first_token_classifier(state_dict: Mapping[str, torch.Tensor], fmt: str, path: str) -> None:
+    """Refuse a classifier on the first patch token, which ``SparseViT`` cannot build (it pools a class
+    token or the mean): a :data:`FIRST_TOKEN_LAYOUTS` file with a head, a final ``norm``, no ``fc_norm``
+    and no class token.
+
+    Raises:
+        CheckpointError: naming the file, its layout and what to do instead.
+    """
+    if (
+        fmt in FIRST_TOKEN_LAYOUTS
+        and "head.weight" in state_dict
+        and _has_module(state_dict, "norm")
+        and not _has_module(state_dict, "fc_norm")
+        and "cls_token" not in state_dict
+    ):
+        raise CheckpointError(
+            f"{path} ({fmt}): the saving network classifies the first patch token after its final norm "
+            "(use_mean_pooling=False, no class token), which SparseViT cannot build; load its backbone "
+            "into a model with another class count (the head is then not loaded) or drop the head from the file"
+        )
+
+
 def _fold_head_norm(state_dict: dict[str, torch.Tensor], target: dict[str, torch.Tensor], report: LoadReport) -> None:
     """Fold a file's BatchNorm head (running statistics, no affine) into its linear head when the
     model has no ``head_norm``: ``W' = W / sqrt(var + eps)``, ``b' = b - W' mean`` (exact in inference)."""
@@ -402,6 +429,11 @@ def load_converted(
     fmt = report.format
     state_dict = dict(state_dict)
     target = model.state_dict()
+    head_fits = "head.weight" in target and target["head.weight"].shape == getattr(
+        state_dict.get("head.weight"), "shape", None
+    )
+    if head_fits:
+        check_first_token_classifier(state_dict, fmt, report.path)
     _map_final_norm(state_dict, target, report.path)
     _fit_pos_embed(model, state_dict, target, report, pos_embed_antialias)
     _fold_head_norm(state_dict, target, report)

@@ -30,7 +30,8 @@ class LoadReport:
         path: the checkpoint file.
         format: detected layout: ``"npz"`` (Google big_vision / AugReg), ``"timm"``,
             ``"videomae"``, ``"hf-transformers"`` (Hugging Face VideoMAE / ViT), ``"mmaction2"``,
-            ``"sparse-tuning"`` (a fine-tuned checkpoint of the paper's release), ``"dinov2-onnx"`` (weights read out of an ONNX graph) or ``"adapter"`` (an adapter-only
+            ``"sparse-tuning"`` (a fine-tuned checkpoint of the paper's release), ``"dinov2-onnx"``
+            (weights read out of an ONNX graph) or ``"adapter"`` (an adapter-only
             checkpoint).
         loaded: number of model state-dict entries that received a tensor from the file.
         expected_missing: model keys the file is not supposed to hold (adapters and head for a
