@@ -204,3 +204,29 @@ def test_image_fixed_table_with_a_class_token_row_in_bf16(tmp_path):
         tmp_path / "img.pth",
     )
     assert report.dropped == ["pos_embed"]
+
+
+def test_videomae_layerscale_gammas_load_as_layerscale(tmp_path):
+    """VideoMAE / mmaction2 name LayerScale ``blocks.N.gamma_1``/``gamma_2`` (``x + gamma_1 * attn(...)``)."""
+    src = randomize(SparseViT(img_size=32, embed_dim=96, depth=2, num_heads=3, num_frames=4, class_token=False,
+                              pos_embed="sincos", global_pool="avg", num_classes=5, init_values=0.1, **PLAIN),
+                    seed=4)  # fmt: skip
+    with torch.no_grad():
+        for blk in src.blocks:
+            blk.attn.qkv.bias[96:192].zero_()  # VideoMAE has no key bias
+    sd = {}
+    for key, value in src.state_dict().items():
+        key = re.sub(r"\.ls([12])\.gamma$", r".gamma_\1", key)
+        if key.endswith("attn.qkv.bias"):
+            q, _, v = value.chunk(3)
+            sd[key.replace("qkv.bias", "q_bias")], sd[key.replace("qkv.bias", "v_bias")] = q, v
+        else:
+            sd[key] = value
+    torch.save({"module": sd}, tmp_path / "videomae_ls.pth")
+    model, report = create_model_from_checkpoint(
+        tmp_path / "videomae_ls.pth", num_heads=3, num_frames=4, img_size=32, **PLAIN
+    )
+    assert report.format == "videomae" and (report.missing, report.unexpected) == ([], [])
+    x = _clip(frames=4, size=32)
+    with torch.no_grad():
+        torch.testing.assert_close(model.eval()(x), src(x), rtol=1e-5, atol=1e-5)

@@ -90,3 +90,22 @@ def test_nothing_to_train_is_a_config_error():
 
 def _trainable(model: torch.nn.Module) -> list[str]:
     return [name for name, param in model.named_parameters() if param.requires_grad]
+
+
+def test_config_model_with_arch_from_checkpoint_builds_the_files_network_with_the_named_heads():
+    """The config path (``model.checkpoint`` + ``model.arch_from_checkpoint``) on the shipped demo backbone:
+    its 96-wide blocks have the named model's 3 heads, not a width rule's 1."""
+    from pathlib import Path
+
+    from video_sparse.checkpoint import load_pretrained
+
+    demo = str(Path(__file__).resolve().parents[2] / "assets" / "demo_backbone_nano.safetensors")
+    torch.manual_seed(0)
+    built = create_model(NANO_VIDEO, checkpoint=demo, arch_from_checkpoint=True, adapter=None, keep_rate=1.0)
+    torch.manual_seed(0)
+    named = create_model(NANO_VIDEO, adapter=None, keep_rate=1.0)
+    load_pretrained(named, demo)
+    assert built.model_args["num_heads"] == 3
+    x = torch.randn(1, 3, 16, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(built.eval()(x), named.eval()(x), rtol=0, atol=0)
