@@ -230,3 +230,23 @@ def test_videomae_layerscale_gammas_load_as_layerscale(tmp_path):
     x = _clip(frames=4, size=32)
     with torch.no_grad():
         torch.testing.assert_close(model.eval()(x), src(x), rtol=1e-5, atol=1e-5)
+
+
+def test_timm_hub_folder_config_names_the_architecture(tmp_path):
+    """A timm Hub folder: timm names in model.safetensors, the timm architecture in config.json."""
+    import json
+
+    from ckpt_helpers import timm_vit
+    from safetensors.torch import save_file
+
+    src = timm_vit(seed=6)  # vit_tiny: 192 wide, 3 heads
+    save_file({k: v.contiguous() for k, v in src.state_dict().items()}, str(tmp_path / "model.safetensors"))
+    with pytest.raises(CheckpointError, match="num_heads"):
+        create_model_from_checkpoint(tmp_path / "model.safetensors", **PLAIN)
+    config = {"architecture": "vit_tiny_patch16_224.augreg_in21k_ft_in1k", "num_classes": 7, "global_pool": "token"}
+    (tmp_path / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    model, report = create_model_from_checkpoint(tmp_path / "model.safetensors", **PLAIN)
+    assert model.model_args["num_heads"] == 3 and (report.missing, report.unexpected) == ([], [])
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(model.eval()(x), src(x), rtol=1e-5, atol=1e-5)

@@ -7,9 +7,10 @@ Every architecture argument comes from the first of these that knows it:
    q/k/v biases, LayerScale, a class token, a learned position table (for images also the input
    size it was trained at) or none (a fixed sin-cos table), ``fc_norm`` (mean pooling), the head's
    class count, a BatchNorm head and trained adapters. Its records show the rest: the ``SparseViT``
-   ``model_args`` saved next to the weights, the Hugging Face ``config.json`` beside the file, a
-   safetensors ``model`` entry naming a registered model, the training ``args`` (``num_frames``,
-   ``input_size``, ``tubelet_size``, a ``model`` name of a published size). Where the file and the
+   ``model_args`` saved next to the weights, the ``config.json`` beside the file (``transformers``
+   VideoMAE / ViT, or a timm Hub config naming its timm architecture), a safetensors ``model``
+   entry naming a registered model, the training ``args`` (``num_frames``, ``input_size``,
+   ``tubelet_size``, a ``model`` name of a published size). Where the file and the
    named model disagree on a value the file shows, the file's value is used and an INFO line says so;
    a record that contradicts the tensors is an error;
 3. the named model (``defaults``: a registered variant's arguments, ``SparseViT``'s defaults under them);
@@ -209,6 +210,31 @@ def _hf_config_args(config: Mapping[str, Any], path: str) -> dict[str, Any]:
     return out
 
 
+def _timm_config_args(config: Mapping[str, Any], path: str) -> dict[str, Any]:
+    """What a timm Hub ``config.json`` (``architecture``: a timm model name) states beyond the tensors:
+    that model's heads, LayerNorm epsilon and pooling (built on the meta device, no weights)."""
+    import timm
+
+    name = str(config["architecture"])
+    if not timm.is_model(name.split(".", 1)[0]):
+        logger.info("%s: config.json names %r, which timm does not know: not read", path, name)
+        return {}
+    with torch.device("meta"):
+        model = timm.create_model(name.split(".", 1)[0], pretrained=False)
+    blocks = getattr(model, "blocks", None)
+    attn = getattr(blocks[0], "attn", None) if blocks is not None and len(blocks) else None
+    norm = getattr(blocks[0], "norm1", None) if blocks is not None and len(blocks) else None
+    out: dict[str, Any] = {}
+    if attn is not None and hasattr(attn, "num_heads"):
+        out["num_heads"] = int(attn.num_heads)
+    if isinstance(norm, torch.nn.LayerNorm):
+        out["norm_eps"] = float(norm.eps)
+    pool = config.get("global_pool", getattr(model, "global_pool", None))
+    if pool in ("token", "avg"):
+        out["global_pool"] = pool
+    return out
+
+
 def _name_args(name: Any, dim: int) -> dict[str, Any]:
     """``num_heads`` a model name states by a published size whose width is the file's (``vit_base``: 12)."""
     if not isinstance(name, str):
@@ -251,6 +277,8 @@ def file_records(converted: Converted, path: str) -> list[tuple[str, dict[str, A
     config = converted.config
     if config is not None and config.get("model_type") in HF_MODEL_TYPES:
         records.append(("config.json", _hf_config_args(config, path)))
+    elif config is not None and isinstance(config.get("architecture"), str):
+        records.append((f"config.json (timm {config['architecture']!r})", _timm_config_args(config, path)))
     elif config is not None:
         logger.info(
             "%s: config.json (model_type %r) not read: not a VideoMAE / ViT config", path, config.get("model_type")
