@@ -259,3 +259,17 @@ def test_own_mean_pooled_file_with_a_final_norm_is_not_taken_for_a_first_token_c
     x = torch.randn(2, 3, 4, 32, 32, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         torch.testing.assert_close(model.eval()(x), src(x), rtol=1e-5, atol=1e-5)
+
+
+def test_loading_into_a_given_model_ignores_a_broken_config_beside_the_file(tmp_path):
+    cfg = videomae_config()
+    ref = randomize_(HFVideoMAEForVideoClassification(cfg), seed=0)
+    _save(ref.state_dict(), tmp_path / "model.safetensors")
+    (tmp_path / "config.json").write_text('{"model_type": "videomae",\n  "hidden_size": }', encoding="utf-8")
+    model = SparseViT(
+        img_size=32, embed_dim=48, depth=2, num_heads=3, mlp_ratio=3.0, num_frames=4, num_classes=5,
+        class_token=False, pos_embed="sincos", global_pool="avg", norm_eps=1e-12, **PLAIN,
+    )  # fmt: skip
+    assert load_pretrained(model, tmp_path / "model.safetensors").missing == []
+    with pytest.raises(CheckpointError, match=r"config\.json:2: not valid JSON"):
+        create_model_from_checkpoint(tmp_path / "model.safetensors", **PLAIN)

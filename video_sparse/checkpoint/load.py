@@ -244,8 +244,12 @@ class Converted:
     metadata: dict[str, str] = field(default_factory=dict)
 
 
-def read_file(path: str | os.PathLike) -> Converted:
-    """Read a checkpoint file, convert it to timm names and collect its records (:class:`Converted`)."""
+def read_file(path: str | os.PathLike, records: bool = True) -> Converted:
+    """Read a checkpoint file, convert it to timm names and collect its records (:class:`Converted`).
+
+    ``records=False`` skips what only building a model from the file needs (``config.json``, the
+    safetensors metadata), so that loading into a given model never depends on the files beside it.
+    """
     content, container = read_checkpoint(path)
     if container == "npz":
         return Converted(convert_npz(content, str(path)), "npz")
@@ -258,8 +262,8 @@ def read_file(path: str | os.PathLike) -> Converted:
         fmt,
         checkpoint_args(content),
         dict(stored) if isinstance(stored, Mapping) else None,
-        read_config_json(path),
-        read_safetensors_metadata(path) if container == "safetensors" else {},
+        read_config_json(path) if records else None,
+        read_safetensors_metadata(path) if records and container == "safetensors" else {},
     )
 
 
@@ -271,7 +275,7 @@ def read_converted(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], st
         (``npz``, ``dinov2-onnx`` or a :data:`.convert.LAYOUTS` name) and the training
         arguments saved in the file (plain values of its ``args`` entry; ``{}`` when absent).
     """
-    converted = read_file(path)
+    converted = read_file(path, records=False)
     return converted.state_dict, converted.format, converted.args
 
 
