@@ -45,12 +45,15 @@ def _save(state_dict: dict, path) -> None:
         torch.save(state, path)
 
 
-@pytest.mark.parametrize("filename", ["model.safetensors", "pytorch_model.bin"])
+@pytest.mark.parametrize("filename", ["model.safetensors", "pytorch_model.bin", "ddp.pth"])
 def test_hf_videomae_classifier_builds_the_saving_network(tmp_path, filename):
     cfg = videomae_config()
     ref = randomize_(HFVideoMAEForVideoClassification(cfg), seed=0)
     write_config(tmp_path, cfg)
-    _save(ref.state_dict(), tmp_path / filename)
+    if filename == "ddp.pth":  # fine-tuned under DistributedDataParallel and torch.compile, saved as {"model": ...}
+        torch.save({"model": {f"module._orig_mod.{k}": v for k, v in ref.state_dict().items()}}, tmp_path / filename)
+    else:
+        _save(ref.state_dict(), tmp_path / filename)
 
     model, report = create_model_from_checkpoint(tmp_path / filename, **PLAIN)
     model.eval()

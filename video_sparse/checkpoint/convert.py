@@ -486,9 +486,11 @@ def convert_torch(obj: Any, path: str = "<checkpoint>") -> tuple[dict[str, torch
         ``(state_dict, format)``, format one of :data:`LAYOUTS`.
     """
     tensors = unwrap_state_dict(obj, path)
-    if is_hf_transformers(tensors):
-        # only the wrappers' prefixes: ``encoder.`` is part of the Hugging Face names
-        unwrapped = {_strip_wrappers(k): v for k, v in tensors.items()}
+    # only the wrappers' prefixes first: ``encoder.`` is part of the Hugging Face names
+    unwrapped = {_strip_wrappers(k): v for k, v in tensors.items()}
+    if is_hf_transformers(unwrapped):
+        if len(unwrapped) != len(tensors):
+            raise CheckpointError(f"{path}: keys collide after removing the 'module.' / '_orig_mod.' wrappers")
         return convert_hf_transformers(unwrapped, path), "hf-transformers"
     state_dict = strip_prefixes(tensors, path)
     fmt = detect_layout(state_dict)
@@ -503,4 +505,6 @@ def convert_torch(obj: Any, path: str = "<checkpoint>") -> tuple[dict[str, torch
 
 def _strip_wrappers(key: str) -> str:
     name = ".".join(part for part in key.split(".") if part != COMPILE_WRAPPER)
-    return name[len("module.") :] if name.startswith("module.") else name
+    while name.startswith("module."):
+        name = name[len("module.") :]
+    return name
