@@ -26,7 +26,6 @@ Every architecture argument comes from the first of these that knows it:
 from __future__ import annotations
 
 import inspect
-import json
 import logging
 import os
 import re
@@ -44,38 +43,11 @@ from .load import (
     read_file,
     sincos_candidates,
 )
+from .records import file_records, normalised, registered_model_args
 from .report import CheckpointError, LoadReport
 
 logger = logging.getLogger(__name__)
 
-#: ``SparseViT`` arguments that fix the backbone's arithmetic; records in a file are read for these only.
-BACKBONE_ARGS: tuple[str, ...] = (
-    "img_size",
-    "patch_size",
-    "in_chans",
-    "embed_dim",
-    "depth",
-    "num_heads",
-    "mlp_ratio",
-    "qkv_bias",
-    "num_frames",
-    "tubelet_size",
-    "class_token",
-    "pos_embed",
-    "global_pool",
-    "fc_norm",
-    "init_values",
-    "norm_eps",
-)
-#: Published ViT sizes a model name can state (``vit_base_patch16_224``): size -> (width, heads).
-PUBLISHED_SIZES: dict[str, tuple[int, int]] = {
-    "tiny": (192, 3),
-    "small": (384, 6),
-    "base": (768, 12),
-    "large": (1024, 16),
-    "huge": (1280, 16),
-    "giant": (1408, 16),
-}
 #: LayerNorm epsilon each layout's reference code uses (the Hugging Face layout states it in config.json).
 LAYOUT_NORM_EPS: dict[str, float] = {
     "timm": 1e-6,
@@ -85,22 +57,6 @@ LAYOUT_NORM_EPS: dict[str, float] = {
     "npz": 1e-6,
     "dinov2-onnx": 1e-6,
 }
-#: Hugging Face model types whose config.json is read, and its keys -> ``SparseViT`` arguments.
-HF_MODEL_TYPES: tuple[str, ...] = ("videomae", "vit")
-_HF_CONFIG_KEYS: dict[str, str] = {
-    "hidden_size": "embed_dim",
-    "num_hidden_layers": "depth",
-    "num_attention_heads": "num_heads",
-    "image_size": "img_size",
-    "patch_size": "patch_size",
-    "num_channels": "in_chans",
-    "tubelet_size": "tubelet_size",
-    "num_frames": "num_frames",
-    "qkv_bias": "qkv_bias",
-    "layer_norm_eps": "norm_eps",
-}
-#: Training ``args`` entries (VideoMAE, the Sparse-Tuning release) -> ``SparseViT`` arguments.
-_TRAINING_ARGS: dict[str, str] = {"num_frames": "num_frames", "input_size": "img_size", "tubelet_size": "tubelet_size"}
 _BLOCK = re.compile(r"blocks\.(\d+)\.")
 
 
@@ -186,129 +142,6 @@ def infer_model_args(
     return args
 
 
-def _hf_config_args(config: Mapping[str, Any], path: str) -> dict[str, Any]:
-    """``SparseViT`` arguments a Hugging Face VideoMAE / ViT ``config.json`` states."""
-    where = f"{path}: config.json"
-    if config.get("hidden_act", "gelu") != "gelu":
-        raise CheckpointError(f"{where}: hidden_act={config['hidden_act']!r}; SparseViT computes exact GELU only")
-    out: dict[str, Any] = {}
-    for key, name in _HF_CONFIG_KEYS.items():
-        if key in config:
-            value = config[key]
-            if isinstance(value, list | tuple):
-                if len(set(value)) != 1:
-                    raise CheckpointError(f"{where}: {key}={value}: SparseViT supports square sizes only")
-                value = value[0]
-            out[name] = value
-    if "intermediate_size" in config and "hidden_size" in config:
-        out["mlp_ratio"] = (config["intermediate_size"] + 0.5) / config["hidden_size"]
-    if config.get("model_type") == "videomae":
-        mean_pooling = bool(config.get("use_mean_pooling", True))
-        out.update(class_token=False, pos_embed="sincos", global_pool="avg", fc_norm=mean_pooling, init_values=None)
-    else:
-        out.update(class_token=True, pos_embed="learn", global_pool="token", fc_norm=False, num_frames=None)
-    return out
-
-
-def _timm_config_args(config: Mapping[str, Any], path: str) -> dict[str, Any]:
-    """What a timm Hub ``config.json`` (``architecture``: a timm model name) states beyond the tensors:
-    that model's heads, LayerNorm epsilon and pooling (built on the meta device, no weights)."""
-    import timm
-
-    name = str(config["architecture"])
-    if not timm.is_model(name.split(".", 1)[0]):
-        logger.info("%s: config.json names %r, which timm does not know: not read", path, name)
-        return {}
-    with torch.device("meta"):
-        model = timm.create_model(name.split(".", 1)[0], pretrained=False)
-    blocks = getattr(model, "blocks", None)
-    attn = getattr(blocks[0], "attn", None) if blocks is not None and len(blocks) else None
-    norm = getattr(blocks[0], "norm1", None) if blocks is not None and len(blocks) else None
-    out: dict[str, Any] = {}
-    if attn is not None and hasattr(attn, "num_heads"):
-        out["num_heads"] = int(attn.num_heads)
-    if isinstance(norm, torch.nn.LayerNorm):
-        out["norm_eps"] = float(norm.eps)
-    pool = config.get("global_pool", getattr(model, "global_pool", None))
-    if pool in ("token", "avg"):
-        out["global_pool"] = pool
-    return out
-
-
-def _name_args(name: Any, dim: int) -> dict[str, Any]:
-    """``num_heads`` a model name states by a published size whose width is the file's (``vit_base``: 12)."""
-    if not isinstance(name, str):
-        return {}
-    for size, (width, heads) in PUBLISHED_SIZES.items():
-        if re.search(rf"(?:^|[-_/]){size}(?:[-_]|$)", name) and width == dim:
-            return {"num_heads": heads}
-    return {}
-
-
-def _registered_args(name: Any) -> dict[str, Any]:
-    """The arguments of a registered model a file names (``model`` metadata), or ``{}``."""
-    import timm
-
-    from ..models.factory import registered_models
-
-    if not isinstance(name, str) or name not in registered_models():
-        return {}
-    with torch.device("meta"):  # arguments only: no memory, no initialisation work
-        return dict(timm.create_model(name, adapter="none").model_args)
-
-
-def file_records(converted: Converted, path: str) -> list[tuple[str, dict[str, Any]]]:
-    """The file's records of its network, most authoritative first, as ``(source, SparseViT args)``.
-
-    Sources: ``model_args`` saved with the weights (or as JSON in safetensors metadata), a Hugging
-    Face ``config.json`` of a supported model type, a safetensors ``model`` entry naming a registered
-    model, the training ``args`` and a published size in their ``model`` name. Only
-    :data:`BACKBONE_ARGS` are kept.
-    """
-    records: list[tuple[str, dict[str, Any]]] = []
-    stored = converted.model_args
-    if stored is None and "model_args" in converted.metadata:
-        try:
-            stored = json.loads(converted.metadata["model_args"])
-        except json.JSONDecodeError as e:
-            raise CheckpointError(f"{path}: metadata 'model_args' is not JSON: {e.msg}") from e
-    if isinstance(stored, Mapping):
-        records.append(("the saved model_args", dict(stored)))
-    config = converted.config
-    if config is not None and config.get("model_type") in HF_MODEL_TYPES:
-        records.append(("config.json", _hf_config_args(config, path)))
-    elif config is not None and isinstance(config.get("architecture"), str):
-        records.append((f"config.json (timm {config['architecture']!r})", _timm_config_args(config, path)))
-    elif config is not None:
-        logger.info(
-            "%s: config.json (model_type %r) not read: not a VideoMAE / ViT config", path, config.get("model_type")
-        )
-    named = _registered_args(converted.metadata.get("model"))
-    if named:
-        records.append((f"the registered model {converted.metadata['model']!r} the file names", named))
-    training = {
-        name: converted.args[key] for key, name in _TRAINING_ARGS.items() if converted.args.get(key) is not None
-    }
-    if training:
-        records.append(("the saved training args", training))
-    proj = converted.state_dict.get("patch_embed.proj.weight")
-    if proj is not None:
-        for source in (converted.args.get("model"), converted.metadata.get("model")):
-            heads = _name_args(source, int(proj.shape[0]))
-            if heads:
-                records.append((f"the model name {source!r}", heads))
-    return [(source, _normalised({k: v for k, v in args.items() if k in BACKBONE_ARGS})) for source, args in records]
-
-
-def _normalised(args: dict[str, Any]) -> dict[str, Any]:
-    """``fc_norm=None`` (``SparseViT``'s "after mean pooling") as the boolean it stands for."""
-    if "fc_norm" in args and args["fc_norm"] is None and "global_pool" in args:
-        args["fc_norm"] = args["global_pool"] == "avg"
-    elif "fc_norm" in args and args["fc_norm"] is None:
-        del args["fc_norm"]
-    return args
-
-
 def _same(key: str, a: Any, b: Any, dim: int) -> bool:
     """Whether two values of ``key`` build the same network."""
     if key == "mlp_ratio":
@@ -382,8 +215,8 @@ def resolve_model_args(
     check_first_token_classifier(state_dict, converted.format, path)
 
     if defaults is None:  # the file names its own model: its full arguments (keep rate, adapters ...) stand in
-        defaults = converted.model_args or _registered_args(converted.metadata.get("model")) or None
-    named = _normalised(_named_model_args(defaults))
+        defaults = converted.model_args or registered_model_args(converted.metadata.get("model")) or None
+    named = normalised(_named_model_args(defaults))
     kwargs: dict[str, Any] = dict(named)
     for key, (value, source) in proven.items():
         if key in named and not _same(key, value, named[key], dim) and key not in overrides:
