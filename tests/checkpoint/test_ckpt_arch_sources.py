@@ -250,3 +250,26 @@ def test_timm_hub_folder_config_names_the_architecture(tmp_path):
     x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         torch.testing.assert_close(model.eval()(x), src(x), rtol=1e-5, atol=1e-5)
+
+
+def test_config_listing_constructor_arguments_and_a_wrapper_prefix(tmp_path):
+    """A Hub folder whose config.json lists the constructor arguments (``model_config``, VideoMAE names)
+    and whose weights sit under a wrapper module (``model.`` on every key)."""
+    import json
+
+    from safetensors.torch import save_file
+
+    src = randomize(SparseViT(img_size=32, embed_dim=96, depth=2, num_heads=6, num_frames=4, class_token=False,
+                              pos_embed="sincos", global_pool="avg", num_classes=5, init_values=0.1, **PLAIN),
+                    seed=5)  # fmt: skip
+    sd = {f"model.{k}": v.contiguous() for k, v in src.state_dict().items()}
+    save_file(sd, str(tmp_path / "model.safetensors"))
+    listed = {"img_size": 32, "patch_size": 16, "embed_dim": 96, "depth": 2, "num_heads": 6, "mlp_ratio": 4,
+              "qkv_bias": True, "num_frames": 4, "tubelet_size": 2, "use_mean_pooling": True,
+              "init_values": 0.1}  # fmt: skip
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "VideoMAEv2_Base", "model_config": listed}))
+    model, report = create_model_from_checkpoint(tmp_path / "model.safetensors", **PLAIN)
+    assert (report.missing, report.unexpected) == ([], []) and model.model_args["num_heads"] == 6
+    x = _clip(frames=4, size=32)
+    with torch.no_grad():
+        torch.testing.assert_close(model.eval()(x), src(x), rtol=1e-5, atol=1e-5)

@@ -50,6 +50,8 @@ WRAPPER_KEYS: tuple[str, ...] = ("model", "module", "state_dict", "model_state")
 #: Name prefixes removed from every key (DataParallel / DeepSpeed, MAE-style encoders, detection
 #: backbones, ``torch.compile``).
 STRIPPED_PREFIXES: tuple[str, ...] = ("module.", "encoder.", "backbone.", "_orig_mod.")
+#: A prefix removed when every key has it (a wrapper module's attribute name).
+UNIFORM_PREFIX = "model."
 #: The module name ``torch.compile`` inserts; removed wherever it appears in a key.
 COMPILE_WRAPPER = "_orig_mod"
 #: Modules of a masked-autoencoder pre-training checkpoint that are not part of the encoder.
@@ -215,8 +217,11 @@ def unwrap_state_dict(obj: Any, path: str = "<checkpoint>") -> dict[str, torch.T
 
 
 def strip_prefixes(state_dict: Mapping[str, torch.Tensor], path: str = "<checkpoint>") -> dict[str, torch.Tensor]:
-    """Remove any run of :data:`STRIPPED_PREFIXES` from the start of every key."""
+    """Remove any run of :data:`STRIPPED_PREFIXES` from the start of every key, and a ``model.`` that
+    starts every key (a wrapper module, e.g. VideoMAE V2's Hub repositories, Lightning modules)."""
     out: dict[str, torch.Tensor] = {}
+    if state_dict and all(k.startswith(UNIFORM_PREFIX) for k in state_dict):
+        state_dict = {k[len(UNIFORM_PREFIX) :]: v for k, v in state_dict.items()}
     for key, value in state_dict.items():
         name = ".".join(part for part in key.split(".") if part != COMPILE_WRAPPER)
         while any(name.startswith(p) for p in STRIPPED_PREFIXES):

@@ -143,8 +143,9 @@ def registered_model_args(name: Any) -> dict[str, Any]:
 def file_records(converted: Converted, path: str) -> list[tuple[str, dict[str, Any]]]:
     """The file's records of its network, most authoritative first, as ``(source, SparseViT args)``.
 
-    Sources: ``model_args`` saved with the weights (or as JSON in safetensors metadata), a Hugging
-    Face ``config.json`` of a supported model type, a safetensors ``model`` entry naming a registered
+    Sources: ``model_args`` saved with the weights (or as JSON in safetensors metadata), the
+    constructor arguments a ``config.json`` lists (:data:`LISTED_ARG_KEYS`), a Hugging Face
+    ``config.json`` of a supported model type or a timm Hub one, a safetensors ``model`` entry naming a registered
     model, the training ``args`` and a published size in their ``model`` name. Only
     :data:`BACKBONE_ARGS` are kept.
     """
@@ -158,11 +159,14 @@ def file_records(converted: Converted, path: str) -> list[tuple[str, dict[str, A
     if isinstance(stored, Mapping):
         records.append(("the saved model_args", dict(stored)))
     config = converted.config
+    listed = _listed_config_args(config)
+    if listed:
+        records.append(("config.json's constructor arguments", listed))
     if config is not None and config.get("model_type") in HF_MODEL_TYPES:
         records.append(("config.json", _hf_config_args(config, path)))
     elif config is not None and isinstance(config.get("architecture"), str):
         records.append((f"config.json (timm {config['architecture']!r})", _timm_config_args(config, path)))
-    elif config is not None:
+    elif config is not None and not listed:
         logger.info(
             "%s: config.json (model_type %r) not read: not a VideoMAE / ViT config", path, config.get("model_type")
         )
@@ -181,6 +185,27 @@ def file_records(converted: Converted, path: str) -> list[tuple[str, dict[str, A
             if heads:
                 records.append((f"the model name {source!r}", heads))
     return [(source, normalised({k: v for k, v in args.items() if k in BACKBONE_ARGS})) for source, args in records]
+
+
+#: Where a config.json lists the model's constructor arguments (timm Hub ``model_args``, VideoMAE V2's
+#: Hub repositories ``model_config``), and their names that differ from ``SparseViT``'s.
+LISTED_ARG_KEYS: tuple[str, ...] = ("model_args", "model_config")
+_LISTED_RENAMES: dict[str, str] = {"embed_dims": "embed_dim", "in_channels": "in_chans", "input_size": "img_size"}
+
+
+def _listed_config_args(config: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``SparseViT`` arguments a config.json lists under :data:`LISTED_ARG_KEYS` in ``SparseViT`` / timm /
+    VideoMAE names (``use_mean_pooling`` -> mean pooling with ``fc_norm`` or a final ``norm``;
+    ``init_values`` 0 -> no LayerScale)."""
+    listed = next((config[k] for k in LISTED_ARG_KEYS if isinstance((config or {}).get(k), Mapping)), None)
+    if listed is None:
+        return {}
+    out = {_LISTED_RENAMES.get(k, k): v for k, v in listed.items()}
+    if "use_mean_pooling" in out:
+        out["global_pool"], out["fc_norm"] = "avg", bool(out.pop("use_mean_pooling"))
+    if "init_values" in out and not out["init_values"]:
+        out["init_values"] = None
+    return {k: v for k, v in out.items() if k in BACKBONE_ARGS}
 
 
 def normalised(args: dict[str, Any]) -> dict[str, Any]:
