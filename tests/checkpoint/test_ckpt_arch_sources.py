@@ -273,3 +273,19 @@ def test_config_listing_constructor_arguments_and_a_wrapper_prefix(tmp_path):
     x = _clip(frames=4, size=32)
     with torch.no_grad():
         torch.testing.assert_close(model.eval()(x), src(x), rtol=1e-5, atol=1e-5)
+
+
+def test_class_token_file_with_a_final_norm_never_gets_an_fc_norm(tmp_path):
+    """Named model: mean pooling (whose default puts a LayerNorm after pooling). The file's final norm
+    says its saver had no fc_norm: the built model keeps the per-token norm, pooling as named."""
+    from ckpt_helpers import timm_vit
+
+    src = timm_vit(seed=7, global_pool="avg", fc_norm=False)
+    torch.save(src.state_dict(), tmp_path / "avg_no_fc_norm.pth")
+    model, _ = create_model_from_checkpoint(
+        tmp_path / "avg_no_fc_norm.pth", defaults={"global_pool": "avg", "num_heads": 3}, **PLAIN
+    )
+    assert isinstance(model.norm, torch.nn.LayerNorm) and isinstance(model.fc_norm, torch.nn.Identity)
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(model.eval()(x), src(x), rtol=1e-5, atol=1e-5)

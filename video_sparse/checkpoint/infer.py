@@ -126,6 +126,8 @@ def infer_model_args(
         args["global_pool"], args["fc_norm"] = "avg", True
     elif not args["class_token"]:
         args["global_pool"] = "avg"  # pooling a class token needs one
+    elif _has(state_dict, "norm"):
+        args["fc_norm"] = False  # a final norm and no fc_norm: the saver had none (its pooling stays open)
     head = state_dict.get("head.weight")
     if head is not None and head.ndim == 2:
         args["num_classes"] = int(head.shape[0])
