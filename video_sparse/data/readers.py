@@ -9,9 +9,15 @@ mid-way is resized, not an error), the sample aspect ratio applied to the width,
 stream's display matrix (rotation, flips). Any failure to open or decode raises
 :class:`VideoReadError` naming the path.
 
+The video is the stream FFmpeg's command line decodes (:func:`choose_video_stream`): never an
+attached picture (the JPEG thumbnail or cover art that phones, drones and MKVs list as a video
+stream, often as stream 0), and among several tracks the one ``av_find_best_stream`` picks.
+A file is judged by opening and decoding it, never by its byte size.
+
 Indexing per container (PyAV):
-- MP4/MOV and Matroska/WebM carry a presentation timestamp per packet: the sorted timestamps
-  index the frames and reads seek to the keyframe before the first wanted frame. Each read checks
+- MP4/MOV and Matroska/WebM carry a presentation timestamp per packet: the sorted timestamps of
+  the packets that are shown index the frames (lead-in frames an MP4 edit list hides, as a
+  stream-copy trim at a non-keyframe leaves them, are decoded but are no frames) and reads seek to the keyframe before the first wanted frame. Each read checks
   that the decoder returns exactly the consecutive frames the index predicts; if not, the read is
   redone by decoding from the start (and an index that disagrees with the stream is an error).
 - Every other container (AVI, MPEG-TS, raw elementary streams, ...) is decoded sequentially from
@@ -19,9 +25,11 @@ Indexing per container (PyAV):
 
 decord and torchcodec index frames by container timestamps and mis-read AVI/MPEG-TS files with
 B-frames; decord also mis-reads HEVC and MPEG-4 Part 2 and fails on rotated videos and on
-non-square pixels. Each refuses at open what it cannot read exactly (:meth:`Probe.problem`), and
+non-square pixels; decord cannot choose the stream of a file with several video streams
+(thumbnails) and shows edit-list-hidden frames. Each refuses at open what it cannot read exactly
+(:meth:`Probe.problem`; a frame count other than the shown packets is refused too), and
 ``backend="auto"`` takes, per file, the first backend of :data:`AUTO_ORDER` that imports and can
-read it (PyAV reads all).
+read it (PyAV reads all; a refusal at open is logged and PyAV reads the file).
 decord readers use ``num_threads=1``; decord may hang in forked DataLoader workers: use
 ``multiprocessing_context="spawn"`` (see :func:`default_multiprocessing_context`).
 """
@@ -54,6 +62,7 @@ from video_sparse.data.reader_base import (
     probe_video,
     remember,
     short_error,
+    video_stream_index,
 )
 
 logger = logging.getLogger(__name__)
@@ -138,9 +147,10 @@ class PyAVReader(VideoReader):
         self._threads = max(1, int(num_threads))
         self._container = None
         self._indexed = False
+        self._stream_index = video_stream_index(self.path)
         try:
             self._container = self._open()
-            stream = self._container.streams.video[0]
+            stream = self._stream
             self._fps = float(stream.average_rate) if stream.average_rate else None
             pts, key_pts = self._demux(stream)
             self._indexed = (
@@ -171,16 +181,25 @@ class PyAVReader(VideoReader):
 
     def _open(self):
         container = av.open(self.path)
-        if not container.streams.video:
-            container.close()
-            raise VideoReadError(f"{self.path}: no video stream")
-        container.streams.video[0].thread_count = self._threads
+        container.streams[self._stream_index].thread_count = self._threads
         return container
 
+    @property
+    def _stream(self):
+        """The decoded video stream (:func:`choose_video_stream`: never a thumbnail)."""
+        return self._container.streams[self._stream_index]
+
     def _demux(self, stream) -> tuple[list[int | None], list[int]]:
-        """Video packet timestamps (no decoding); rejects MP4/Matroska files cut short."""
+        """Timestamps of the packets whose frames are shown (no decoding), and of the keyframes
+        (shown or not: a seek may start at a hidden one); rejects MP4/Matroska files cut short.
+
+        Packets the demuxer flags as discarded (lead-in frames an MP4 edit list hides, as a
+        stream-copy trim at a non-keyframe leaves them) decode but are never shown: they are no
+        frames of the index, as in a sequential decode.
+        """
         pts: list[int | None] = []
         key_pts: list[int] = []
+        hidden = 0
         ends: dict[int, float] = {}
         for packet in self._container.demux():
             if packet.size == 0:
@@ -191,13 +210,16 @@ class PyAVReader(VideoReader):
                 ends[s.index] = max(ends.get(s.index, end), end)
             if s.index != stream.index:
                 continue
-            pts.append(packet.pts)
             if packet.is_keyframe and packet.pts is not None:
                 key_pts.append(packet.pts)
+            if packet.is_discard:
+                hidden += 1
+                continue
+            pts.append(packet.pts)
         names = format_names(self._container)
-        declared = stream.frames
-        if names & {"mov", "mp4"} and declared and len(pts) < declared:
-            raise VideoReadError(f"{self.path}: truncated file ({len(pts)} of {declared} frames present)")
+        declared = stream.frames  # samples in the header, hidden ones included
+        if names & {"mov", "mp4"} and declared and len(pts) + hidden < declared:
+            raise VideoReadError(f"{self.path}: truncated file ({len(pts) + hidden} of {declared} frames present)")
         duration = self._container.duration
         if "matroska" in names and duration and ends:
             start = (self._container.start_time or 0) / av.time_base
@@ -211,7 +233,7 @@ class PyAVReader(VideoReader):
         return pts, key_pts
 
     def _first_display(self) -> Display:
-        stream = self._container.streams.video[0]
+        stream = self._stream
         self._container.seek(self._pts[0], stream=stream, backward=True, any_frame=False)
         for frame in self._container.decode(stream):
             return display_of(frame, stream)
@@ -225,7 +247,7 @@ class PyAVReader(VideoReader):
             n, display = 0, None
             for frame in self._sequential():
                 if display is None:
-                    display = display_of(frame, self._container.streams.video[0])
+                    display = display_of(frame, self._stream)
                 n += 1
             if display is None:
                 raise VideoReadError(f"{self.path}: no video frame decodes")
@@ -256,7 +278,7 @@ class PyAVReader(VideoReader):
         self._container = self._open()
         done = 0
         try:
-            for frame in self._container.decode(self._container.streams.video[0]):
+            for frame in self._container.decode(self._stream):
                 yield frame
                 done += 1
         except av.error.FFmpegError as e:
@@ -274,7 +296,7 @@ class PyAVReader(VideoReader):
 
     def _read_indexed(self, indices: list[int]) -> dict[int, np.ndarray] | None:
         """Seek and decode; ``None`` when the decoder disagrees with the index."""
-        stream = self._container.streams.video[0]
+        stream = self._stream
         k = bisect.bisect_right(self._key_pts, self._pts[indices[0]]) - 1
         seek_pts = self._key_pts[k] if k >= 0 else self._pts[0]
         expected = self._index_of.get(seek_pts, 0) if k >= 0 else 0
@@ -367,8 +389,7 @@ class DecordReader(VideoReader):
             self._len = len(self._vr)
         except Exception as e:
             raise VideoReadError(f"{self.path}: decord cannot open the video ({short_error(e)})") from None
-        if self._len <= 0:
-            raise VideoReadError(f"{self.path}: no video frames")
+        check_frame_count(self.path, "decord", self._len, probe)
 
     @property
     def num_frames(self) -> int:
@@ -450,6 +471,20 @@ class FrameFolderReader(VideoReader):
         return out
 
 
+def check_frame_count(path: str, backend: str, count: int, probe: Probe) -> None:
+    """Require a timestamp-indexing backend to count the frames the container shows.
+
+    Raises:
+        VideoReadError: no frames, or another count than the shown packets of the stream.
+    """
+    if count <= 0:
+        raise VideoReadError(f"{path}: no video frames")
+    if probe.shown_packets is not None and count != probe.shown_packets:
+        raise VideoReadError(
+            f"{path}: {backend} counts {count} frames, the stream shows {probe.shown_packets}; use backend='pyav'"
+        )
+
+
 def count_frames(folder: str | os.PathLike, filename_tmpl: str = DEFAULT_FRAME_TMPL) -> int:
     """Count files in ``folder`` whose names match ``filename_tmpl`` (e.g. ``img_{:05d}.jpg``)."""
     pattern = _template_regex(filename_tmpl)
@@ -497,7 +532,10 @@ def open_video(
         for name in AUTO_ORDER:
             if name != "pyav" and backend_available(name) and probe.problem(name) is None:
                 extra = {"fallback": True} if name == "torchcodec" else {}
-                return _READERS[name](path, num_threads=num_threads, probe=probe, **extra)
+                try:
+                    return _READERS[name](path, num_threads=num_threads, probe=probe, **extra)
+                except VideoReadError as err:
+                    logger.warning("%s; reading this file with PyAV", err)
         name = "pyav"
     if name == "pyav":
         return PyAVReader(path, num_threads=num_threads)
@@ -529,7 +567,11 @@ class TorchCodecReader(VideoReader):
         decoders = importlib.import_module("torchcodec.decoders")
         try:
             self._dec = decoders.VideoDecoder(
-                self.path, seek_mode="exact", dimension_order="NHWC", num_ffmpeg_threads=max(1, int(num_threads))
+                self.path,
+                stream_index=probe.stream_index,
+                seek_mode="exact",
+                dimension_order="NHWC",
+                num_ffmpeg_threads=max(1, int(num_threads)),
             )
             self._len = len(self._dec)
             rotation = self._dec.metadata.rotation or 0
@@ -537,8 +579,7 @@ class TorchCodecReader(VideoReader):
         except Exception as e:
             raise VideoReadError(f"{self.path}: torchcodec cannot open the video ({short_error(e)})") from None
         self._undo = -round(rotation / 90) % 4  # quarter turns that give back the coded frame
-        if self._len <= 0:
-            raise VideoReadError(f"{self.path}: no video frames")
+        check_frame_count(self.path, "torchcodec", self._len, probe)
 
     @property
     def num_frames(self) -> int:
