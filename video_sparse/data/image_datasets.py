@@ -17,7 +17,6 @@ CIFAR-100, SVHN and Food-101 are read from the folders torchvision's classes use
 from __future__ import annotations
 
 import importlib
-import json
 import logging
 import os
 import pickle
@@ -33,6 +32,7 @@ from torch.utils.data import Dataset
 from video_sparse.data.failures import FailureCount, failed_item, load_sample
 from video_sparse.data.image_transforms import IN21K_MEAN, IN21K_STD, eval_transform, train_transform
 from video_sparse.data.lists import parse_list_file
+from video_sparse.data.text import read_json
 
 __all__ = [
     "ImageClassificationDataset",
@@ -406,11 +406,7 @@ class Food101Dataset(ImageFileDataset):
                 "(http://data.vision.ee.ethz.ch/cvl/food-101.tar.gz) and extract it into "
                 f"{root}. Nothing is downloaded at run time."
             )
-        with open(meta, encoding="utf-8") as f:
-            try:
-                index = json.load(f)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{meta}:{e.lineno}: invalid JSON ({e.msg})") from None
+        index = read_json(meta)
         if not isinstance(index, dict):
             raise ValueError(f"{meta}: expected a JSON object mapping class name -> list of 'class/id'")
         self.classes: list[str] = sorted(index)

@@ -17,7 +17,8 @@ A file is judged by opening and decoding it, never by its byte size.
 Indexing per container (PyAV):
 - MP4/MOV and Matroska/WebM carry a presentation timestamp per packet: the sorted timestamps of
   the packets that are shown index the frames (lead-in frames an MP4 edit list hides, as a
-  stream-copy trim at a non-keyframe leaves them, are decoded but are no frames) and reads seek to the keyframe before the first wanted frame. Each read checks
+  stream-copy trim at a non-keyframe leaves them, are decoded but are no frames) and reads seek
+  to the keyframe before the first wanted frame. Each read checks
   that the decoder returns exactly the consecutive frames the index predicts; if not, the read is
   redone by decoding from the start (and an index that disagrees with the stream is an error).
 - Every other container (AVI, MPEG-TS, raw elementary streams, ...) is decoded sequentially from
