@@ -31,6 +31,7 @@ from torch.utils.data import Dataset
 
 from video_sparse.data.failures import FailureCount, failed_item, load_sample
 from video_sparse.data.image_transforms import IN21K_MEAN, IN21K_STD, eval_transform, train_transform
+from video_sparse.data.images import load_image
 from video_sparse.data.lists import parse_list_file
 from video_sparse.data.text import read_json
 
@@ -57,9 +58,10 @@ DECODE_ERRORS: tuple[type[BaseException], ...] = (
 
 
 def load_rgb(path: str | os.PathLike) -> Image.Image:
-    """Opens an image file and decodes it fully as RGB (so a truncated file fails here)."""
-    with Image.open(path) as im:
-        return im.convert("RGB")
+    """Decodes an image file fully as RGB, as a viewer shows it (EXIF orientation, 16-bit grey
+    scaled, transparency over white: :func:`video_sparse.data.images.load_image`), so a truncated
+    file fails here."""
+    return load_image(path)
 
 
 def read_image_list(path: str | os.PathLike, num_classes: int | None = None) -> list[tuple[str, int]]:

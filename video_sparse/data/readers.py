@@ -52,6 +52,7 @@ import av
 import numpy as np
 
 from video_sparse.data.display import Display, display_of, to_display
+from video_sparse.data.images import load_image
 from video_sparse.data.reader_base import (
     INDEXED_FORMATS,
     Probe,
@@ -423,7 +424,9 @@ class FrameFolderReader(VideoReader):
     """Reader over a folder of JPEG frames named ``img_00001.jpg`` ... (1-based by default).
 
     Frames written by :func:`video_sparse.data.prepare.frames.extract_frames` are already in display
-    orientation (see :func:`to_display`); frames of different sizes are an error.
+    orientation (see :func:`to_display`); other frame files are shown as any image is
+    (:func:`video_sparse.data.images.load_image`: EXIF orientation, 16-bit grey); frames of
+    different sizes are an error.
 
     Args:
         path: the frame folder.
@@ -457,14 +460,11 @@ class FrameFolderReader(VideoReader):
         return os.path.join(self.path, self.filename_tmpl.format(index + self.start_index))
 
     def _read(self, indices: list[int]) -> dict[int, np.ndarray]:
-        from PIL import Image
-
         out = {}
         for i in indices:
             file = self.frame_path(i)
             try:
-                with Image.open(file) as img:
-                    out[i] = np.asarray(img.convert("RGB"))
+                out[i] = np.asarray(load_image(file))
             except FileNotFoundError:
                 raise VideoReadError(f"{file}: frame file missing") from None
             except Exception as e:
