@@ -155,3 +155,66 @@ def test_a_large_photo_costs_memory_in_proportion_to_the_clip(tmp_path, suffix):
     # JPEG is decoded at a reduced scale; a PNG is decoded once at full size, then reduced before any copy
     bound = 8 * clip_bytes + (0 if suffix == ".jpg" else 2 * decoded)
     assert grown < bound, f"peak memory grew by {grown / 2**20:.0f} MiB for a {clip_bytes / 2**20:.0f} MiB clip"
+
+
+def _hd_video(path: Path, frames: int = 12, width: int = 1920, height: int = 1080) -> Path:
+    import av
+
+    rng = np.random.default_rng(1)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=25, options={"preset": "ultrafast"})
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for _ in range(frames):
+            small = rng.integers(0, 256, (height // 40, width // 40, 3), dtype=np.uint8)
+            big = np.asarray(Image.fromarray(small).resize((width, height), Image.Resampling.BILINEAR))
+            for packet in stream.encode(av.VideoFrame.from_ndarray(big, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def test_frames_reduced_at_decode_give_the_same_clip(tmp_path):
+    """Reducing each frame as it is decoded changes no pixel of the evaluation clip."""
+    from video_sparse.data.video_transforms import VideoEvalTransform
+
+    path = _hd_video(tmp_path / "hd.mp4", frames=4, width=640, height=360)
+    transform = VideoEvalTransform(224, 256, 3, (0.5,) * 3, (0.5,) * 3)
+    with open_video(path, "pyav") as reader:
+        full = reader.get_frames([0, 2, 3])
+    with open_video(path, "pyav", short_side=256) as reader:
+        reduced = reader.get_frames([0, 2, 3])
+    assert reduced.shape == (3, 256, 455, 3)
+    for crop in range(3):
+        assert torch.equal(transform(full, crop), transform(reduced, crop))
+
+
+_MEASURE_VIDEO = """
+import resource, sys
+from video_sparse.inference.dataset import PredictionDataset
+from video_sparse.inference.inputs import InputItem
+ds = PredictionDataset([InputItem(sys.argv[1], "video")], num_frames=12, frame_interval=1,
+                       input_size=224, short_side_size=224, backend="pyav")
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+clip = ds.load_view(0)
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print((after - before) * 1024, clip.numel() * clip.element_size())
+"""
+
+
+def test_a_full_hd_clip_costs_memory_in_proportion_to_the_output(tmp_path):
+    """12 frames of 1920x1080 are 75 MB decoded; the 224-pixel clip is 7 MB."""
+    path = _hd_video(tmp_path / "hd.mp4")
+    measure = tmp_path / "measure.py"
+    measure.write_text(_MEASURE_VIDEO)
+    result = subprocess.run(
+        [sys.executable, str(measure), str(path)],
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"},
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    grown, clip_bytes = (int(v) for v in result.stdout.split())
+    one_frame = 1920 * 1080 * 3
+    assert grown < 4 * clip_bytes + 8 * one_frame, f"peak grew by {grown / 2**20:.0f} MiB"

@@ -36,6 +36,10 @@ class VideoReader(ABC):
     """
 
     path: str
+    #: when set, every frame whose short side is longer is resized (bilinear, antialiased, as the
+    #: evaluation transform does) to this short side right after it is decoded, before frames are
+    #: collected: a clip then costs memory in proportion to its output size, not the video's
+    short_side: int | None = None
 
     @property
     @abstractmethod
@@ -92,6 +96,19 @@ class VideoReader(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.path!r}, num_frames={self.num_frames})"
+
+
+def reduce_frame(frame: np.ndarray, short_side: int | None) -> np.ndarray:
+    """Resize an ``(H, W, 3)`` uint8 frame so that its short side is ``short_side`` when it is longer
+    (torchvision's antialiased bilinear resize, the one :class:`VideoEvalTransform` applies);
+    other frames are returned unchanged."""
+    if not short_side or min(frame.shape[:2]) <= short_side:
+        return frame
+    import torch
+    from torchvision.transforms.v2 import functional as TF
+
+    chw = torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1)
+    return TF.resize(chw, [int(short_side)], antialias=True).permute(1, 2, 0).contiguous().numpy()
 
 
 def check_file(path: str) -> None:

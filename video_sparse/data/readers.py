@@ -62,6 +62,7 @@ from video_sparse.data.reader_base import (
     file_key,
     format_names,
     probe_video,
+    reduce_frame,
     remember,
     short_error,
     video_stream_index,
@@ -271,7 +272,7 @@ class PyAVReader(VideoReader):
         return self._indexed
 
     def _rgb(self, frame) -> np.ndarray:
-        return to_display(frame.to_ndarray(format="rgb24"), self.display)
+        return reduce_frame(to_display(frame.to_ndarray(format="rgb24"), self.display), self.short_side)
 
     def _sequential(self) -> Iterator[av.VideoFrame]:
         """Every displayed frame from the start, on a freshly opened container."""
@@ -414,7 +415,7 @@ class DecordReader(VideoReader):
             raise VideoReadError(f"{self.path}: decord failed to decode frames ({short_error(e)})") from None
         if arr.shape[0] != len(indices) or arr.ndim != 4:
             raise VideoReadError(f"{self.path}: decord returned shape {arr.shape} for {len(indices)} frames")
-        return {i: to_display(arr[k], self.display) for k, i in enumerate(indices)}
+        return {i: reduce_frame(to_display(arr[k], self.display), self.short_side) for k, i in enumerate(indices)}
 
     def close(self) -> None:
         self._vr = None
@@ -464,7 +465,7 @@ class FrameFolderReader(VideoReader):
         for i in indices:
             file = self.frame_path(i)
             try:
-                out[i] = np.asarray(load_image(file))
+                out[i] = reduce_frame(np.asarray(load_image(file, self.short_side)), self.short_side)
             except FileNotFoundError:
                 raise VideoReadError(f"{file}: frame file missing") from None
             except Exception as e:
@@ -509,6 +510,7 @@ def open_video(
     filename_tmpl: str = DEFAULT_FRAME_TMPL,
     start_index: int = 1,
     num_threads: int = 1,
+    short_side: int | None = None,
 ) -> VideoReader:
     """Open a video file (decord or PyAV) or a frame folder.
 
@@ -520,11 +522,20 @@ def open_video(
         filename_tmpl: frame file name template for folders.
         start_index: number of the first frame file.
         num_threads: decoder threads (1 inside DataLoader workers).
+        short_side: reduce each frame right after decoding so that its short side is at most this
+            (:attr:`VideoReader.short_side`); ``None`` returns frames at the video's size.
 
     Raises:
         VideoReadError: the path cannot be opened (or ``backend="decord"`` cannot read it exactly).
     """
-    path = Path(path)
+    reader = _open_video(Path(path), backend, num_frames, filename_tmpl, start_index, num_threads)
+    reader.short_side = short_side
+    return reader
+
+
+def _open_video(
+    path: Path, backend: str, num_frames: int | None, filename_tmpl: str, start_index: int, num_threads: int
+) -> VideoReader:
     if path.is_dir():
         return FrameFolderReader(path, num_frames, filename_tmpl, start_index)
     name = resolve_backend(backend)
@@ -603,12 +614,16 @@ class TorchCodecReader(VideoReader):
                 raise error from None
             logger.warning("%s; reading this file with PyAV", error)
             self._fallback = PyAVReader(self.path, num_threads=self._threads)
+            self._fallback.short_side = self.short_side
             if self._fallback.num_frames != self._len:
                 raise VideoReadError(
                     f"{self.path}: torchcodec counts {self._len} frames, PyAV {self._fallback.num_frames}"
                 ) from None
             return self._fallback._read(indices)
-        return {i: to_display(np.rot90(arr[k], self._undo), self.display) for k, i in enumerate(indices)}
+        return {
+            i: reduce_frame(to_display(np.rot90(arr[k], self._undo), self.display), self.short_side)
+            for k, i in enumerate(indices)
+        }
 
     def close(self) -> None:
         self._dec = None

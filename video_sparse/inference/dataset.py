@@ -111,7 +111,9 @@ class PredictionDataset(Dataset):
                 size = (max(1, round(w * scale)), max(1, round(h * scale)))
                 image = image.resize(size, Image.Resampling.BILINEAR, reducing_gap=None)
             return np.repeat(np.asarray(image)[None], self.num_frames or 1, axis=0)
-        with open_video(item.path, self.backend, filename_tmpl=self.filename_tmpl) as reader:
+        with open_video(
+            item.path, self.backend, filename_tmpl=self.filename_tmpl, short_side=self.short_side_size
+        ) as reader:
             total = reader.num_frames
             indices = sample_indices(
                 self.sampling, total, self.num_frames, self.frame_interval, "test", clip_index, self.num_clips
