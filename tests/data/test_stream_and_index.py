@@ -135,3 +135,27 @@ def test_videos_under_1kb_open(media):
         assert path.stat().st_size < 1024
         with open_video(path, "pyav") as reader:
             assert reader.num_frames == 3
+
+
+@pytest.mark.parametrize("name", ["mp4_thumbnail_first", "mkv_still_track_first", "mp4_trim_bframes"])
+def test_datasets_and_prediction_read_the_real_frames(media, tmp_path, painted, name):
+    """The training/test dataset and prediction sample from the displayed frames of the real track."""
+    from video_sparse.data.clip_sampling import sample_indices
+    from video_sparse.data.video_dataset import build_video_dataset
+    from video_sparse.inference.dataset import PredictionDataset
+    from video_sparse.inference.inputs import discover_inputs
+
+    path, stream = media[name]
+    reference, shown = displayed_frames(path, stream)
+    (tmp_path / "list.txt").write_text(f"{path} 0\n")
+    options = dict(backend="auto", num_frames=8, frame_interval=2, input_size=48, short_side_size=48)
+    test = build_video_dataset("/", tmp_path / "list.txt", "test", num_clips=2, num_crops=1, **options)
+    for clip_index in range(2):
+        wanted = sample_indices("dense", len(shown), 8, 2, "test", clip_index, 2)
+        expected = test.transform(np.stack([reference[i] for i in wanted]), 0)  # the same crop of the reference
+        assert (test.load_clip(0, clip_index) - expected).abs().mean() < 0.02
+    predict = PredictionDataset(
+        discover_inputs([path]), num_frames=8, frame_interval=2, input_size=48, short_side_size=48
+    )
+    wanted = sample_indices("dense", len(shown), 8, 2, "test", 0, 1)
+    assert [painted.read_index(f) for f in predict.read_frames(0)] == [shown[i] for i in wanted]
