@@ -9,7 +9,8 @@ raise a :class:`VideoReadError` naming the file; PyAV, ``auto`` and frame folder
   thumbnail listed last, a Matroska still-image track before the real one, two real tracks of
   which the second is flagged default, and a file whose only picture is a thumbnail.
 - Frame index: an MP4/MOV trimmed at a non-keyframe (an edit list hides the lead-in frames, with
-  and without B-frames) and an MP4 with a start delay.
+  and without B-frames), an MP4 with a start delay, and AVIs whose headers claim more or fewer
+  frames than the stream holds.
 - Size: valid videos under 1 KB open (the decision is made by decoding, not by the byte count).
 """
 
@@ -17,7 +18,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tricky_media import displayed_frames, write_shifted, write_tiny, write_tracks, write_with_thumbnail
+from tricky_media import (
+    displayed_frames,
+    write_avi_claiming,
+    write_shifted,
+    write_tiny,
+    write_tracks,
+    write_with_thumbnail,
+)
 
 from video_sparse.data.prepare.frames import extract_frames
 from video_sparse.data.reader_base import probe_video
@@ -34,6 +42,8 @@ FILES = {
     "mp4_trim_no_bframes": (lambda d: write_shifted(d / "trim.mp4", -3, bframes=0), 0),
     "mov_trim": (lambda d: write_shifted(d / "trim.mov", -6), 0),
     "mp4_start_delay": (lambda d: write_shifted(d / "delay.mp4", 7), 0),
+    "avi_header_claims_more": (lambda d: write_avi_claiming(d / "more.avi", 60), 0),
+    "avi_header_claims_fewer": (lambda d: write_avi_claiming(d / "fewer.avi", 10), 0),
     "webm_tiny": (lambda d: write_tiny(d / "tiny.webm"), 0),
     "mkv_tiny": (lambda d: write_tiny(d / "tiny.mkv"), 0),
 }

@@ -128,3 +128,21 @@ def displayed_frames(path: Path, stream_index: int) -> tuple[list[np.ndarray], l
     with av.open(str(path)) as container:
         frames = [f.to_ndarray(format="rgb24") for f in container.decode(container.streams[stream_index])]
     return frames, [read_index(f) for f in frames]
+
+
+def write_avi_claiming(path: Path, claimed: int, num_frames: int = 24) -> Path:
+    """An MPEG-4 AVI with B-frames whose headers (``avih`` total frames, ``strh`` length and the
+    OpenDML ``dmlh`` count when present) claim ``claimed`` frames instead of ``num_frames``."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.codec_context.max_b_frames, stream.codec_context.gop_size = 2, 8
+        for packet in _encode(stream, num_frames, 48, 64):
+            container.mux(packet)
+    data = bytearray(path.read_bytes())
+    for tag, offset in ((b"avih", 8 + 16), (b"strh", 8 + 32), (b"dmlh", 8)):
+        at = data.find(tag)
+        if at >= 0:
+            struct.pack_into("<I", data, at + offset, claimed)
+    path.write_bytes(bytes(data))
+    return path
