@@ -84,3 +84,34 @@ def test_predict_list_of_written_paths(class_folders, tmp_path):
     items = discover_inputs([class_folders / "predict.txt"])
     assert sorted(Path(i.path).resolve() for i in items) == sorted((class_folders / p).resolve() for p, _ in rows)
     assert {i.kind for i in items} == {"video"}
+
+
+ODD_IDS = ["#a/x.mp4", "a,b/c.mp4", 'say "hi"/d.mp4', "naïve/é 1.mp4", "label,x/y.mp4"]
+
+
+def test_score_csv_round_trips_odd_video_ids(tmp_path):
+    import numpy as np
+
+    from video_sparse.evaluation.multiview import MergedScores, load_video_scores, save_video_scores
+
+    n = len(ODD_IDS)
+    scores = np.arange(n * 3, dtype=np.float32).reshape(n, 3) / 10
+    merged = MergedScores(np.arange(n), np.arange(n) % 3, scores, 2, "prob")
+    save_video_scores(tmp_path / "scores.csv", merged, ODD_IDS)
+    back, ids = load_video_scores(tmp_path / "scores.csv")
+    assert ids == ODD_IDS
+    assert np.array_equal(back.scores, scores) and np.array_equal(back.labels, merged.labels)
+
+
+def test_prediction_csv_round_trips_odd_paths(tmp_path):
+    import csv
+
+    from video_sparse.inference.classifier import Prediction
+    from video_sparse.inference.outputs import write_predictions
+
+    predictions = [Prediction(p, "video", [("a, b", 0.75), ('c "d"', 0.25)], None, 1) for p in ODD_IDS]
+    _, csv_path = write_predictions(predictions, tmp_path)
+    with open(csv_path, newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    assert [r[0] for r in rows[1:]] == ODD_IDS
+    assert {(r[5], r[7]) for r in rows[1:]} == {("a, b", 'c "d"')}
