@@ -120,6 +120,10 @@ def check_file(path: str) -> None:
 _PROBE_PACKETS = 400  # packets demuxed at most to count frames per stream (FFmpeg's stream-info probe)
 
 
+def _attached(stream) -> bool:
+    return bool(stream.disposition & av.stream.Disposition.attached_pic)
+
+
 def choose_video_stream(container, path: str = "") -> int:
     """Index of the video stream FFmpeg's command line would decode (``av_find_best_stream``'s rule).
 
@@ -140,7 +144,7 @@ def choose_video_stream(container, path: str = "") -> int:
     Raises:
         VideoReadError: the file has no video stream other than attached pictures.
     """
-    candidates = [s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic]
+    candidates = [s for s in container.streams.video if not _attached(s)]
     if not candidates:
         what = "only an attached picture (cover art), no" if container.streams.video else "no"
         raise VideoReadError(f"{path or container.name}: {what} video stream")
@@ -160,6 +164,29 @@ def choose_video_stream(container, path: str = "") -> int:
         return disposition, min(5, counts[s.index]), s.bit_rate or 0, s.frames or counts[s.index]
 
     return max(candidates, key=rank).index  # max keeps the first of equal ranks, as FFmpeg does
+
+
+def open_video_stream(path: str):
+    """``(container, index)``: the file opened by PyAV, nothing read yet, and
+    :func:`choose_video_stream`'s index (cached like :func:`video_stream_index`; with a single
+    candidate no extra open is needed). The caller closes the container.
+
+    Raises:
+        VideoReadError: the file has no video stream; PyAV's own errors when it cannot be opened.
+    """
+    key = file_key(path)
+    container = av.open(path)
+    try:
+        if key in _STREAM_CACHE:
+            return container, _STREAM_CACHE[key]
+        if sum(not _attached(s) for s in container.streams.video) > 1:  # choosing reads packets
+            return container, video_stream_index(path)
+        index = choose_video_stream(container, path)  # one candidate (or none: the error)
+    except BaseException:
+        container.close()
+        raise
+    remember(_STREAM_CACHE, key, index)
+    return container, index
 
 
 def video_stream_index(path: str) -> int:
@@ -268,14 +295,15 @@ def probe_video(path: str | os.PathLike) -> Probe:
     if key in _PROBE_CACHE:
         return _PROBE_CACHE[key]
     try:
-        index = video_stream_index(path)
-        with av.open(path) as container:
+        container, index = open_video_stream(path)
+        try:
             stream = container.streams[index]
-            display = next((display_of(f, stream) for f in container.decode(stream)), None)
             formats = frozenset(format_names(container))
             codec = stream.codec_context.name
             video_streams = len(container.streams.video)
-        shown, hidden = _count_packets(path, index) if formats & INDEXED_FORMATS else (None, 0)
+            display, shown, hidden = _scan(container, stream, count=bool(formats & INDEXED_FORMATS))
+        finally:
+            container.close()
     except VideoReadError:
         raise
     except Exception as e:
@@ -287,15 +315,21 @@ def probe_video(path: str | os.PathLike) -> Probe:
     return probe
 
 
-def _count_packets(path: str, index: int) -> tuple[int, int]:
-    """(shown, hidden) non-empty packets of stream ``index`` (demuxed only, not decoded)."""
-    shown = hidden = 0
-    with av.open(path) as container:
-        for packet in container.demux(container.streams[index]):
-            if packet.size:
-                hidden += packet.is_discard
-                shown += not packet.is_discard
-    return shown, hidden
+def _scan(container, stream, count: bool) -> tuple[Display | None, int | None, int]:
+    """One demux pass: the display of the first decoded frame and, with ``count``, the (shown,
+    hidden) non-empty packets of ``stream`` (hidden: flagged discarded, e.g. by an edit list)."""
+    display, shown, hidden = None, 0, 0
+    for packet in container.demux(stream):
+        if display is None:
+            display = next((display_of(f, stream) for f in packet.decode()), None)
+            if display is not None and not count:
+                break
+        if packet.size:
+            hidden += packet.is_discard
+            shown += not packet.is_discard
+    if display is None:  # frames held back by the decoder until the end of the stream
+        display = next((display_of(f, stream) for f in stream.codec_context.decode(None)), None)
+    return display, (shown if count else None), (hidden if count else 0)
 
 
 def short_error(exc: BaseException, limit: int = 200) -> str:

@@ -61,11 +61,11 @@ from video_sparse.data.reader_base import (
     check_file,
     file_key,
     format_names,
+    open_video_stream,
     probe_video,
     reduce_frame,
     remember,
     short_error,
-    video_stream_index,
 )
 
 logger = logging.getLogger(__name__)
@@ -150,9 +150,9 @@ class PyAVReader(VideoReader):
         self._threads = max(1, int(num_threads))
         self._container = None
         self._indexed = False
-        self._stream_index = video_stream_index(self.path)
         try:
-            self._container = self._open()
+            self._container, self._stream_index = open_video_stream(self.path)
+            self._stream.thread_count = self._threads
             stream = self._stream
             self._fps = float(stream.average_rate) if stream.average_rate else None
             pts, key_pts = self._demux(stream)
