@@ -37,6 +37,7 @@ from video_sparse.analysis.token_maps import (
     to_model_input,
 )
 from video_sparse.checkpoint import is_adapter_checkpoint, load_adapter_checkpoint, load_pretrained, read_checkpoint
+from video_sparse.data.images import load_image
 from video_sparse.data.readers import open_video
 from video_sparse.models.vit import SparseViT
 
@@ -166,8 +167,7 @@ def load_pixels(args: argparse.Namespace, model: nn.Module) -> np.ndarray:
         return np.stack([center_crop(Image.fromarray(f), size) for f in frames])
     if is_image_file:
         try:
-            with Image.open(path) as image:
-                return center_crop(image, size)
+            return center_crop(load_image(path, min_side=max(size) if isinstance(size, tuple) else size), size)
         except UnidentifiedImageError as err:
             raise SystemExit(f"{path}: not a readable image ({err})") from err
     frame = _read_frames(str(path), lambda total: [total // 2 if args.frame is None else args.frame], args.backend)[0]

@@ -17,7 +17,6 @@ CIFAR-100, SVHN and Food-101 are read from the folders torchvision's classes use
 from __future__ import annotations
 
 import importlib
-import json
 import logging
 import os
 import pickle
@@ -32,7 +31,9 @@ from torch.utils.data import Dataset
 
 from video_sparse.data.failures import FailureCount, failed_item, load_sample
 from video_sparse.data.image_transforms import IN21K_MEAN, IN21K_STD, eval_transform, train_transform
+from video_sparse.data.images import load_image
 from video_sparse.data.lists import parse_list_file
+from video_sparse.data.text import read_json
 
 __all__ = [
     "ImageClassificationDataset",
@@ -57,9 +58,10 @@ DECODE_ERRORS: tuple[type[BaseException], ...] = (
 
 
 def load_rgb(path: str | os.PathLike) -> Image.Image:
-    """Opens an image file and decodes it fully as RGB (so a truncated file fails here)."""
-    with Image.open(path) as im:
-        return im.convert("RGB")
+    """Decodes an image file fully as RGB, as a viewer shows it (EXIF orientation, 16-bit grey
+    scaled, transparency over white: :func:`video_sparse.data.images.load_image`), so a truncated
+    file fails here."""
+    return load_image(path)
 
 
 def read_image_list(path: str | os.PathLike, num_classes: int | None = None) -> list[tuple[str, int]]:
@@ -406,11 +408,7 @@ class Food101Dataset(ImageFileDataset):
                 "(http://data.vision.ee.ethz.ch/cvl/food-101.tar.gz) and extract it into "
                 f"{root}. Nothing is downloaded at run time."
             )
-        with open(meta, encoding="utf-8") as f:
-            try:
-                index = json.load(f)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{meta}:{e.lineno}: invalid JSON ({e.msg})") from None
+        index = read_json(meta)
         if not isinstance(index, dict):
             raise ValueError(f"{meta}: expected a JSON object mapping class name -> list of 'class/id'")
         self.classes: list[str] = sorted(index)

@@ -10,7 +10,10 @@ Three whitespace list layouts are declared (see ``data_lists/README.md`` for exa
 Lines are split from the right, so paths may contain spaces; a line whose path part ends in an
 integer field has the shape of another layout and is refused at parse time (it would otherwise
 be read as a path with a space and fail only when the file is opened). Blank lines and lines
-starting with ``#`` are skipped. A comma-separated variant with a header row (columns such as
+starting with ``#`` are skipped; a path that starts with ``#`` is written ``./#...`` (what
+:func:`write_list_file` does) and read back without the ``./``. Files are read by
+:func:`video_sparse.data.text.read_text` (UTF-8 or UTF-16 with or without a byte-order mark,
+any line ends). A comma-separated variant with a header row (columns such as
 ``path,label`` or ``path,num_frames,label``) is accepted too, as are headerless comma rows
 whose last field is an integer label. Labels are integers or class names resolved through a
 label map (one class name per line; index = line number); with ``num_classes`` every label is
@@ -23,16 +26,17 @@ message starts with ``path:lineno``.
 from __future__ import annotations
 
 import csv
-import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
 from video_sparse.checkpoint.io import atomic_write
+from video_sparse.data.text import read_json, read_lines
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".webm", ".mkv", ".mov", ".m4v", ".flv", ".mpg", ".mpeg")
 LAYOUTS = ("video", "frames", "frames_start")
+COMMENT = "#"  #: a list line starting with this is a comment
 
 _PATH_COLUMNS = (
     "path",
@@ -133,16 +137,17 @@ def load_label_map(label_map: LabelMapLike) -> list[str] | None:
         if not path.is_file():
             raise FileNotFoundError(f"label map not found: {path}")
         if path.suffix.lower() == ".json":
-            with open(path, encoding="utf-8") as f:
-                data = json.load(f)
+            data = read_json(path)
             if isinstance(data, Mapping):
                 return _names_from_mapping(data, str(path))
+            if not isinstance(data, list):
+                raise ValueError(f"{path}: expected a JSON object name -> index or a list of names")
             return _check_names([str(x) for x in data], str(path))
-        lines = path.read_text(encoding="utf-8").splitlines()
-        while lines and not lines[-1].strip():
+        lines = read_lines(path)
+        while lines and not lines[-1][1].strip():
             lines.pop()
         names = []
-        for lineno, line in enumerate(lines, 1):
+        for lineno, line in lines:
             name = line.strip()
             if not name:
                 raise ValueError(f"{path}:{lineno}: blank line inside a label map")
@@ -212,11 +217,10 @@ class _LabelResolver:
 
 
 def _content_lines(path: Path) -> Iterable[tuple[int, str]]:
-    with open(path, encoding="utf-8-sig") as f:
-        for lineno, raw in enumerate(f, 1):
-            line = raw.strip()
-            if line and not line.startswith("#"):
-                yield lineno, line
+    for lineno, raw in read_lines(path):
+        line = raw.strip()
+        if line and not line.startswith(COMMENT):
+            yield lineno, line
 
 
 def detect_line_layout(line: str) -> str:
@@ -287,8 +291,8 @@ def _find_column(header: list[str], names: Sequence[str]) -> int | None:
 
 
 def _is_csv_header(line: str) -> bool:
-    if "," not in line:
-        return False
+    if "," not in line or _is_int(line.rsplit(None, 1)[-1]):
+        return False  # a whitespace line ends in its integer label (its path may hold "label,")
     fields = next(csv.reader([line]))
     return _find_column(fields, _LABEL_COLUMNS) is not None
 
@@ -345,7 +349,7 @@ def _parse_csv(
             num_frames = int(text)
         if not rel:
             raise ValueError(f"{where}: empty path")
-        records.append(VideoRecord(rel, resolve(fields[label_col], where), num_frames, lineno))
+        records.append(VideoRecord(_unescape_path(rel), resolve(fields[label_col], where), num_frames, lineno))
     return records, layout
 
 
@@ -396,16 +400,34 @@ def parse_list_file(
         records = []
         for lineno, line in lines:
             rel, label, num_frames, start = _parse_whitespace_line(line, layout, resolve, f"{path}:{lineno}")
-            records.append(VideoRecord(rel, label, num_frames, lineno, start))
+            records.append(VideoRecord(_unescape_path(rel), label, num_frames, lineno, start))
     if not records:
         raise ValueError(f"{path}: the list file has no entries")
     return records, layout
 
 
+def _escape_path(rel_path: str) -> str:
+    """A path starting with the comment mark is written as ``./#...`` (read back by :func:`_unescape_path`)."""
+    return f"./{rel_path}" if rel_path.startswith(COMMENT) else rel_path
+
+
+def _unescape_path(rel_path: str) -> str:
+    return rel_path[2:] if rel_path.startswith(f"./{COMMENT}") else rel_path
+
+
 def format_list_line(rel_path: str, label: int, num_frames: int | None = None) -> str:
-    """Format one list line (video layout when ``num_frames`` is ``None``, frames layout otherwise)."""
-    if "\n" in rel_path or rel_path != rel_path.strip() or not rel_path:
+    """Format one list line (video layout when ``num_frames`` is ``None``, frames layout otherwise).
+
+    :func:`parse_list_file` reads the line back to the same ``(rel_path, label, num_frames)``:
+    spaces, commas and non-ASCII letters in the path are kept; a path starting with ``#`` is
+    written as ``./#...`` so that it is not read as a comment.
+
+    Raises:
+        ValueError: a path that no line can hold (empty, a line break, leading or trailing spaces).
+    """
+    if any(c in rel_path for c in "\n\r") or rel_path != rel_path.strip() or not rel_path:
         raise ValueError(f"path {rel_path!r} cannot be written to a list file")
+    rel_path = _escape_path(rel_path)
     if num_frames is None:
         return f"{rel_path} {int(label)}"
     return f"{rel_path} {int(num_frames)} {int(label)}"

@@ -9,9 +9,16 @@ mid-way is resized, not an error), the sample aspect ratio applied to the width,
 stream's display matrix (rotation, flips). Any failure to open or decode raises
 :class:`VideoReadError` naming the path.
 
+The video is the stream FFmpeg's command line decodes (:func:`choose_video_stream`): never an
+attached picture (the JPEG thumbnail or cover art that phones, drones and MKVs list as a video
+stream, often as stream 0), and among several tracks the one ``av_find_best_stream`` picks.
+A file is judged by opening and decoding it, never by its byte size.
+
 Indexing per container (PyAV):
-- MP4/MOV and Matroska/WebM carry a presentation timestamp per packet: the sorted timestamps
-  index the frames and reads seek to the keyframe before the first wanted frame. Each read checks
+- MP4/MOV and Matroska/WebM carry a presentation timestamp per packet: the sorted timestamps of
+  the packets that are shown index the frames (lead-in frames an MP4 edit list hides, as a
+  stream-copy trim at a non-keyframe leaves them, are decoded but are no frames) and reads seek
+  to the keyframe before the first wanted frame. Each read checks
   that the decoder returns exactly the consecutive frames the index predicts; if not, the read is
   redone by decoding from the start (and an index that disagrees with the stream is an error).
 - Every other container (AVI, MPEG-TS, raw elementary streams, ...) is decoded sequentially from
@@ -19,9 +26,11 @@ Indexing per container (PyAV):
 
 decord and torchcodec index frames by container timestamps and mis-read AVI/MPEG-TS files with
 B-frames; decord also mis-reads HEVC and MPEG-4 Part 2 and fails on rotated videos and on
-non-square pixels. Each refuses at open what it cannot read exactly (:meth:`Probe.problem`), and
+non-square pixels; decord cannot choose the stream of a file with several video streams
+(thumbnails) and shows edit-list-hidden frames. Each refuses at open what it cannot read exactly
+(:meth:`Probe.problem`; a frame count other than the shown packets is refused too), and
 ``backend="auto"`` takes, per file, the first backend of :data:`AUTO_ORDER` that imports and can
-read it (PyAV reads all).
+read it (PyAV reads all; a refusal at open is logged and PyAV reads the file).
 decord readers use ``num_threads=1``; decord may hang in forked DataLoader workers: use
 ``multiprocessing_context="spawn"`` (see :func:`default_multiprocessing_context`).
 """
@@ -43,6 +52,7 @@ import av
 import numpy as np
 
 from video_sparse.data.display import Display, display_of, to_display
+from video_sparse.data.images import load_image
 from video_sparse.data.reader_base import (
     INDEXED_FORMATS,
     Probe,
@@ -51,7 +61,9 @@ from video_sparse.data.reader_base import (
     check_file,
     file_key,
     format_names,
+    open_video_stream,
     probe_video,
+    reduce_frame,
     remember,
     short_error,
 )
@@ -139,8 +151,9 @@ class PyAVReader(VideoReader):
         self._container = None
         self._indexed = False
         try:
-            self._container = self._open()
-            stream = self._container.streams.video[0]
+            self._container, self._stream_index = open_video_stream(self.path)
+            self._stream.thread_count = self._threads
+            stream = self._stream
             self._fps = float(stream.average_rate) if stream.average_rate else None
             pts, key_pts = self._demux(stream)
             self._indexed = (
@@ -171,16 +184,25 @@ class PyAVReader(VideoReader):
 
     def _open(self):
         container = av.open(self.path)
-        if not container.streams.video:
-            container.close()
-            raise VideoReadError(f"{self.path}: no video stream")
-        container.streams.video[0].thread_count = self._threads
+        container.streams[self._stream_index].thread_count = self._threads
         return container
 
+    @property
+    def _stream(self):
+        """The decoded video stream (:func:`choose_video_stream`: never a thumbnail)."""
+        return self._container.streams[self._stream_index]
+
     def _demux(self, stream) -> tuple[list[int | None], list[int]]:
-        """Video packet timestamps (no decoding); rejects MP4/Matroska files cut short."""
+        """Timestamps of the packets whose frames are shown (no decoding), and of the keyframes
+        (shown or not: a seek may start at a hidden one); rejects MP4/Matroska files cut short.
+
+        Packets the demuxer flags as discarded (lead-in frames an MP4 edit list hides, as a
+        stream-copy trim at a non-keyframe leaves them) decode but are never shown: they are no
+        frames of the index, as in a sequential decode.
+        """
         pts: list[int | None] = []
         key_pts: list[int] = []
+        hidden = 0
         ends: dict[int, float] = {}
         for packet in self._container.demux():
             if packet.size == 0:
@@ -191,13 +213,16 @@ class PyAVReader(VideoReader):
                 ends[s.index] = max(ends.get(s.index, end), end)
             if s.index != stream.index:
                 continue
-            pts.append(packet.pts)
             if packet.is_keyframe and packet.pts is not None:
                 key_pts.append(packet.pts)
+            if packet.is_discard:
+                hidden += 1
+                continue
+            pts.append(packet.pts)
         names = format_names(self._container)
-        declared = stream.frames
-        if names & {"mov", "mp4"} and declared and len(pts) < declared:
-            raise VideoReadError(f"{self.path}: truncated file ({len(pts)} of {declared} frames present)")
+        declared = stream.frames  # samples in the header, hidden ones included
+        if names & {"mov", "mp4"} and declared and len(pts) + hidden < declared:
+            raise VideoReadError(f"{self.path}: truncated file ({len(pts) + hidden} of {declared} frames present)")
         duration = self._container.duration
         if "matroska" in names and duration and ends:
             start = (self._container.start_time or 0) / av.time_base
@@ -211,7 +236,7 @@ class PyAVReader(VideoReader):
         return pts, key_pts
 
     def _first_display(self) -> Display:
-        stream = self._container.streams.video[0]
+        stream = self._stream
         self._container.seek(self._pts[0], stream=stream, backward=True, any_frame=False)
         for frame in self._container.decode(stream):
             return display_of(frame, stream)
@@ -225,7 +250,7 @@ class PyAVReader(VideoReader):
             n, display = 0, None
             for frame in self._sequential():
                 if display is None:
-                    display = display_of(frame, self._container.streams.video[0])
+                    display = display_of(frame, self._stream)
                 n += 1
             if display is None:
                 raise VideoReadError(f"{self.path}: no video frame decodes")
@@ -247,7 +272,7 @@ class PyAVReader(VideoReader):
         return self._indexed
 
     def _rgb(self, frame) -> np.ndarray:
-        return to_display(frame.to_ndarray(format="rgb24"), self.display)
+        return reduce_frame(to_display(frame.to_ndarray(format="rgb24"), self.display), self.short_side)
 
     def _sequential(self) -> Iterator[av.VideoFrame]:
         """Every displayed frame from the start, on a freshly opened container."""
@@ -256,7 +281,7 @@ class PyAVReader(VideoReader):
         self._container = self._open()
         done = 0
         try:
-            for frame in self._container.decode(self._container.streams.video[0]):
+            for frame in self._container.decode(self._stream):
                 yield frame
                 done += 1
         except av.error.FFmpegError as e:
@@ -274,7 +299,7 @@ class PyAVReader(VideoReader):
 
     def _read_indexed(self, indices: list[int]) -> dict[int, np.ndarray] | None:
         """Seek and decode; ``None`` when the decoder disagrees with the index."""
-        stream = self._container.streams.video[0]
+        stream = self._stream
         k = bisect.bisect_right(self._key_pts, self._pts[indices[0]]) - 1
         seek_pts = self._key_pts[k] if k >= 0 else self._pts[0]
         expected = self._index_of.get(seek_pts, 0) if k >= 0 else 0
@@ -367,8 +392,7 @@ class DecordReader(VideoReader):
             self._len = len(self._vr)
         except Exception as e:
             raise VideoReadError(f"{self.path}: decord cannot open the video ({short_error(e)})") from None
-        if self._len <= 0:
-            raise VideoReadError(f"{self.path}: no video frames")
+        check_frame_count(self.path, "decord", self._len, probe)
 
     @property
     def num_frames(self) -> int:
@@ -391,7 +415,7 @@ class DecordReader(VideoReader):
             raise VideoReadError(f"{self.path}: decord failed to decode frames ({short_error(e)})") from None
         if arr.shape[0] != len(indices) or arr.ndim != 4:
             raise VideoReadError(f"{self.path}: decord returned shape {arr.shape} for {len(indices)} frames")
-        return {i: to_display(arr[k], self.display) for k, i in enumerate(indices)}
+        return {i: reduce_frame(to_display(arr[k], self.display), self.short_side) for k, i in enumerate(indices)}
 
     def close(self) -> None:
         self._vr = None
@@ -401,7 +425,9 @@ class FrameFolderReader(VideoReader):
     """Reader over a folder of JPEG frames named ``img_00001.jpg`` ... (1-based by default).
 
     Frames written by :func:`video_sparse.data.prepare.frames.extract_frames` are already in display
-    orientation (see :func:`to_display`); frames of different sizes are an error.
+    orientation (see :func:`to_display`); other frame files are shown as any image is
+    (:func:`video_sparse.data.images.load_image`: EXIF orientation, 16-bit grey); frames of
+    different sizes are an error.
 
     Args:
         path: the frame folder.
@@ -435,19 +461,30 @@ class FrameFolderReader(VideoReader):
         return os.path.join(self.path, self.filename_tmpl.format(index + self.start_index))
 
     def _read(self, indices: list[int]) -> dict[int, np.ndarray]:
-        from PIL import Image
-
         out = {}
         for i in indices:
             file = self.frame_path(i)
             try:
-                with Image.open(file) as img:
-                    out[i] = np.asarray(img.convert("RGB"))
+                out[i] = reduce_frame(np.asarray(load_image(file, self.short_side)), self.short_side)
             except FileNotFoundError:
                 raise VideoReadError(f"{file}: frame file missing") from None
             except Exception as e:
                 raise VideoReadError(f"{file}: cannot read frame ({short_error(e)})") from None
         return out
+
+
+def check_frame_count(path: str, backend: str, count: int, probe: Probe) -> None:
+    """Require a timestamp-indexing backend to count the frames the container shows.
+
+    Raises:
+        VideoReadError: no frames, or another count than the shown packets of the stream.
+    """
+    if count <= 0:
+        raise VideoReadError(f"{path}: no video frames")
+    if probe.shown_packets is not None and count != probe.shown_packets:
+        raise VideoReadError(
+            f"{path}: {backend} counts {count} frames, the stream shows {probe.shown_packets}; use backend='pyav'"
+        )
 
 
 def count_frames(folder: str | os.PathLike, filename_tmpl: str = DEFAULT_FRAME_TMPL) -> int:
@@ -473,6 +510,7 @@ def open_video(
     filename_tmpl: str = DEFAULT_FRAME_TMPL,
     start_index: int = 1,
     num_threads: int = 1,
+    short_side: int | None = None,
 ) -> VideoReader:
     """Open a video file (decord or PyAV) or a frame folder.
 
@@ -484,11 +522,20 @@ def open_video(
         filename_tmpl: frame file name template for folders.
         start_index: number of the first frame file.
         num_threads: decoder threads (1 inside DataLoader workers).
+        short_side: reduce each frame right after decoding so that its short side is at most this
+            (:attr:`VideoReader.short_side`); ``None`` returns frames at the video's size.
 
     Raises:
         VideoReadError: the path cannot be opened (or ``backend="decord"`` cannot read it exactly).
     """
-    path = Path(path)
+    reader = _open_video(Path(path), backend, num_frames, filename_tmpl, start_index, num_threads)
+    reader.short_side = short_side
+    return reader
+
+
+def _open_video(
+    path: Path, backend: str, num_frames: int | None, filename_tmpl: str, start_index: int, num_threads: int
+) -> VideoReader:
     if path.is_dir():
         return FrameFolderReader(path, num_frames, filename_tmpl, start_index)
     name = resolve_backend(backend)
@@ -497,7 +544,10 @@ def open_video(
         for name in AUTO_ORDER:
             if name != "pyav" and backend_available(name) and probe.problem(name) is None:
                 extra = {"fallback": True} if name == "torchcodec" else {}
-                return _READERS[name](path, num_threads=num_threads, probe=probe, **extra)
+                try:
+                    return _READERS[name](path, num_threads=num_threads, probe=probe, **extra)
+                except VideoReadError as err:
+                    logger.warning("%s; reading this file with PyAV", err)
         name = "pyav"
     if name == "pyav":
         return PyAVReader(path, num_threads=num_threads)
@@ -529,7 +579,11 @@ class TorchCodecReader(VideoReader):
         decoders = importlib.import_module("torchcodec.decoders")
         try:
             self._dec = decoders.VideoDecoder(
-                self.path, seek_mode="exact", dimension_order="NHWC", num_ffmpeg_threads=max(1, int(num_threads))
+                self.path,
+                stream_index=probe.stream_index,
+                seek_mode="exact",
+                dimension_order="NHWC",
+                num_ffmpeg_threads=max(1, int(num_threads)),
             )
             self._len = len(self._dec)
             rotation = self._dec.metadata.rotation or 0
@@ -537,8 +591,7 @@ class TorchCodecReader(VideoReader):
         except Exception as e:
             raise VideoReadError(f"{self.path}: torchcodec cannot open the video ({short_error(e)})") from None
         self._undo = -round(rotation / 90) % 4  # quarter turns that give back the coded frame
-        if self._len <= 0:
-            raise VideoReadError(f"{self.path}: no video frames")
+        check_frame_count(self.path, "torchcodec", self._len, probe)
 
     @property
     def num_frames(self) -> int:
@@ -561,12 +614,16 @@ class TorchCodecReader(VideoReader):
                 raise error from None
             logger.warning("%s; reading this file with PyAV", error)
             self._fallback = PyAVReader(self.path, num_threads=self._threads)
+            self._fallback.short_side = self.short_side
             if self._fallback.num_frames != self._len:
                 raise VideoReadError(
                     f"{self.path}: torchcodec counts {self._len} frames, PyAV {self._fallback.num_frames}"
                 ) from None
             return self._fallback._read(indices)
-        return {i: to_display(np.rot90(arr[k], self._undo), self.display) for k, i in enumerate(indices)}
+        return {
+            i: reduce_frame(to_display(np.rot90(arr[k], self._undo), self.display), self.short_side)
+            for k, i in enumerate(indices)
+        }
 
     def close(self) -> None:
         self._dec = None

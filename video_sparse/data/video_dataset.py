@@ -36,7 +36,7 @@ from video_sparse.data.readers import (
     open_video,
     resolve_backend,
 )
-from video_sparse.data.video_transforms import VideoTransform, video_transform
+from video_sparse.data.video_transforms import VideoEvalTransform, VideoTransform, video_transform
 
 logger = logging.getLogger(__name__)
 
@@ -186,13 +186,21 @@ class VideoClassificationDataset(Dataset):
         return self.num_videos * self.num_views
 
     def open(self, video_index: int):
-        """Open the reader of video ``video_index`` (raises :class:`VideoReadError`)."""
+        """Open the reader of video ``video_index`` (raises :class:`VideoReadError`).
+
+        With a :class:`VideoEvalTransform` the reader reduces each frame to the transform's short
+        side as it decodes it (the transform would resize it first anyway), so a high-resolution
+        video costs memory in proportion to the clip."""
         rec = self.records[video_index]
         path = self.root / rec.path
         if self.layout != "video":
             start = self.start_index if rec.start_index is None else rec.start_index
-            return FrameFolderReader(path, rec.num_frames, self.filename_tmpl, start)
-        return open_video(path, self.backend, num_threads=self.num_threads)
+            reader = FrameFolderReader(path, rec.num_frames, self.filename_tmpl, start)
+        else:
+            reader = open_video(path, self.backend, num_threads=self.num_threads)
+        if isinstance(self.transform, VideoEvalTransform):
+            reader.short_side = self.transform.short_side_size
+        return reader
 
     def frame_indices(self, num_total: int, clip_index: int = 0) -> Any:
         """Frame indices of clip ``clip_index`` for a video of ``num_total`` frames (mode-dependent)."""

@@ -16,12 +16,13 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import Dataset
 
 from video_sparse.data import VideoReadError, open_video
 from video_sparse.data.clip_sampling import sample_indices
-from video_sparse.data.image_datasets import load_rgb
 from video_sparse.data.image_transforms import eval_transform
+from video_sparse.data.images import load_image
 from video_sparse.data.readers import DEFAULT_FRAME_TMPL
 from video_sparse.data.video_transforms import VideoEvalTransform
 from video_sparse.inference.inputs import InputItem
@@ -78,6 +79,7 @@ class PredictionDataset(Dataset):
         self.video_paths = [item.path for item in self.items]
         self.backend = backend
         self.filename_tmpl = filename_tmpl
+        self.short_side_size = max(short_side_size, input_size) if self.is_video else input_size
         mean, std = tuple(float(m) for m in mean), tuple(float(s) for s in std)
         if self.is_video:
             self.transform: Any = VideoEvalTransform(
@@ -92,7 +94,8 @@ class PredictionDataset(Dataset):
     def read_frames(self, index: int, clip_index: int = 0) -> np.ndarray:
         """Decoded frames of clip ``clip_index`` of input ``index``: uint8 ``(T, H, W, 3)``.
 
-        An image given to a video model is repeated over the ``T`` frames.
+        An image given to a video model is reduced to the clip's short side (``short_side_size``)
+        first, then repeated over the ``T`` frames: memory follows the clip, not the photo.
 
         Raises:
             VideoReadError: the input cannot be read (the message names the path and the reason).
@@ -101,18 +104,25 @@ class PredictionDataset(Dataset):
         if item.kind in _NOT_READABLE:
             raise VideoReadError(f"{item.path}: {_NOT_READABLE[item.kind]}")
         if item.kind == "image":
-            return np.repeat(np.asarray(self._image(item.path))[None], self.num_frames or 1, axis=0)
-        with open_video(item.path, self.backend, filename_tmpl=self.filename_tmpl) as reader:
+            image = self._image(item.path)
+            w, h = image.size
+            scale = self.short_side_size / min(w, h)
+            if scale != 1:
+                size = (max(1, round(w * scale)), max(1, round(h * scale)))
+                image = image.resize(size, Image.Resampling.BILINEAR, reducing_gap=None)
+            return np.repeat(np.asarray(image)[None], self.num_frames or 1, axis=0)
+        with open_video(
+            item.path, self.backend, filename_tmpl=self.filename_tmpl, short_side=self.short_side_size
+        ) as reader:
             total = reader.num_frames
             indices = sample_indices(
                 self.sampling, total, self.num_frames, self.frame_interval, "test", clip_index, self.num_clips
             )
             return reader.get_frames(indices)
 
-    @staticmethod
-    def _image(path: str):
+    def _image(self, path: str) -> Image.Image:
         try:
-            return load_rgb(path)
+            return load_image(path, min_side=self.short_side_size)
         except (OSError, ValueError) as err:  # PIL: unreadable or truncated file
             raise VideoReadError(f"{path}: cannot read the image ({err})") from None
 

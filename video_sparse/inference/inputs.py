@@ -21,7 +21,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
 
+from video_sparse.data.lists import COMMENT
 from video_sparse.data.readers import DEFAULT_FRAME_TMPL
+from video_sparse.data.text import read_lines
 
 logger = logging.getLogger(__name__)
 
@@ -95,10 +97,9 @@ def _read_list(list_file: Path, root: Path | None) -> list[Path]:
     are dropped when the shorter path exists; a line naming nothing that exists is kept whole."""
     base = root if root is not None else list_file.parent
     paths = []
-    with open(list_file, encoding="utf-8") as f:
-        lines = [line.strip() for line in f]
+    lines = [line.strip() for _, line in read_lines(list_file)]
     for line in lines:
-        if not line or line.startswith("#"):
+        if not line or line.startswith(COMMENT):
             continue
         candidates = [
             line,

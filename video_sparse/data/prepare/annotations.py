@@ -19,7 +19,7 @@ caller and become file names: each output file must resolve inside ``out_dir``
 from __future__ import annotations
 
 import csv
-import json
+import io
 import logging
 import os
 from collections import Counter
@@ -35,6 +35,7 @@ from video_sparse.data.lists import (
     write_label_map,
     write_list_file,
 )
+from video_sparse.data.text import read_json, read_text
 
 logger = logging.getLogger(__name__)
 
@@ -148,7 +149,7 @@ def _write_split(
 
 
 def _read_kinetics_csv(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="", encoding="utf-8-sig") as f:
+    with io.StringIO(read_text(path), newline="") as f:
         reader = csv.DictReader(f)
         columns = [c.strip() for c in (reader.fieldnames or [])]
         need = {"youtube_id", "time_start", "time_end"}
@@ -239,8 +240,7 @@ def build_ssv2_lists(
     video_index = index_video_folder(video_root)
     reports = []
     for split, path in split_jsons.items():
-        with open(path, encoding="utf-8") as f:
-            entries = json.load(f)
+        entries = read_json(path)
         if not isinstance(entries, list):
             raise ValueError(f"{path}: expected a JSON list of video entries")  # noqa: TRY004 (file content)
         rows = []
