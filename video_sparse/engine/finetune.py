@@ -24,13 +24,14 @@ from tqdm import tqdm
 
 from ..adapters import count_parameters
 from ..checkpoint import atomic_save, save_adapter_checkpoint
+from ..checkpoint.adapter_files import with_digest
 from ..checkpoint.io import atomic_write
 from ..data.collate import collate_samples
 from ..evaluation.metrics import NonFiniteScoresError
 from ..sparsify import keep_units
 from . import checkpointing
 from .builders import DTYPES, build_model, build_optimizer, compile_backend, instantiate_group, resolve_precision
-from .distributed import all_reduce_sum, barrier, init_distributed
+from .distributed import all_reduce_sum, barrier, broadcast_object, init_distributed
 from .evaluate import evaluate
 from .logging_utils import MetricWriter, setup_logging
 from .mixup import MixupCutmix
@@ -184,21 +185,17 @@ class FinetuneRecipe:
         )
 
     def _maybe_resume(self) -> None:
-        resume = self.cfg.resume
-        folder = None
-        if resume:
-            folder = checkpointing.find_latest(self.ckpt_dir) if resume == "auto" else Path(resume)
+        folder = self._resume_folder()
         if folder is None:
             if self.dist.is_main:  # later saves must not meet another run's checkpoints
                 checkpointing.abandon_after(self.ckpt_dir, -1)
             barrier()
-            if resume:
+            if self.cfg.resume:
                 log.info("resume=auto: no checkpoint in %s, starting fresh", self.ckpt_dir)
             return
-        meta = folder / checkpointing.META
-        if meta.is_file():  # refuse another layout before DeepSpeed reads anything
-            check_layout(json.loads(meta.read_text()), self.layout, str(folder))
-        state = checkpointing.load_checkpoint(self.engine, folder, self.dist.rank)
+        if (folder / checkpointing.META).is_file():  # refuse another layout before DeepSpeed reads anything
+            check_layout(checkpointing.read_meta(folder), self.layout, str(folder))
+        state = checkpointing.load_checkpoint(self.engine, folder, self.dist.rank, verify=False)
         self.epoch, self.step_in_epoch = int(state["epoch"]), resume_micro_step(state, self.layout)
         self.global_step = int(state["global_step"])
         self._saved_step = self.global_step
@@ -214,6 +211,30 @@ class FinetuneRecipe:
             self.step_in_epoch,
             self.global_step,
         )
+
+    def _resume_folder(self) -> Path | None:
+        """The checkpoint to resume from, verified on rank 0 (damaged ones set aside) and agreed by all ranks.
+
+        Raises:
+            DamagedCheckpointError: the folder named by ``resume=`` is damaged, or no intact one is left.
+        """
+        resume = self.cfg.resume
+        found: tuple[str | None, str | None] = (None, None)
+        if resume and self.dist.is_main:
+            try:
+                if resume == "auto":
+                    folder = checkpointing.find_latest(self.ckpt_dir)
+                else:
+                    folder = Path(resume)
+                    if folder.is_dir():
+                        checkpointing.verify_checkpoint(folder)
+                found = (str(folder) if folder is not None else None, None)
+            except checkpointing.DamagedCheckpointError as err:
+                found = (None, str(err))
+        folder_name, error = broadcast_object(found)
+        if error is not None:
+            raise checkpointing.DamagedCheckpointError(error)
+        return Path(folder_name) if folder_name is not None else None
 
     # ------------------------------------------------------------------------------------------ train
     def _loader(self) -> DataLoader:
@@ -483,7 +504,8 @@ class FinetuneRecipe:
             with _gathered(list(module.parameters())):
                 if self.dist.is_main:
                     state = {k: v.detach().float().cpu().clone() for k, v in module.state_dict().items()}
-                    atomic_save({"model": state, "model_args": module.model_args}, self.output_dir / "model_final.pth")
+                    payload = with_digest({"model": state, "model_args": module.model_args})
+                    atomic_save(payload, self.output_dir / "model_final.pth")
                     log.info("exported full weights to %s", self.output_dir / "model_final.pth")
         barrier()
         return path if self.dist.is_main else None
