@@ -254,3 +254,18 @@ def test_preemption_signal_saves_a_step_and_resumes_to_the_same_run(tmp_path, di
         assert torch.equal(adapter[name], value), name
     assert scalars(out) == scalars(reference["out"])
     assert results(out) == results(reference["out"])
+
+
+def test_a_flipped_bit_in_the_newest_checkpoint_resumes_from_the_previous(tmp_path, digits_root, reference):
+    """One bit of the newest checkpoint's model file flipped (torch.load would read it silently): the resume
+    sets it aside, continues from the previous checkpoint and ends as the uninterrupted run."""
+    out = tmp_path / "run"
+    run(tiny_cfg(digits_root, out, "train.keep_last=0", "train.max_steps=9"))
+    ckpt = out / "checkpoints"
+    model_file = next((ckpt / "step_00000008").rglob("*model_states.pt"))
+    data = bytearray(model_file.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    model_file.write_bytes(bytes(data))
+    resumed = run(tiny_cfg(digits_root, out, "train.keep_last=0"))
+    assert (ckpt / checkpointing.DAMAGED / "step_00000008").is_dir()
+    _assert_same_run(out, reference, resumed)
