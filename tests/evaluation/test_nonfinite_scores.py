@@ -100,3 +100,11 @@ def test_vtab_table_refuses_a_failed_task(tmp_path, value):
     with pytest.raises(ValueError, match="task dtd"):
         summarize_vtab({"cifar": 50.0, "dtd": value}, allow_missing=True)
     assert math.isclose(summarize_vtab({"cifar": 50.0}, allow_missing=True).task_mean, 50.0)
+
+
+def test_a_study_member_without_accuracy_has_no_row():
+    from video_sparse.analysis.study import row_from_record
+
+    record = {"name": "sparse", "test": {"top1": None, "num_videos": 8, "error": "8 of 8 videos have non-finite"}}
+    with pytest.raises(ValueError, match="study member sparse: 8 of 8 videos have non-finite"):
+        row_from_record(record)
