@@ -82,6 +82,7 @@ def run_member(spec: dict[str, Any]) -> dict[str, Any]:
     )
     from video_sparse.engine.evaluate import evaluate
     from video_sparse.engine.finetune import FinetuneRecipe
+    from video_sparse.evaluation.metrics import NonFiniteScoresError
 
     out = Path(spec["output_dir"])
     cfg = compose_config(spec["overrides"] + [f"output_dir={out}"])
@@ -152,6 +153,8 @@ def run_member(spec: dict[str, Any]) -> dict[str, Any]:
                 dtype=recipe.dtype,
                 desc=f"keep {keep}",
             )
+            if result.summary.get("error"):
+                raise NonFiniteScoresError(f"{spec['name']} at keep rate {keep}: {result.summary['error']}")
             curve[str(keep)] = float(result.summary["top1"])
         record["keep_curve"] = curve
     recipe.cleanup()

@@ -18,12 +18,12 @@ from video_sparse.engine.config import CONFIG_DIR, exit_on_user_error
 @exit_on_user_error
 def main(cfg: DictConfig) -> None:
     from video_sparse.engine.preflight import prepare_run
-    from video_sparse.engine.testing import NothingScoredError, run_test
+    from video_sparse.engine.testing import NonFiniteTestError, NothingScoredError, run_test
 
     prepare_run(cfg, "test")  # paths, checkpoint fit and lists checked before any expensive step
     try:
         run_test(cfg)
-    except NothingScoredError as err:  # the summary is written; say so and fail the command
+    except (NothingScoredError, NonFiniteTestError) as err:  # the summary is written; say so and fail
         print(f"error: {err}", file=sys.stderr)
         sys.exit(1)
 

@@ -18,14 +18,21 @@ from video_sparse.engine.config import CONFIG_DIR, exit_on_user_error
 @hydra.main(version_base=None, config_path=str(CONFIG_DIR), config_name="train")
 @exit_on_user_error
 def main(cfg: DictConfig) -> None:
-    from video_sparse.engine.finetune import run_training
+    from video_sparse.engine.finetune import DivergedError, run_training
+    from video_sparse.engine.preemption import PREEMPTED_EXIT_CODE
     from video_sparse.engine.run_lock import RunLockedError
+    from video_sparse.evaluation.metrics import NonFiniteScoresError
 
     try:
-        run_training(cfg)
+        recipe = run_training(cfg)
     except RunLockedError as err:  # another live run writes to output_dir
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+    except (DivergedError, NonFiniteScoresError) as err:  # named in results.json; no metric is reported
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(1)
+    if recipe.preempted:  # a step checkpoint is saved: the same command continues from it
+        sys.exit(PREEMPTED_EXIT_CODE)
 
 
 if __name__ == "__main__":

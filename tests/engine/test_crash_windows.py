@@ -197,3 +197,75 @@ def test_vtab_sweep_reruns_a_task_that_has_no_adapter(tmp_path, monkeypatch):
     assert launched == [str(tmp_path / "cifar")]
     sweep.run_task("cifar", "root", tmp_path, [])
     assert len(launched) == 1
+
+
+# tools/train.py in a real process that sends itself SIGUSR1 while a given optimizer step runs (as SLURM's
+# `--signal=USR1@120` would): the signal handler, not the test, decides where the run stops.
+_SIGNALLED_TRAIN = """
+import os, runpy, signal, sys
+from video_sparse.engine.finetune import FinetuneRecipe
+at_step, keep_rate = int(sys.argv[1]), FinetuneRecipe._keep_rate
+def signalling_keep_rate(self, micro_step):
+    if self.global_step == at_step and micro_step == self.step_in_epoch:
+        os.kill(os.getpid(), signal.SIGUSR1)
+    return keep_rate(self, micro_step)
+FinetuneRecipe._keep_rate = signalling_keep_rate
+sys.argv = sys.argv[2:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+@pytest.mark.parametrize("at_step,saved", [(1, 2), (5, 6)], ids=["mid-epoch", "last-step-of-epoch"])
+def test_preemption_signal_saves_a_step_and_resumes_to_the_same_run(tmp_path, digits_root, reference, at_step, saved):
+    """SIGUSR1 during optimizer step 2 (mid-epoch: a step checkpoint no regular save makes) or step 6 (the
+    epoch's last: validation and the epoch-end save run, then it stops): exit 75 after the checkpoint; the
+    same command then ends bit-identical to the uninterrupted run."""
+    from video_sparse.engine.preemption import PREEMPTED_EXIT_CODE
+
+    out = tmp_path / "run"
+    train = [str(ROOT / "tools" / "train.py"), *tiny_overrides(digits_root, out)]
+    stopped = subprocess.run(
+        [sys.executable, "-c", _SIGNALLED_TRAIN, str(at_step), *train],
+        cwd=ROOT,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert stopped.returncode == PREEMPTED_EXIT_CODE == 75, stopped.stderr[-3000:]
+    assert "preempted (SIGUSR1)" in stopped.stdout
+    ckpt = out / "checkpoints"
+    assert (ckpt / "latest").read_text() == checkpointing.step_tag(saved)
+    assert not (out / "results.json").exists() and not (out / "adapter.pth").exists()
+    resumed = subprocess.run(
+        [sys.executable, *train],
+        cwd=ROOT,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"resumed from {ckpt / checkpointing.step_tag(saved)}" in resumed.stdout
+    adapter = torch.load(out / "adapter.pth", weights_only=True)["state_dict"]
+    for name, value in reference["weights"].items():
+        assert torch.equal(adapter[name], value), name
+    assert scalars(out) == scalars(reference["out"])
+    assert results(out) == results(reference["out"])
+
+
+def test_a_flipped_bit_in_the_newest_checkpoint_resumes_from_the_previous(tmp_path, digits_root, reference):
+    """One bit of the newest checkpoint's model file flipped (torch.load would read it silently): the resume
+    sets it aside, continues from the previous checkpoint and ends as the uninterrupted run."""
+    out = tmp_path / "run"
+    run(tiny_cfg(digits_root, out, "train.keep_last=0", "train.max_steps=9"))
+    ckpt = out / "checkpoints"
+    model_file = next((ckpt / "step_00000008").rglob("*model_states.pt"))
+    data = bytearray(model_file.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    model_file.write_bytes(bytes(data))
+    resumed = run(tiny_cfg(digits_root, out, "train.keep_last=0"))
+    assert (ckpt / checkpointing.DAMAGED / "step_00000008").is_dir()
+    _assert_same_run(out, reference, resumed)

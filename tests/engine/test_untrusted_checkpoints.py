@@ -34,6 +34,20 @@ def write_payload(path: Path, marker: Path, **content) -> Path:
     return path
 
 
+def reseal(folder: Path) -> None:
+    """Rewrite a checkpoint's checksums in meta.json to match its (changed) files."""
+    import json
+
+    from video_sparse.checkpoint.digest import json_digest, manifest
+    from video_sparse.engine import checkpointing
+
+    meta = json.loads((folder / checkpointing.META).read_text())
+    meta.pop("digest")
+    meta["files"] = manifest(folder, exclude=(checkpointing.META,))
+    meta["digest"] = json_digest(meta)
+    (folder / checkpointing.META).write_text(json.dumps(meta))
+
+
 @pytest.fixture
 def marker(tmp_path):
     path = tmp_path / "PAYLOAD_RAN"
@@ -127,6 +141,7 @@ def test_each_deepspeed_file_is_read_weights_only(tmp_path, genuine_checkpoint, 
     folder = tmp_path / "ckpt" / "step_00000004"
     shutil.copytree(genuine_checkpoint, folder)
     write_payload(folder / file, marker)
+    reseal(folder)  # an attacker who also rewrites the checksums: the weights-only load still refuses
     with pytest.raises(CheckpointError, match=f"refusing to load .*{file}"):
         run(tiny_cfg(digits_root, tmp_path / "run", f"resume={folder}"))
     assert torch.load is safe_load._torch_load  # the guard is lifted after the failed load

@@ -185,8 +185,14 @@ def estimate_member_seconds(
 
 
 def row_from_record(record: dict[str, Any]) -> dict[str, Any]:
-    """One table row from a member's ``study.json``."""
+    """One table row from a member's ``study.json``.
+
+    Raises:
+        ValueError: the member's test has no accuracy (non-finite scores: a diverged model).
+    """
     test = record.get("test", {})
+    if test.get("error") or ("top1" in test and test["top1"] is None):
+        raise ValueError(f"study member {record.get('name')}: {test.get('error') or 'no top-1'}; it has no row")
     n = int(test.get("num_videos") or 0)
     top1 = float(test.get("top1", float("nan")))
     low, high = wilson_interval(top1 / 100 * n, n)

@@ -10,7 +10,11 @@ of when it is written (before or after freezing) and tells the loader which keys
 ``requires_grad`` part makes sure nothing that was trained is lost, even under another name. A model
 whose backbone was never frozen therefore gives a full-size file; a warning says so.
 
-The file is a dict marked ``format: "video_sparse.adapter"`` (:func:`is_adapter_checkpoint`).
+The file is a dict marked ``format: "video_sparse.adapter"`` (:func:`is_adapter_checkpoint`). It
+embeds ``digest``, a sha256 over its tensors and settings (:func:`~video_sparse.checkpoint.digest.state_digest`):
+``torch.load`` does not check the archive's CRCs, so a flipped bit would otherwise load as other
+weights; every load recomputes it (:func:`check_digest`) and refuses a file that differs. The full
+``model_final.pth`` of training carries the same ``digest`` over its ``model`` and ``model_args``.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import torch
 from torch import nn
 
 from ..adapters.peft import is_add_on_key
+from .digest import state_digest
 from .files import TORCH_SUFFIXES, check_path, read_torch
 from .io import atomic_save
 from .report import CheckpointError, LoadReport, format_keys
@@ -32,7 +37,7 @@ from .report import CheckpointError, LoadReport, format_keys
 logger = logging.getLogger(__name__)
 
 ADAPTER_FORMAT = "video_sparse.adapter"
-ADAPTER_FORMAT_VERSION = 1
+ADAPTER_FORMAT_VERSION = 2  # 2: with ``digest``
 #: Top-level keys of a full checkpoint under which the state dict may sit (else the file is the state dict).
 FULL_STATE_KEYS: tuple[str, ...] = ("module", "model")
 _PLAIN_TYPES = (str, int, float, bool, type(None), torch.Tensor, torch.Size, torch.dtype, torch.device)
@@ -46,6 +51,33 @@ def is_adapter_checkpoint(payload: Any) -> bool:
         and payload.get("format") == ADAPTER_FORMAT
         and isinstance(payload.get("state_dict"), Mapping)
     )
+
+
+DIGEST_KEY = "digest"
+
+
+def with_digest(payload: dict[str, Any]) -> dict[str, Any]:
+    """``payload`` plus ``digest``: the :func:`state_digest` of every other entry."""
+    body = {k: v for k, v in payload.items() if k != DIGEST_KEY}
+    return {**body, DIGEST_KEY: state_digest(body)}
+
+
+def check_digest(payload: Any, path: str | os.PathLike) -> bool:
+    """Verify the ``digest`` a file carries; returns False (with a warning) when it carries none.
+
+    Raises:
+        CheckpointError: the contents differ from the digest written with them (a damaged file).
+    """
+    if not isinstance(payload, Mapping) or DIGEST_KEY not in payload:
+        logger.warning("%s carries no digest (written by an older version); it cannot be verified", path)
+        return False
+    body = {k: v for k, v in payload.items() if k != DIGEST_KEY}
+    if state_digest(body) != payload[DIGEST_KEY]:
+        raise CheckpointError(
+            f"{path}: damaged: its contents do not match the digest written with them (a changed byte); "
+            "export it again or use another copy"
+        )
+    return True
 
 
 def adapter_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -108,7 +140,7 @@ def save_adapter_checkpoint(model: nn.Module, path: str | os.PathLike, extra: di
     }
     _check_plain(payload["model_args"], "model_args")
     _check_plain(payload["extra"], "extra")
-    return atomic_save(payload, path)
+    return atomic_save(with_digest(payload), path)
 
 
 def load_adapter_checkpoint(model: nn.Module, path: str | os.PathLike) -> LoadReport:
@@ -123,7 +155,8 @@ def load_adapter_checkpoint(model: nn.Module, path: str | os.PathLike) -> LoadRe
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        CheckpointError: unreadable file, not an adapter checkpoint, add-on keys missing (named),
+        CheckpointError: unreadable file, not an adapter checkpoint, contents that differ from the
+            embedded digest (damaged), add-on keys missing (named),
             keys with no place in the model (named), or a shape mismatch (named). The model is
             unchanged when it raises.
     """
@@ -134,6 +167,7 @@ def load_adapter_checkpoint(model: nn.Module, path: str | os.PathLike) -> LoadRe
         raise CheckpointError(
             f"{p}: not an adapter checkpoint (format {found!r}, expected {ADAPTER_FORMAT!r} with a 'state_dict')"
         )
+    check_digest(payload, p)
     state_dict = dict(payload["state_dict"])
     report = LoadReport(path=str(p), format="adapter")
 
@@ -198,6 +232,8 @@ def load_trained_weights(model: nn.Module, path: str | os.PathLike) -> str:
         load_adapter_checkpoint(model, p)
         return "adapter"
     state = payload
+    if isinstance(payload, Mapping) and DIGEST_KEY in payload:
+        check_digest(payload, p)
     if isinstance(payload, Mapping):
         state = next((payload[k] for k in FULL_STATE_KEYS if isinstance(payload.get(k), Mapping)), payload)
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):

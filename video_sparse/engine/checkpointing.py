@@ -5,22 +5,32 @@ Layout under ``<output_dir>/checkpoints``::
     step_00000120/      DeepSpeed model/optimizer shards, rng_rank{R}.pt (RNG + per-rank state), meta.json
     latest              the tag of the newest complete checkpoint
     abandoned/          checkpoints of a future that a resume from an older one (or a fresh start) left
+    damaged/            checkpoints that failed their checksums, set aside (renamed, never deleted)
 
 The save sequence (:data:`SAVE_POINTS` names its steps) keeps at least one complete checkpoint
 reachable at every instant, so a kill at any moment leaves a resumable folder:
 
 1. every rank writes into ``<tag>.tmp`` (an existing ``<tag>`` is an error: a step is never saved twice);
-2. rank 0 writes ``meta.json``, fsyncs the files and renames ``<tag>.tmp`` to ``<tag>`` (the commit);
+2. rank 0 writes ``meta.json`` (the run's counters, the sha256 and size of every other file, and a
+   digest of itself), fsyncs the files and renames ``<tag>.tmp`` to ``<tag>`` (the commit);
 3. rank 0 points ``latest`` at ``<tag>`` (atomic replace);
 4. only then are checkpoints beyond ``keep_last`` removed, each first renamed to ``<name>.old.tmp``.
 
 ``*.tmp`` entries are never the only complete checkpoint and are removed at the next start.
 :func:`find_latest` follows ``latest`` and, when it names no complete folder, takes the newest
-complete one. DeepSpeed files are read with ``weights_only=True`` (:mod:`.safe_load`).
+complete one; every candidate is verified against its checksums first (:func:`verify_checkpoint`),
+and one that fails is moved to ``damaged/`` with a warning naming it and why, so the run resumes from
+the newest intact checkpoint. DeepSpeed files are read with ``weights_only=True`` (:mod:`.safe_load`).
+
+Before a save, the free space of the file system is compared with the size of the previous checkpoint
+(or, for the first, an estimate from the model and optimizer state); a disk that fills up during a
+save is reported as "no space left" naming the folder (:class:`CheckpointSpaceError`), and the
+previous checkpoint stays the newest.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -33,7 +43,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..checkpoint.digest import check_manifest, json_digest, manifest
 from ..checkpoint.io import atomic_write
+from ..checkpoint.report import CheckpointError
 from .distributed import barrier
 from .safe_load import safe_torch_load, weights_only_loading
 
@@ -41,6 +53,7 @@ log = logging.getLogger(__name__)
 
 LATEST = "latest"
 ABANDONED = "abandoned"
+DAMAGED = "damaged"
 META = "meta.json"
 SAVE_POINTS = (
     "engine_saved",
@@ -52,6 +65,14 @@ SAVE_POINTS = (
     "pruned",
 )
 _TAG = re.compile(r"step_(\d{8})")
+
+
+class DamagedCheckpointError(CheckpointError):
+    """A checkpoint folder whose ``meta.json`` is unreadable or whose files differ from their checksums."""
+
+
+class CheckpointSpaceError(OSError):
+    """No space left on the file system for a checkpoint (``errno`` is ``ENOSPC``)."""
 
 
 def step_tag(global_step: int) -> str:
@@ -118,6 +139,67 @@ def _fsync_tree(folder: Path) -> None:
             with open(path, "rb") as handle:
                 os.fsync(handle.fileno())
     _fsync_dir(folder)
+
+
+def _folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def estimate_bytes(engine, ckpt_dir: Path, exclude_frozen: bool = False) -> int:
+    """Bytes the next checkpoint will take: the size of the newest complete one in ``ckpt_dir`` or, for the
+    first, the module's tensors (trainable only with ``exclude_frozen``) plus three fp32 copies of the
+    trainable parameters (master weights and Adam's two moments)."""
+    previous = complete_checkpoints(ckpt_dir)
+    if previous:
+        return _folder_bytes(previous[-1])
+    module = getattr(engine, "module", None)
+    if module is None:
+        return 0
+    params = list(module.parameters())
+    trainable = sum(p.numel() for p in params if p.requires_grad)
+    weights = sum(p.numel() * p.element_size() for p in params if p.requires_grad or not exclude_frozen)
+    return int(weights + 3 * 4 * trainable)
+
+
+def check_free_space(ckpt_dir: Path, final: Path, needed: int, margin: float = 0.05) -> None:
+    """Refuse a save that cannot fit: free bytes below ``needed`` plus ``margin``.
+
+    Raises:
+        CheckpointSpaceError: naming the folder, the bytes needed and the bytes free.
+    """
+    free = shutil.disk_usage(ckpt_dir).free
+    if needed and free < needed * (1 + margin):
+        raise CheckpointSpaceError(
+            errno.ENOSPC,
+            f"no space left for checkpoint {final}: it needs about {needed / 2**20:.1f} MiB, "
+            f"{free / 2**20:.1f} MiB are free on that file system; free space and rerun the same command "
+            f"(resume=auto continues from the previous checkpoint)",
+        )
+
+
+_WRITE_FAILURES = ("unexpected pos", "failed writing", "file write failed", "No space left")
+
+
+def _raise_if_out_of_space(err: BaseException, ckpt_dir: Path, final: Path) -> None:
+    """Re-raise a write error caused by a full disk as :class:`CheckpointSpaceError` (torch's zip writer
+    reports it as ``unexpected pos N vs M``); the partial ``.tmp`` folder is removed to give the space back."""
+    chain, cause = [], err
+    while cause is not None and len(chain) < 10:
+        chain.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    full = any(getattr(e, "errno", None) == errno.ENOSPC for e in chain) or any(
+        isinstance(e, RuntimeError) and any(text in str(e) for text in _WRITE_FAILURES) for e in chain
+    )
+    if not full:
+        return
+    shutil.rmtree(final.with_name(final.name + ".tmp"), ignore_errors=True)
+    free = shutil.disk_usage(ckpt_dir).free
+    raise CheckpointSpaceError(
+        errno.ENOSPC,
+        f"no space left on the device while saving checkpoint {final} ({free / 2**20:.1f} MiB free now; "
+        f"writer said: {str(err).splitlines()[0] if str(err) else type(err).__name__}); the previous checkpoint "
+        f"is intact: free space and rerun the same command",
+    ) from err
 
 
 def checkpoint_step(folder: Path) -> int | None:
@@ -220,27 +302,36 @@ def save_checkpoint(
         ckpt_dir.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(ckpt_dir / tmp_tag, ignore_errors=True)
     barrier()
-    engine.save_checkpoint(
-        str(ckpt_dir),
-        tag=tmp_tag,
-        client_state=client_state,
-        save_latest=False,
-        exclude_frozen_parameters=exclude_frozen,
-    )
-    _reached("engine_saved")
-    torch.save({**rng_state(), "rank_state": dict(rank_state or {})}, ckpt_dir / tmp_tag / f"rng_rank{rank}.pt")
-    _reached("rank_state_saved")
+    check_free_space(ckpt_dir, final, estimate_bytes(engine, ckpt_dir, exclude_frozen))
+    try:
+        engine.save_checkpoint(
+            str(ckpt_dir),
+            tag=tmp_tag,
+            client_state=client_state,
+            save_latest=False,
+            exclude_frozen_parameters=exclude_frozen,
+        )
+        _reached("engine_saved")
+        state = {**rng_state(), "rank_state": dict(rank_state or {})}
+        torch.save(state, ckpt_dir / tmp_tag / f"rng_rank{rank}.pt")
+        _reached("rank_state_saved")
+    except (OSError, RuntimeError) as err:
+        _raise_if_out_of_space(err, ckpt_dir, final)
+        raise
     barrier()
     if rank == 0:
-        (ckpt_dir / tmp_tag / META).write_text(
-            json.dumps(
-                {
-                    "global_step": global_step,
-                    **{k: v for k, v in client_state.items() if isinstance(v, (int, float, str))},
-                },
-                indent=1,
-            )
-        )
+        meta = {
+            "global_step": global_step,
+            **{k: v for k, v in client_state.items() if isinstance(v, (int, float, str))},
+            "files": manifest(ckpt_dir / tmp_tag, exclude=(META,)),
+        }
+        meta["digest"] = json_digest(meta)
+        text = json.dumps(meta, indent=1).encode()
+        try:
+            atomic_write(ckpt_dir / tmp_tag / META, lambda f: f.write(text))
+        except OSError as err:
+            _raise_if_out_of_space(err, ckpt_dir, final)
+            raise
         _reached("meta_written")
         _fsync_tree(ckpt_dir / tmp_tag)
         os.rename(ckpt_dir / tmp_tag, final)  # the commit; `final` does not exist (checked above)
@@ -268,51 +359,141 @@ def _prune(ckpt_dir: Path, keep_last: int, current: Path) -> None:
         shutil.rmtree(doomed, ignore_errors=True)
 
 
-def find_latest(ckpt_dir: str | os.PathLike) -> Path | None:
-    """The complete checkpoint ``latest`` names or, if it names none, the newest complete one.
+def read_meta(folder: str | os.PathLike) -> dict[str, Any]:
+    """The ``meta.json`` of a checkpoint folder, checked against its own digest.
+
+    Raises:
+        DamagedCheckpointError: missing, empty, not a JSON object, or its digest does not match.
+    """
+    path = Path(folder) / META
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise DamagedCheckpointError(f"{path}: cannot be read ({err.strerror or err})") from None
+    if not text.strip():
+        raise DamagedCheckpointError(f"{path}: empty")
+    try:
+        meta = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise DamagedCheckpointError(f"{path}:{err.lineno}: not valid JSON ({err.msg})") from None
+    if not isinstance(meta, dict):
+        raise DamagedCheckpointError(f"{path}: not a JSON object")
+    digest = meta.pop("digest", None)
+    if digest is not None and digest != json_digest(meta):
+        raise DamagedCheckpointError(f"{path}: does not match its digest (damaged)")
+    if digest is not None:
+        meta["digest"] = digest
+    return meta
+
+
+def verify_checkpoint(folder: str | os.PathLike) -> dict[str, Any]:
+    """Check a checkpoint folder against the checksums in its ``meta.json``; returns the meta.
+
+    A folder saved before checksums were written (no ``files`` entry) is accepted with a warning.
+
+    Raises:
+        DamagedCheckpointError: naming the folder and the first difference (a file missing, of another
+            size or sha256, or an unreadable ``meta.json``).
+    """
+    folder = Path(folder)
+    try:
+        meta = read_meta(folder)
+    except DamagedCheckpointError as err:
+        raise DamagedCheckpointError(f"checkpoint {folder} is damaged: {err}") from None
+    files = meta.get("files")
+    if not isinstance(files, dict):
+        log.warning("%s has no checksums (saved by an older version); it cannot be verified", folder)
+        return meta
+    problem = check_manifest(folder, files)
+    if problem is not None:
+        raise DamagedCheckpointError(f"checkpoint {folder} is damaged: {problem}")
+    return meta
+
+
+def set_aside(folder: Path) -> Path:
+    """Move a damaged checkpoint folder to ``damaged/`` beside it (renamed, never deleted); returns its new place."""
+    target_dir = folder.parent / DAMAGED
+    target_dir.mkdir(exist_ok=True)
+    target, n = target_dir / folder.name, 1
+    while target.exists():
+        target, n = target_dir / f"{folder.name}.{n}", n + 1
+    os.replace(folder, target)
+    return target
+
+
+def find_latest(ckpt_dir: str | os.PathLike, verify: bool = True) -> Path | None:
+    """The intact checkpoint ``latest`` names or, if it names none, the newest intact one.
+
+    With ``verify`` (call it on one rank only: it moves folders) each candidate is checked with
+    :func:`verify_checkpoint`; a damaged one is moved to ``damaged/`` with a warning and the next older
+    one is tried.
 
     Returns:
         The folder, or None when ``ckpt_dir`` holds no checkpoint.
 
     Raises:
         FileNotFoundError: ``latest`` names a folder that is gone and no complete checkpoint is left.
+        DamagedCheckpointError: every checkpoint was damaged (each is named and set aside).
     """
     ckpt_dir = Path(ckpt_dir)
     pointer = ckpt_dir / LATEST
     named = pointer.read_text().strip() if pointer.is_file() else None
-    if named and _TAG.fullmatch(named) and checkpoint_step(ckpt_dir / named) is not None:  # a name, not a path
-        return ckpt_dir / named
     complete = complete_checkpoints(ckpt_dir)
-    if not complete:
-        if named:
-            raise FileNotFoundError(
-                f"{pointer} names {named}, which does not exist, and {ckpt_dir} holds no other complete checkpoint"
-            )
-        return None
-    if named:
+    candidates = list(reversed(complete))
+    if named and _TAG.fullmatch(named) and checkpoint_step(ckpt_dir / named) is not None:  # a name, not a path
+        candidates.remove(ckpt_dir / named)
+        candidates.insert(0, ckpt_dir / named)
+    elif named and complete:
         log.warning(
             "%s names %s, which is not a complete checkpoint; using the newest complete one, %s",
             pointer,
             named,
             complete[-1].name,
         )
-    return complete[-1]
+    damaged = []
+    for folder in candidates:
+        if not verify:
+            return folder
+        try:
+            verify_checkpoint(folder)
+            return folder
+        except DamagedCheckpointError as err:
+            moved = set_aside(folder)
+            damaged.append(moved)
+            log.warning("%s; moved to %s, trying the previous checkpoint", err, moved)
+    if damaged:
+        raise DamagedCheckpointError(
+            f"no intact checkpoint left in {ckpt_dir}: {len(damaged)} damaged one(s) moved to "
+            f"{ckpt_dir / DAMAGED} ({', '.join(p.name for p in damaged)}); start afresh with resume=null"
+        )
+    if named:
+        raise FileNotFoundError(
+            f"{pointer} names {named}, which does not exist, and {ckpt_dir} holds no other complete checkpoint"
+        )
+    return None
 
 
-def load_checkpoint(engine, folder: str | os.PathLike, rank: int) -> dict[str, Any]:
+def load_checkpoint(engine, folder: str | os.PathLike, rank: int, verify: bool = True) -> dict[str, Any]:
     """Restore a checkpoint saved by :func:`save_checkpoint`; returns its client state.
 
     Every file is read with ``weights_only=True`` (DeepSpeed's too). This rank's ``rank_state`` is
     returned under the key ``"rank_state"`` (``{}`` when the file has none).
 
+    Args:
+        verify: check the folder's checksums first (:func:`verify_checkpoint`); pass False when it was
+            just verified (e.g. by :func:`find_latest` on rank 0).
+
     Raises:
         FileNotFoundError: ``folder`` does not exist.
+        DamagedCheckpointError: ``verify`` and the folder fails its checksums.
         CheckpointError: a file holds objects that would need executing pickled code, or is unreadable.
         RuntimeError: DeepSpeed found no checkpoint in ``folder``.
     """
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"checkpoint folder not found: {folder}")
+    if verify:
+        verify_checkpoint(folder)
     with weights_only_loading(engine):
         path, client_state = engine.load_checkpoint(
             str(folder.parent),

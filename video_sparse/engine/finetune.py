@@ -24,14 +24,18 @@ from tqdm import tqdm
 
 from ..adapters import count_parameters
 from ..checkpoint import atomic_save, save_adapter_checkpoint
+from ..checkpoint.adapter_files import with_digest
+from ..checkpoint.io import atomic_write
 from ..data.collate import collate_samples
+from ..evaluation.metrics import NonFiniteScoresError
 from ..sparsify import keep_units
 from . import checkpointing
 from .builders import DTYPES, build_model, build_optimizer, compile_backend, instantiate_group, resolve_precision
-from .distributed import all_reduce_sum, barrier, init_distributed
+from .distributed import all_reduce_sum, barrier, broadcast_object, init_distributed
 from .evaluate import evaluate
 from .logging_utils import MetricWriter, setup_logging
 from .mixup import MixupCutmix
+from .preemption import PreemptionFlag
 from .preflight import prepare_run
 from .run_lock import RunLock, lock_run_folder
 from .sample_order import Layout, ResumableSampler, SeededDataset, check_layout, resume_micro_step
@@ -39,6 +43,10 @@ from .schedules import keep_rate_at
 from .testing import MultiViewTest
 
 log = logging.getLogger(__name__)
+
+
+class DivergedError(FloatingPointError):
+    """The training loss became NaN or infinite (the step is not applied; checkpoints stay as they were)."""
 
 
 class FinetuneRecipe:
@@ -52,6 +60,9 @@ class FinetuneRecipe:
         self.step_in_epoch = 0
         self.global_step = 0
         self.finished = False
+        self.preempted = False  # set by train() when a signal stopped it after saving a step checkpoint
+        self.preemption = PreemptionFlag()
+        self._saved_step = -1  # the optimizer step of the last checkpoint saved by this process
         self.already_complete = False  # set by train() when output_dir already holds a finished run
         self.history: list[dict[str, Any]] = []
         self.epoch_sums: dict[str, float] = {"loss_sum": 0.0, "loss_count": 0, "skipped": 0}  # this rank's
@@ -174,23 +185,20 @@ class FinetuneRecipe:
         )
 
     def _maybe_resume(self) -> None:
-        resume = self.cfg.resume
-        folder = None
-        if resume:
-            folder = checkpointing.find_latest(self.ckpt_dir) if resume == "auto" else Path(resume)
+        folder = self._resume_folder()
         if folder is None:
             if self.dist.is_main:  # later saves must not meet another run's checkpoints
                 checkpointing.abandon_after(self.ckpt_dir, -1)
             barrier()
-            if resume:
+            if self.cfg.resume:
                 log.info("resume=auto: no checkpoint in %s, starting fresh", self.ckpt_dir)
             return
-        meta = folder / checkpointing.META
-        if meta.is_file():  # refuse another layout before DeepSpeed reads anything
-            check_layout(json.loads(meta.read_text()), self.layout, str(folder))
-        state = checkpointing.load_checkpoint(self.engine, folder, self.dist.rank)
+        if (folder / checkpointing.META).is_file():  # refuse another layout before DeepSpeed reads anything
+            check_layout(checkpointing.read_meta(folder), self.layout, str(folder))
+        state = checkpointing.load_checkpoint(self.engine, folder, self.dist.rank, verify=False)
         self.epoch, self.step_in_epoch = int(state["epoch"]), resume_micro_step(state, self.layout)
         self.global_step = int(state["global_step"])
+        self._saved_step = self.global_step
         self.history = list(state.get("history", []))
         self.epoch_sums.update(state["rank_state"].get("epoch_sums", {}))
         if self.dist.is_main:
@@ -203,6 +211,30 @@ class FinetuneRecipe:
             self.step_in_epoch,
             self.global_step,
         )
+
+    def _resume_folder(self) -> Path | None:
+        """The checkpoint to resume from, verified on rank 0 (damaged ones set aside) and agreed by all ranks.
+
+        Raises:
+            DamagedCheckpointError: the folder named by ``resume=`` is damaged, or no intact one is left.
+        """
+        resume = self.cfg.resume
+        found: tuple[str | None, str | None] = (None, None)
+        if resume and self.dist.is_main:
+            try:
+                if resume == "auto":
+                    folder = checkpointing.find_latest(self.ckpt_dir)
+                else:
+                    folder = Path(resume)
+                    if folder.is_dir():
+                        checkpointing.verify_checkpoint(folder)
+                found = (str(folder) if folder is not None else None, None)
+            except checkpointing.DamagedCheckpointError as err:
+                found = (None, str(err))
+        folder_name, error = broadcast_object(found)
+        if error is not None:
+            raise checkpointing.DamagedCheckpointError(error)
+        return Path(folder_name) if folder_name is not None else None
 
     # ------------------------------------------------------------------------------------------ train
     def _loader(self) -> DataLoader:
@@ -237,6 +269,7 @@ class FinetuneRecipe:
         }
 
     def _save(self) -> None:
+        self._saved_step = self.global_step
         checkpointing.save_checkpoint(
             self.engine,
             self.ckpt_dir,
@@ -248,7 +281,37 @@ class FinetuneRecipe:
             rank_state={"epoch_sums": dict(self.epoch_sums)},
         )
 
+    def _reduce_device(self) -> torch.device | None:
+        return self.dist.device if self.dist.device.type == "cuda" else None
+
+    def _stop_for_preemption(self) -> bool:
+        """At an optimizer-step boundary: when any rank got a preemption signal, save this step (every rank
+        takes part) and return True."""
+        if not self.preemption.agreed(self._reduce_device()):
+            return False
+        if self._saved_step != self.global_step:
+            self._save()
+        self.preempted = True
+        signal_name = self.preemption.received.name if self.preemption.received else "a signal on another rank"
+        log.warning(
+            "preempted (%s): stopped at epoch %d, step %d of %d, %d optimizer steps done; checkpoint %s saved; "
+            "the same command (resume=auto) continues from there",
+            signal_name,
+            self.epoch + 1,
+            self.step_in_epoch // self.layout.accumulate_steps,
+            self.steps_per_epoch,
+            self.global_step,
+            self.ckpt_dir / checkpointing.step_tag(self.global_step),
+        )
+        return True
+
     def train(self) -> None:
+        """Train until ``epochs`` (or ``train.max_steps``); a SIGTERM / SIGUSR1 on any rank saves a step
+        checkpoint at the next step boundary and returns with ``preempted`` set."""
+        with self.preemption.watch():
+            self._train()
+
+    def _train(self) -> None:
         cfg = self.cfg
         max_steps = cfg.train.max_steps
         save_every = int(cfg.train.save_every_steps or 0)
@@ -292,13 +355,18 @@ class FinetuneRecipe:
                 # for every rate of a ramp)
                 logits = self.engine(x, keep_units=keep_units(keep_rate))
                 loss = torch.sum(-target * F.log_softmax(logits.float(), dim=-1), dim=-1).mean()
+                loss_value = float(loss.detach())
+                if not math.isfinite(loss_value):  # before the step: no update and no checkpoint from it
+                    raise DivergedError(
+                        f"training diverged: loss is {loss_value} at epoch {self.epoch + 1}, micro-step "
+                        f"{self.step_in_epoch + 1} of {self.micro_steps_per_epoch} (optimizer step "
+                        f"{self.global_step + 1}); nothing of this step was applied or saved (lower optim.lr or "
+                        f"set optim.clip_grad, then resume)"
+                    )
                 self.engine.backward(loss)
                 self.engine.step()
                 self.epoch_sums["skipped"] += int(batch["skipped"].sum())
                 self.step_in_epoch += 1
-                loss_value = float(loss.detach())
-                if not math.isfinite(loss_value):
-                    raise FloatingPointError(f"loss is {loss_value} at epoch {self.epoch}, step {self.step_in_epoch}")
                 self.epoch_sums["loss_sum"] += loss_value
                 self.epoch_sums["loss_count"] += 1
                 if self.step_in_epoch % accumulate:
@@ -340,19 +408,24 @@ class FinetuneRecipe:
                     and self.step_in_epoch < self.micro_steps_per_epoch
                 ):  # the epoch end saves its last step
                     self._save()
+                if self.step_in_epoch < self.micro_steps_per_epoch and self._stop_for_preemption():
+                    bar.close()  # (at the epoch's last step the epoch end validates, saves and then stops)
+                    return
                 if max_steps and self.global_step >= int(max_steps):
                     bar.close()
                     log.info("stopping after train.max_steps=%d optimizer steps (resume with resume=auto)", max_steps)
                     return
             bar.close()
             self._end_epoch(**self.epoch_sums)
+            if self._stop_for_preemption():
+                return
         self.finished = True
         if not self.already_complete:
             log.info("training done in %.1f s", time.time() - start_time)
 
     def _end_epoch(self, loss_sum: float, loss_count: int, skipped: int) -> None:
         cfg = self.cfg
-        total_skipped = int(all_reduce_sum(skipped, self.dist.device if self.dist.device.type == "cuda" else None))
+        total_skipped = int(all_reduce_sum(skipped, self._reduce_device()))
         record: dict[str, Any] = {
             "epoch": self.epoch + 1,
             "train_loss": loss_sum / max(loss_count, 1),
@@ -364,6 +437,12 @@ class FinetuneRecipe:
             )
         if cfg.train.eval_every and (self.epoch + 1) % int(cfg.train.eval_every) == 0:
             result = self.validate()
+            nonfinite = int(all_reduce_sum(result.get("num_nonfinite", 0), self._reduce_device()))  # every rank
+            if nonfinite:
+                raise NonFiniteScoresError(
+                    f"validation after epoch {self.epoch + 1}: {nonfinite} samples have non-finite scores "
+                    f"(NaN or inf); the model diverged (lower optim.lr or set optim.clip_grad)"
+                )
             record.update({f"val_{k}": v for k, v in result.items() if isinstance(v, (int, float))})
         self.history.append(record)
         self.writer.scalars({f"epoch/{k}": v for k, v in record.items() if k != "epoch"}, self.global_step)
@@ -425,10 +504,19 @@ class FinetuneRecipe:
             with _gathered(list(module.parameters())):
                 if self.dist.is_main:
                     state = {k: v.detach().float().cpu().clone() for k, v in module.state_dict().items()}
-                    atomic_save({"model": state, "model_args": module.model_args}, self.output_dir / "model_final.pth")
+                    payload = with_digest({"model": state, "model_args": module.model_args})
+                    atomic_save(payload, self.output_dir / "model_final.pth")
                     log.info("exported full weights to %s", self.output_dir / "model_final.pth")
         barrier()
         return path if self.dist.is_main else None
+
+    def record_failure(self, err: BaseException) -> None:
+        """Name a failed training in ``results.json`` (rank 0): ``error``, the epochs done and no metric."""
+        if self.dist.is_main:
+            record = {"name": self.cfg.name, "error": str(err), "history": self.history, **self.param_counts}
+            text = json.dumps(record, indent=1, default=str).encode()
+            atomic_write(self.output_dir / "results.json", lambda f: f.write(text))
+            log.error("%s", err)
 
     def cleanup(self) -> None:
         self.writer.close()
@@ -447,7 +535,11 @@ def run_training(cfg: DictConfig) -> FinetuneRecipe:
     prepare_run(cfg, "train")  # paths, defaults and cheap checks before any expensive step
     recipe = FinetuneRecipe(cfg)
     recipe.setup()
-    recipe.train()
+    try:
+        recipe.train()
+    except (DivergedError, NonFiniteScoresError) as err:
+        recipe.record_failure(err)
+        raise
     # adapter.pth is written last (atomically): without it a kill cut the test or the export short, so redo both
     tested_before = recipe.already_complete and all(
         (recipe.output_dir / name).is_file() for name in ("results.json", "adapter.pth")

@@ -22,6 +22,7 @@ from ..analysis.flops import count_gmacs, input_shape_of
 from ..checkpoint import load_trained_weights
 from ..checkpoint.io import atomic_write
 from ..evaluation import format_flops_x_views, plot_confusion_matrix
+from ..evaluation.metrics import NonFiniteScoresError
 from .builders import DTYPES, build_model, compile_backend, compile_model, instantiate_group, resolve_precision
 from .distributed import DistInfo, barrier, init_distributed
 from .evaluate import evaluate
@@ -32,6 +33,20 @@ log = logging.getLogger(__name__)
 
 class NothingScoredError(RuntimeError):
     """A test in which no sample could be scored (its summary is written first)."""
+
+
+class NonFiniteTestError(NonFiniteScoresError):
+    """A test whose scores hold NaN or infinity (its summary, naming the count, is written first)."""
+
+
+def format_metrics(summary: dict[str, Any]) -> str:
+    """``top1 81.25 top5 96.00 mean-class 80.10`` for the accuracies a summary holds (``-`` when ``None``)."""
+    names = [k for k in summary if k.startswith("top") and k[3:].isdigit()] + ["mean_class_acc"]
+    return " ".join(
+        f"{'mean-class' if k == 'mean_class_acc' else k} "
+        + ("-" if summary.get(k) is None else f"{float(summary.get(k, float('nan'))):.2f}")
+        for k in names
+    )
 
 
 class MultiViewTest:
@@ -64,6 +79,8 @@ class MultiViewTest:
 
         Raises:
             NothingScoredError: on rank 0, after writing ``results.json``, when no sample was scored.
+            NonFiniteTestError: on rank 0, after writing ``results.json`` (with ``error`` and
+                ``test.num_nonfinite``, accuracies ``null``), when a score is NaN or infinite.
         """
         cfg, dist_info = self.cfg, self.dist
         results: dict[str, Any] = {"name": cfg.name, **(extra or {})}
@@ -89,7 +106,9 @@ class MultiViewTest:
                 results["test"]["failed_videos"] = [str(ids[i]) for i in sorted(result.failed)]
         if not dist_info.is_main:
             return {}
-        if merged is not None and len(merged) and cfg.test.confusion_matrix:
+        if results.get("test", {}).get("error"):
+            results["error"] = results["test"]["error"]
+        if merged is not None and len(merged) and cfg.test.confusion_matrix and "error" not in results:
             plot_confusion_matrix(self.output_dir / "confusion_matrix.png", merged.scores, merged.labels)
         reference = model.__class__(**model.model_args)  # GMACs depend on shapes only, not on weights
         gmacs = count_gmacs(reference, torch.zeros(input_shape_of(reference))).gmacs
@@ -107,15 +126,15 @@ class MultiViewTest:
         atomic_write(self.output_dir / "results.json", lambda f: f.write(text))
         test = results.get("test", {})
         log.info(
-            "test: top1 %.2f top5 %.2f mean-class %.2f on %s videos x %s views (%s failed to decode); GMACs x views %s",
-            test.get("top1", float("nan")),
-            test.get("top5", float("nan")),
-            test.get("mean_class_acc", float("nan")),
+            "test: %s on %s videos x %s views (%s failed to decode); GMACs x views %s",
+            format_metrics(test),
             test.get("num_videos"),
             test.get("views_per_video"),
             test.get("num_failed"),
             results["flops_x_views"],
         )
+        if test.get("error"):
+            raise NonFiniteTestError(f"{test['error']}; summary written to {self.output_dir / 'results.json'}")
         if self.cfg.test.enabled and not test.get("num_videos"):
             failed = test.get("failed_videos", [])
             raise NothingScoredError(

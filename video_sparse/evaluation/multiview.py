@@ -8,7 +8,9 @@ The merge is exact under distributed evaluation: a distributed sampler pads the 
 multiple of the world size, so a few ``(sample_index, view_index)`` pairs arrive twice; each pair is
 counted once. A video that lacks any of its ``V`` views is an error (:class:`MissingViewsError`),
 never a silently smaller average. Videos that failed to decode are passed in as a set of sample
-indices, excluded, and counted.
+indices, excluded, and counted. A video with a NaN or infinite logit in any view is counted in
+``num_nonfinite`` (softmax of an infinite logit is NaN; a mean with NaN is NaN): the metrics then
+report no accuracy (:func:`video_sparse.evaluation.metrics.evaluation_summary`).
 """
 
 from __future__ import annotations
@@ -79,6 +81,7 @@ class MergedScores:
         how: the merge rule.
         num_failed: videos excluded because they failed to decode.
         num_duplicates: duplicate view rows dropped (padding of a distributed sampler).
+        num_nonfinite: videos with a NaN or infinite logit in at least one view.
     """
 
     sample_index: np.ndarray
@@ -88,6 +91,7 @@ class MergedScores:
     how: str
     num_failed: int = 0
     num_duplicates: int = 0
+    num_nonfinite: int = 0
 
     def __len__(self) -> int:
         return int(self.scores.shape[0])
@@ -99,7 +103,7 @@ class MergedScores:
 
 
 def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
-    """Numerically stable softmax in float64, returned as float32.
+    """Numerically stable softmax in float64, returned as float32 (a row with NaN or +inf gives NaN).
 
     Args:
         logits: ``(..., K)`` array.
@@ -108,9 +112,10 @@ def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
     z = np.asarray(logits, dtype=np.float64)
     if z.size == 0:  # nothing scored (e.g. every test video failed to decode)
         return z.astype(np.float32)
-    z = z - z.max(axis=axis, keepdims=True)
-    e = np.exp(z)
-    return (e / e.sum(axis=axis, keepdims=True)).astype(np.float32)
+    with np.errstate(invalid="ignore"):  # an infinite logit gives NaN, counted by merge_views
+        z = z - z.max(axis=axis, keepdims=True)
+        e = np.exp(z)
+        return (e / e.sum(axis=axis, keepdims=True)).astype(np.float32)
 
 
 def _drop_duplicates(scores: ViewScores) -> tuple[np.ndarray, int]:
@@ -203,6 +208,14 @@ def merge_views(
 
     k = kept.num_classes
     logits = kept.logits[rows].reshape(len(uniq), num_views, k)
+    nonfinite = ~np.isfinite(logits).all(axis=(1, 2))
+    if nonfinite.any():
+        logger.warning(
+            "%d of %d videos have a NaN or infinite logit in some view (first: sample %d): no accuracy can be computed",
+            int(nonfinite.sum()),
+            len(uniq),
+            int(uniq[nonfinite][0]),
+        )
     # Rows are unique and sorted by (sample, view) with views in [0, num_views), and every video has
     # num_views of them: each block of num_views rows is one video, views 0..num_views-1 in order.
     if how == "logit":
@@ -233,6 +246,7 @@ def merge_views(
         how=how,
         num_failed=len(failed_set),
         num_duplicates=num_dup,
+        num_nonfinite=int(nonfinite.sum()),
     )
 
 

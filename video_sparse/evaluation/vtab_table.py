@@ -46,6 +46,17 @@ def _mean(values: Sequence[float]) -> float:
     return math.fsum(values) / len(values) if values else float("nan")
 
 
+def _accuracy(value: object, where: str) -> float:
+    """``value`` as a percentage; a missing, non-finite or out-of-range value is an error (never a '-' cell)."""
+    try:
+        acc = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ValueError(f"{where}: accuracy {value!r} is not a number (a failed or diverged run?)") from None
+    if not math.isfinite(acc) or not 0.0 <= acc <= 100.0:
+        raise ValueError(f"{where}: accuracy {value!r} is not a percentage in [0, 100] (a diverged run?)")
+    return acc
+
+
 def summarize_vtab(accuracies: Mapping[str, float], name: str = "", allow_missing: bool = False) -> VTABResult:
     """Computes the group means and the overall mean of a VTAB-1K sweep.
 
@@ -58,7 +69,8 @@ def summarize_vtab(accuracies: Mapping[str, float], name: str = "", allow_missin
         The table row.
 
     Raises:
-        ValueError: on an unknown task name, or on missing tasks unless ``allow_missing``.
+        ValueError: on an unknown task name, an accuracy that is not a finite percentage (named), or on
+            missing tasks unless ``allow_missing``.
     """
     unknown = sorted(set(accuracies) - set(VTAB_TASKS))
     if unknown:
@@ -66,7 +78,7 @@ def summarize_vtab(accuracies: Mapping[str, float], name: str = "", allow_missin
     missing = tuple(t for t in VTAB_TASKS if t not in accuracies)
     if missing and not allow_missing:
         raise ValueError(f"VTAB-1K sweep lacks {len(missing)} task(s): {list(missing)} (pass allow_missing=True)")
-    accs = {t: float(accuracies[t]) for t in VTAB_TASKS if t in accuracies}
+    accs = {t: _accuracy(accuracies[t], f"task {t}") for t in VTAB_TASKS if t in accuracies}
     groups = {g: _mean([accs[t] for t in vtab_tasks_in_group(g) if t in accs]) for g in VTAB_GROUPS}
     return VTABResult(
         name=name,
@@ -102,7 +114,8 @@ def collect_vtab_sweep(
         task -> accuracy, ready for :func:`summarize_vtab`.
 
     Raises:
-        ValueError: if a file lacks the keys, names no task, or two files give the same task.
+        ValueError: if a file lacks the keys, holds no finite percentage there (``null``/``NaN``: a failed
+            run), names no task, or two files give the same task.
     """
     out: dict[str, float] = {}
     source: dict[str, Path] = {}
@@ -119,7 +132,7 @@ def collect_vtab_sweep(
             raise ValueError(f"{f}: no {task_key!r} key and no parent folder named like a VTAB-1K task")
         if task in out:
             raise ValueError(f"task {task!r} appears twice: {source[task]} and {f}")
-        out[task], source[task] = float(record[metric_key]), f
+        out[task], source[task] = _accuracy(record[metric_key], f"{f}: {metric_key}"), f
     return out
 
 
