@@ -75,10 +75,11 @@ class RunLock:
 
     Args:
         folder: the run's output folder (created if missing).
+        name: the lock file's name in ``folder``.
     """
 
-    def __init__(self, folder: str | os.PathLike) -> None:
-        self.path = Path(folder) / LOCK_NAME
+    def __init__(self, folder: str | os.PathLike, name: str = LOCK_NAME) -> None:
+        self.path = Path(folder) / name
         self._fd: int | None = None
 
     @property
