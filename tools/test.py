@@ -23,8 +23,10 @@ from video_sparse.engine.config import CONFIG_DIR, exit_on_user_error
 def main(cfg: DictConfig) -> None:
     from video_sparse.engine.preflight import prepare_run
     from video_sparse.engine.run_lock import RunLockedError
+    from video_sparse.engine.targets import check_targets
     from video_sparse.engine.testing import NothingScoredError, run_test
 
+    check_targets(cfg)  # a config is data: only the project's own targets, checked before anything runs
     prepare_run(cfg, "test")  # paths, checkpoint fit and lists checked before any expensive step
     try:
         run_test(cfg)

@@ -20,7 +20,9 @@ from video_sparse.engine.config import CONFIG_DIR, exit_on_user_error
 def main(cfg: DictConfig) -> None:
     from video_sparse.engine.finetune import run_training
     from video_sparse.engine.run_lock import RunLockedError
+    from video_sparse.engine.targets import check_targets
 
+    check_targets(cfg)  # a config is data: only the project's own targets, checked before anything runs
     try:
         run_training(cfg)
     except RunLockedError as err:  # another live run writes to output_dir

@@ -130,7 +130,9 @@ class VideoClassifier:
 
         from video_sparse.checkpoint import load_trained_weights
         from video_sparse.engine.builders import build_model
+        from video_sparse.engine.targets import check_targets
 
+        check_targets(OmegaConf.create(cfg))  # a config is data: only the project's own targets are built
         plain = OmegaConf.to_container(OmegaConf.create(cfg), resolve=False)
         resolved = {
             key: OmegaConf.to_container(OmegaConf.create(cfg)[key], resolve=True)
@@ -278,12 +280,15 @@ def load_experiment_config(experiment: str | os.PathLike, overrides: Sequence[st
     from omegaconf import OmegaConf
 
     from video_sparse.engine.config import CONFIG_DIR
+    from video_sparse.engine.targets import check_targets
 
     if str(experiment).endswith((".yaml", ".yml")):
         path = Path(experiment)
         if not path.is_file():
             raise FileNotFoundError(f"experiment config not found: {path}")
-        return OmegaConf.merge(OmegaConf.load(path), OmegaConf.from_dotlist(list(overrides)))
+        cfg = OmegaConf.merge(OmegaConf.load(path), OmegaConf.from_dotlist(list(overrides)))
+        check_targets(cfg)  # someone else's config.yaml: refused before anything is built
+        return cfg
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
