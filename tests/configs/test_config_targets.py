@@ -68,6 +68,15 @@ def test_hostile_saved_config_is_refused_naming_the_key(tmp_path, case):
     assert not marker.exists()
 
 
+def test_python_yaml_tags_are_refused(tmp_path):
+    marker = tmp_path / "marker"
+    path = tmp_path / "config.yaml"
+    path.write_text(f"name: x\nmodel: !!python/object/apply:os.system ['touch {marker}']\n")
+    with pytest.raises(ConfigError, match=r"config.yaml: not a plain YAML config") as err:
+        load_experiment_config(path)
+    assert "\n" not in str(err.value) and not marker.exists()
+
+
 def test_nested_and_added_targets_are_refused_by_instantiate(tmp_path):
     marker = tmp_path / "marker"
     group = {"_target_": "video_sparse.data.VTABData", "root": {"_target_": "os.system", "_args_": [f"touch {marker}"]}}
