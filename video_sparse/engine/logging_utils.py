@@ -28,9 +28,10 @@ class _AppendHandler(logging.StreamHandler):
 
 
 def setup_logging(
-    output_dir: str | Path, is_main: bool, level: int = logging.INFO, log_name: str = "train.log"
+    output_dir: str | Path | None, is_main: bool, level: int = logging.INFO, log_name: str = "train.log"
 ) -> None:
-    """Rank 0 logs INFO to stdout and ``<output_dir>/<log_name>``; other ranks log warnings only.
+    """Rank 0 logs INFO to stdout and ``<output_dir>/<log_name>`` (stdout only when ``output_dir`` is None);
+    other ranks log warnings only.
 
     Raises:
         UnsafeOutputError: the log file or ``output_dir`` is a symbolic link.
@@ -42,7 +43,7 @@ def setup_logging(
             if isinstance(handler, _AppendHandler):
                 handler.close()
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stdout)]
-    if is_main:
+    if is_main and output_dir is not None:
         handlers.append(_AppendHandler(open_append(Path(output_dir) / log_name)))
     for handler in handlers:
         handler.setFormatter(logging.Formatter(_FORMAT, datefmt="%H:%M:%S"))
