@@ -34,6 +34,7 @@ from video_sparse.analysis.benchmark_report import (
     to_markdown,
 )
 from video_sparse.analysis.cost_plots import plot_cost_curves
+from video_sparse.safe_files import write_text
 
 logger = logging.getLogger("benchmark")
 
@@ -142,7 +143,7 @@ def run_one(args: argparse.Namespace, preset_name: str | None) -> tuple[Benchmar
     json_path = save_json(result, out_dir / f"{name}.json")
     markdown = to_markdown(result)
     md_path = out_dir / f"{name}.md"
-    md_path.write_text(markdown)
+    write_text(md_path, markdown)
     single_plot = args.plot if args.plot and len(args.preset or [None]) == 1 else out_dir / f"{name}.png"
     plot_path = plot_cost_curves([result], single_plot)
     print(markdown)

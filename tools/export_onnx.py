@@ -215,7 +215,9 @@ def main(argv: list[str] | None = None) -> int:
             f"sparse/dense throughput: onnxruntime {report['benchmark']['ort_speedup']:.2f}x, "
             f"PyTorch {report['benchmark']['torch_speedup']:.2f}x"
         )
-    (out / "report.json").write_text(json.dumps(report, indent=1, default=str))
+    from video_sparse.safe_files import write_text
+
+    write_text(out / "report.json", json.dumps(report, indent=1, default=str))
     ok = report["check"]["passed"] and report.get("dense_check", {"passed": True})["passed"]
     return 0 if ok else 1
 

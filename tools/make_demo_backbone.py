@@ -24,18 +24,17 @@ def main(argv: list[str] | None = None) -> None:
     args, overrides = parse_with_overrides(parser, argv)
 
     import torch
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     from video_sparse.engine.finetune import run_training
+    from video_sparse.safe_files import write_bytes
 
     run_training(compose_config(["experiment=demo_pretrain", f"output_dir={args.run_dir}", "resume=null", *overrides]))
     state = torch.load(Path(args.run_dir) / "model_final.pth", weights_only=True)["model"]
     backbone = {k: v.half().contiguous() for k, v in state.items() if not k.startswith("head.")}
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    save_file(
-        backbone, str(out), metadata={"source": "experiment=demo_pretrain", "model": "sparse_videomae_nano_patch16_64"}
-    )
+    metadata = {"source": "experiment=demo_pretrain", "model": "sparse_videomae_nano_patch16_64"}
+    write_bytes(out, save(backbone, metadata=metadata))
     print(
         f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB, "
         f"{sum(v.numel() for v in backbone.values()) / 1e6:.2f} M parameters)"

@@ -6,7 +6,9 @@ Example:
         --short-side 256 --quality 90 --workers 8
 
 Without ``--list`` every video under ``--videos`` is extracted and labelled by its parent folder
-name through ``--label-map``. Rerunning skips complete folders. Undecodable videos are listed in
+name through ``--label-map``. Rerunning skips folders proven complete by their ``.frames.json`` record
+(frame count, written last) and extracts any other again. A second run into the same ``--out`` is
+refused while the first lives (``--out/prepare_frames.lock``). Undecodable videos are listed in
 ``<out-list>.failures.txt`` (or ``--failures``) and left out of the list; the run continues.
 """
 
@@ -18,6 +20,7 @@ import sys
 from pathlib import Path
 
 from video_sparse.data.prepare.frames import prepare_frames
+from video_sparse.engine.run_lock import RunLockedError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
             failures_file=args.failures,
             progress=not args.no_progress,
         )
-    except (ValueError, FileNotFoundError) as err:  # bad list lines, paths leaving --out
+    except (ValueError, FileNotFoundError, RunLockedError) as err:  # bad list lines, paths leaving --out, a live run
         print(f"error: {err}", file=sys.stderr)
         return 2
     stale = Path(args.failures or f"{args.out_list}.failures.txt")

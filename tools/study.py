@@ -38,6 +38,7 @@ from video_sparse.analysis import study
 from video_sparse.engine.config import REPO_DIR as ROOT
 from video_sparse.engine.config import compose_config, parse_with_overrides
 from video_sparse.engine.logging_utils import setup_logging
+from video_sparse.safe_files import ensure_dir, open_append, write_text
 
 log = logging.getLogger("study")
 
@@ -112,7 +113,7 @@ def run_member(spec: dict[str, Any]) -> dict[str, Any]:
             "exact_peak": exact_peak,
             "added_mib": max(timing.get("added_mib") or 0.0, peak - base_mib) if base_mib is not None else None,
         }
-        timing_path.write_text(json.dumps(timing))
+        write_text(timing_path, json.dumps(timing))
     changed = sum(not torch.equal(before[n], p.detach()) for n, p in module.named_parameters() if n in before)
     results = recipe.test()
     record: dict[str, Any] = {
@@ -158,7 +159,7 @@ def run_member(spec: dict[str, Any]) -> dict[str, Any]:
             curve[str(keep)] = float(result.summary["top1"])
         record["keep_curve"] = curve
     recipe.cleanup()
-    (out / "study.json").write_text(json.dumps(record, indent=1, default=str))
+    write_text(out / "study.json", json.dumps(record, indent=1, default=str))
     recipe = module = before = None
     gc.collect()  # free this member's model before the next one (in-process runs)
     if device.type == "cuda":
@@ -293,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
         for v, d in zip((args.resolution, args.epochs, args.train_images, args.test_images, args.batch_size), defaults)
     )
     out = args.out or ROOT / "outputs" / "study" / (args.task + ("_quick" if args.quick else ""))
-    out.mkdir(parents=True, exist_ok=True)
+    ensure_dir(out)
     setup_logging(out, True)
     grid = study.image_grid() if args.task == "image" else study.video_grid()
     members = study.select(grid, args.methods)
@@ -364,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
             log.info("[%s] done in %.1f min", m.name, (time.time() - member_start) / 60)
             write_report(args, out, grid, settings, argv, time.time() - started, failures, plots=False)  # so far
     failures.update({name: f"skipped: {why}" for name, why in plan.skipped.items()})
-    (out / "failures.json").write_text(json.dumps(failures, indent=1))
+    write_text(out / "failures.json", json.dumps(failures, indent=1))
     write_report(args, out, grid, settings, argv, time.time() - started, failures)
     return 1 if any(not v.startswith("skipped") for v in failures.values()) else 0
 
@@ -384,9 +385,7 @@ def run_in_process(spec: dict[str, Any]) -> str | None:
 
 def run_in_subprocess(spec: dict[str, Any], folder: Path) -> str | None:
     """Run one member in a fresh process; returns the last error line of a failure, else None."""
-    folder.mkdir(parents=True, exist_ok=True)
-    spec_path = folder / "spec.json"
-    spec_path.write_text(json.dumps(spec, indent=1))
+    spec_path = write_text(folder / "spec.json", json.dumps(spec, indent=1))
     result = subprocess.run(
         [sys.executable, str(Path(__file__).resolve()), "--member", str(spec_path)],
         check=False,
@@ -444,14 +443,14 @@ def write_report(
             "- note: some members ran in one shared process (--in-process on CPU), so their training "
             "peak memory includes what earlier members left; rerun them without --in-process"
         )
-    with open(out / "study.md", "a") as handle:
+    with open_append(out / "study.md") as handle:
         handle.write("\nClaim (Sparse-Tuning keep 0.7 vs Dense Adapters keep 1.0):\n" + "\n".join(claim) + "\n")
     if failures:
-        with open(out / "study.md", "a") as handle:
+        with open_append(out / "study.md") as handle:
             handle.write("\nMembers without results:\n" + "".join(f"- {k}: {v}\n" for k, v in failures.items()))
     curve = next((r["keep_curve"] for r in records.values() if r.get("keep_curve")), None)
     if curve:
-        with open(out / "study.md", "a") as handle:
+        with open_append(out / "study.md") as handle:
             handle.write("\nTest-time keep rate, one model trained at 0.7:\n\n")
             handle.write(study.write_keep_curve(curve, out / "keep_curve.md", out / "keep_curve.csv"))
     if rows and plots:

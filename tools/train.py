@@ -21,8 +21,10 @@ def main(cfg: DictConfig) -> None:
     from video_sparse.engine.finetune import DivergedError, run_training
     from video_sparse.engine.preemption import PREEMPTED_EXIT_CODE
     from video_sparse.engine.run_lock import RunLockedError
+    from video_sparse.engine.targets import check_targets
     from video_sparse.evaluation.metrics import NonFiniteScoresError
 
+    check_targets(cfg)  # a config is data: only the project's own targets, checked before anything runs
     try:
         recipe = run_training(cfg)
     except RunLockedError as err:  # another live run writes to output_dir

@@ -40,6 +40,7 @@ from video_sparse.checkpoint import is_adapter_checkpoint, load_adapter_checkpoi
 from video_sparse.data.images import load_image
 from video_sparse.data.readers import open_video
 from video_sparse.models.vit import SparseViT
+from video_sparse.safe_files import save_image
 
 logger = logging.getLogger("visualize")
 
@@ -187,16 +188,15 @@ def main(argv: list[str] | None = None) -> Path:
         logger.info("block %d keeps %d of %d patches", layer, int(mask.sum()), mask.size)
     scale = args.scale or max(1, -(-160 // pixels.shape[-2]))
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     if not model.is_video:
-        render_image(pixels, tokens, scale).save(out)
+        save_image(render_image(pixels, tokens, scale), out)
     else:
         strips = render_video(pixels, tokens, scale)
         if out.suffix.lower() in (".gif", ".mp4"):
             save_animation(strips, out, args.fps)
         else:
             tubelet = len(pixels) // tokens.masks.shape[1]
-            contact_sheet(strips[::tubelet]).save(out)
+            save_image(contact_sheet(strips[::tubelet]), out)
     logger.info("wrote %s", out)
     return out
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from video_sparse.data.vtab import VTAB_TASKS
 from video_sparse.engine.config import compose_config, exit_on_user_error, parse_with_overrides
 from video_sparse.evaluation import summarize_vtab, write_vtab_table
+from video_sparse.safe_files import open_append
 
 
 def run_task(task: str, root: str, out: Path, overrides: list[str]) -> Path:
@@ -68,7 +69,7 @@ def main(argv: list[str] | None = None) -> None:
         f"\nGMACs per image: {', '.join(map(str, sorted(gmacs)))}; trainable parameters (M): "
         f"{', '.join(f'{p / 1e6:.3f}' for p in sorted(params))}\n"
     )
-    with open(out / "vtab.md", "a") as handle:
+    with open_append(out / "vtab.md") as handle:
         handle.write(footer)
     print(table + footer)
 

@@ -31,7 +31,6 @@ import hashlib
 import json
 import logging
 import resource
-from pathlib import Path
 from typing import Any
 
 import timm
@@ -41,6 +40,7 @@ import torch.nn.functional as F
 import video_sparse  # noqa: F401
 from video_sparse.adapters import set_trainable
 from video_sparse.models import vit as vit_module
+from video_sparse.safe_files import write_text
 
 log = logging.getLogger("zero_memory")
 GiB = 2**30
@@ -315,7 +315,7 @@ def main(argv: list[str] | None = None) -> None:
         text = json.dumps(result, indent=1)
         print(text)
         if args.json:
-            Path(args.json).write_text(text)
+            write_text(args.json, text)
     torch.distributed.barrier()
     torch.distributed.destroy_process_group()
 

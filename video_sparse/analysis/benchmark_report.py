@@ -7,15 +7,14 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ..safe_files import write_text
 from .benchmark import PAPER_KEEP_RATE, BenchmarkResult, VariantResult
 
 
 def save_json(result: BenchmarkResult, path: str | os.PathLike) -> Path:
     """Write ``result`` as indented JSON; returns the path."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result.to_dict(), indent=1) + "\n")
-    return path
+    return write_text(path, json.dumps(result.to_dict(), indent=1) + "\n")
 
 
 def load_json(path: str | os.PathLike) -> BenchmarkResult:

@@ -12,6 +12,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..safe_files import write_with
 from .benchmark import BenchmarkResult
 from .benchmark_report import throughput
 
@@ -109,6 +110,4 @@ def plot_cost_curves(
     if title:
         fig.suptitle(title)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    return path
+    return write_with(path, lambda f: fig.savefig(f, dpi=110, format=path.suffix.lstrip(".") or "png"))

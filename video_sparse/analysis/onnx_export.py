@@ -29,6 +29,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..safe_files import ensure_dir, refuse_link
+
 logger = logging.getLogger(__name__)
 
 LOGITS = "logits"
@@ -95,7 +97,8 @@ def export_onnx(
             f"export needs an example batch of at least 2 to keep the batch axis dynamic, got {tuple(example.shape)}"
         )
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    ensure_dir(path.parent)
+    refuse_link(path)  # the exporter opens the file itself
     model = model.eval().float()
     module = (WithKeptTokens(model) if with_kept else model).eval()
     outputs = [LOGITS] + (kept_output_names(model) if with_kept else [])

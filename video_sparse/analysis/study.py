@@ -19,12 +19,15 @@ from __future__ import annotations
 
 import csv
 import fnmatch
+import io
 import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from ..safe_files import write_text, write_with
 
 #: Learning rates per family (AdamW, the study's batch size); ``head`` for head-only methods.
 LR_FAMILIES: dict[str, float] = {"head": 5.0e-3, "adapter": 1.0e-3, "full": 1.0e-4}
@@ -265,12 +268,13 @@ def write_table(
     lines += ["| " + " | ".join(h for _, h in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(_fmt(k, r.get(k)) for k in keys) + " |" for r in rows]
     text = "\n".join(lines) + "\n"
-    Path(md_path).write_text(text)
+    write_text(md_path, text)
     extra = ["description", "top1_low", "top1_high", "test_images", "train_added_mib", "trainable_changed", "lr"]
-    with open(csv_path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=keys + extra, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
+    handle = io.StringIO(newline="")
+    writer = csv.DictWriter(handle, fieldnames=keys + extra, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(csv_path, handle.getvalue())
     return text
 
 
@@ -280,9 +284,8 @@ def write_keep_curve(curve: dict[str, float], md_path: str | os.PathLike, csv_pa
     text = "| test keep rate | " + " | ".join(f"{k:g}" for k, _ in items) + " |\n"
     text += "|---|" + "---|" * len(items) + "\n"
     text += "| top-1 % | " + " | ".join(f"{v:.2f}" for _, v in items) + " |\n"
-    Path(md_path).write_text(text)
-    with open(csv_path, "w", newline="") as handle:
-        handle.write("keep_rate,top1\n" + "".join(f"{k:g},{v:.4f}\n" for k, v in items))
+    write_text(md_path, text)
+    write_text(csv_path, "keep_rate,top1\n" + "".join(f"{k:g},{v:.4f}\n" for k, v in items))
     return text
 
 
@@ -318,6 +321,6 @@ def plot_study(
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     path = Path(path)
-    fig.savefig(path, dpi=120)
+    write_with(path, lambda f: fig.savefig(f, dpi=120, format=path.suffix.lstrip(".") or "png"))
     plt.close(fig)
     return path

@@ -19,6 +19,8 @@ import torch
 from PIL import Image, ImageDraw
 from torch import nn
 
+from ..safe_files import ensure_dir, write_with
+
 DIM = 0.22  # brightness of dropped patches
 _CAPTION_H = 16
 _GAP = 4
@@ -215,9 +217,14 @@ def contact_sheet(strips: Sequence[Image.Image]) -> Image.Image:
 def save_animation(strips: Sequence[Image.Image], path: str | os.PathLike, fps: float = 4.0) -> Path:
     """Save frames as an animated GIF (Pillow) or, for ``.mp4``, an H.264 video (PyAV)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    ensure_dir(path.parent)
     if path.suffix.lower() == ".gif":
-        strips[0].save(path, save_all=True, append_images=list(strips[1:]), duration=round(1000 / fps), loop=0)
+        write_with(
+            path,
+            lambda f: strips[0].save(
+                f, format="GIF", save_all=True, append_images=list(strips[1:]), duration=round(1000 / fps), loop=0
+            ),
+        )
     elif path.suffix.lower() == ".mp4":
         from ..data.demo import write_video
 

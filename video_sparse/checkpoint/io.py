@@ -1,7 +1,7 @@
 """Atomic file writes: a temporary file next to the target, fsynced, then renamed onto it.
 
-This module imports only the standard library and torch, nothing from the package, so data, engine and
-checkpoint code may all use :func:`atomic_write` without import cycles.
+This module imports only the standard library, torch and :mod:`video_sparse.safe_files` (standard library
+only), so data, engine and checkpoint code may all use :func:`atomic_write` without import cycles.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import torch
+
+from ..safe_files import ensure_dir
 
 
 def _create_sibling_temp(path: Path) -> tuple[int, Path]:
@@ -33,13 +35,14 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> 
     The temporary file lives in the same folder (so the final ``os.replace`` is atomic), is flushed
     and fsynced before the rename, gets the permissions of a normally created file (0o666 less the
     umask), and is removed if anything fails, leaving an existing ``path`` untouched. Missing parent
-    folders are created.
+    folders are created. A symbolic link at ``path`` is replaced, never written through; a parent
+    folder that is a link is refused (:func:`video_sparse.safe_files.ensure_dir`).
 
     Returns:
         ``path`` as a ``Path``.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    ensure_dir(path.parent)
     fd, tmp = _create_sibling_temp(path)
     try:
         with os.fdopen(fd, "wb") as f:

@@ -503,6 +503,9 @@ def data_module_class(data_cfg: Mapping[str, Any]) -> type[DataModule]:
     """
     from hydra.utils import get_object
 
+    from video_sparse.engine.targets import check_targets
+
+    check_targets(data_cfg, "data")
     target = data_cfg.get("_target_")
     cls = get_object(target) if target else None
     if not (isinstance(cls, type) and issubclass(cls, DataModule)):

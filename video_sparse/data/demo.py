@@ -10,9 +10,12 @@ the class, a model must compare frames in order.
 
 Clips are real H.264 ``.mp4`` files written with PyAV, listed in ``train.txt``, ``val.txt``
 and ``test.txt`` (video-list format) with ``labels.txt`` naming the classes. Generation is
-deterministic in ``seed`` and idempotent: finished files are reused (files are written to a
-temporary name and renamed when complete). Note that a horizontal flip swaps ``left`` and
-``right``: train on this set with ``hflip=False``, and with mild crops (e.g. ``min_scale=0.5``).
+deterministic in ``seed`` and idempotent: finished files are reused (each file is written to a
+temporary name of its own and renamed when complete, so two processes generating the same set at once
+write identical files). ``demo.json`` is written last and removed before a set with other settings
+is written over it: a set counts as complete only while it holds the record of its settings.
+Note that a horizontal flip swaps ``left`` and ``right``: train on this set with ``hflip=False``, and
+with mild crops (e.g. ``min_scale=0.5``).
 """
 
 from __future__ import annotations
@@ -177,6 +180,8 @@ def make_demo_dataset(
     if previous == record and all(Path(out[key]).is_file() for key in (*_SPLITS, "labels")):
         return out  # complete: read nothing else, write nothing (safe with concurrent readers)
     reuse = previous is not None and previous.get("params") == params
+    if previous is not None and previous != record:
+        meta.unlink(missing_ok=True)  # the old record must not vouch for files being rewritten
     written = 0
     for split_id, split in enumerate(_SPLITS):
         entries = []

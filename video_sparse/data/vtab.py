@@ -28,6 +28,7 @@ from PIL import Image
 
 from video_sparse.data.image_datasets import ImageFileDataset, Transform, read_image_list
 from video_sparse.data.image_transforms import IN21K_MEAN, IN21K_STD, vtab_transform
+from video_sparse.safe_files import ensure_dir, save_image, write_text
 
 __all__ = [
     "VTAB_TASKS",
@@ -189,7 +190,7 @@ def make_digits_vtab(
 
     order = np.random.default_rng(seed).permutation(total)
     task_dir = Path(root) / task
-    (task_dir / "images").mkdir(parents=True, exist_ok=True)
+    ensure_dir(task_dir / "images")
 
     def write(indices: np.ndarray, prefix: str) -> list[str]:
         lines = []
@@ -197,7 +198,7 @@ def make_digits_vtab(
             pixels = np.clip(digits.images[i] * (255.0 / 16.0), 0, 255).astype(np.uint8)
             image = Image.fromarray(pixels).resize((size, size), Image.Resampling.BICUBIC).convert("RGB")
             rel = f"images/{prefix}_{k:04d}.jpg"
-            image.save(task_dir / rel, quality=95)
+            save_image(image, task_dir / rel, quality=95)
             lines.append(f"{rel} {int(digits.target[i])}\n")
         return lines
 
@@ -211,6 +212,6 @@ def make_digits_vtab(
         "test": test_lines,
     }
     for name, lines in lists.items():
-        (task_dir / f"{name}.txt").write_text("".join(lines), encoding="utf-8")
+        write_text(task_dir / f"{name}.txt", "".join(lines))
     logger.info("wrote digits VTAB task %s: %d train, %d test images of %d px", task_dir, n_train, n_test, size)
     return task_dir

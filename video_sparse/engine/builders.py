@@ -24,6 +24,7 @@ from ..adapters.peft import set_trainable
 from ..checkpoint import load_pretrained
 from ..errors import ConfigError
 from .schema import RAMP_KEYS
+from .targets import check_targets
 
 log = logging.getLogger(__name__)
 
@@ -99,12 +100,15 @@ def instantiate_group(node: DictConfig | Mapping[str, Any], group: str, **kwargs
         **kwargs: arguments added by the caller (they win over the group's values).
 
     Raises:
-        ConfigError: no ``_target_``, a target that cannot be imported, or a key the target does not take.
+        ConfigError: no ``_target_``, a target outside :data:`~.targets.ALLOWED_TARGETS` (at any depth),
+            one that cannot be imported, or a key the target does not take.
     """
     values = _plain(node)
     target_name = values.get("_target_")
     if not target_name:
         raise ConfigError(f"{group} has no _target_ (the class or function it configures)")
+    check_targets(values, group)  # nested targets too: Hydra builds every one
+    check_targets(kwargs, group)
     try:
         target = get_object(target_name)
     except Exception as err:  # ImportError, AttributeError, ValueError from Hydra's locate

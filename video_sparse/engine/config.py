@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationToMissingValueError, MissingMandatoryValue
 
 from ..errors import ConfigError
+from ..safe_files import write_text
 
 REPO_DIR = Path(__file__).resolve().parents[2]
 CONFIG_DIR = REPO_DIR / "configs"
@@ -53,6 +54,31 @@ def compose_config(overrides: Sequence[str] = (), config_name: str = "train") ->
     with these Hydra overrides, for tools that run the recipe in-process."""
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
         return compose(config_name=config_name, overrides=list(overrides))
+
+
+def save_run_config(output_dir: str | Path, cfg: DictConfig, name: str = "config.yaml") -> None:
+    """Write the resolved config to ``<output_dir>/<name>`` and, under Hydra, what Hydra would keep in
+    ``<output_dir>/.hydra/`` (``config.yaml`` as composed, ``hydra.yaml``, ``overrides.yaml``).
+
+    Hydra's own copy is off (``hydra.output_subdir: null`` in ``configs/train.yaml``): it would be written
+    before the run holds its folder's lock, and through links. Call this after
+    :func:`~video_sparse.engine.run_lock.lock_run_folder`; every file goes through
+    :func:`~video_sparse.safe_files.write_text` (atomic, never through a link).
+    """
+    from hydra.core.hydra_config import HydraConfig
+
+    output_dir = Path(output_dir)
+    write_text(output_dir / name, OmegaConf.to_yaml(cfg, resolve=True))
+    if not HydraConfig.initialized():
+        return
+    hydra_cfg = HydraConfig.get()
+    files = {
+        "config.yaml": OmegaConf.to_yaml(cfg),
+        "hydra.yaml": OmegaConf.to_yaml(OmegaConf.create({"hydra": hydra_cfg})),
+        "overrides.yaml": OmegaConf.to_yaml(hydra_cfg.overrides.task),
+    }
+    for file, text in files.items():
+        write_text(output_dir / ".hydra" / file, text)
 
 
 def parse_with_overrides(

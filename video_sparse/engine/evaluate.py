@@ -25,6 +25,7 @@ from ..evaluation import (
     save_video_scores,
     save_view_scores,
 )
+from ..safe_files import ensure_dir
 from .distributed import DistInfo
 from .sample_order import ResumableSampler, SeededDataset
 
@@ -107,7 +108,7 @@ def evaluate(
     summary = evaluation_summary(merged)
     if out_dir is not None:
         out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
+        ensure_dir(out_dir)
         save_view_scores(out_dir / "view_scores.npz", records, failed=failed, num_views=merged.num_views)
         save_video_scores(out_dir / "video_scores.csv", merged, video_ids=video_ids)
     return EvalResult(summary, merged, records, set(failed))

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -31,6 +31,7 @@ from ..evaluation.metrics import NonFiniteScoresError
 from ..sparsify import keep_units
 from . import checkpointing
 from .builders import DTYPES, build_model, build_optimizer, compile_backend, instantiate_group, resolve_precision
+from .config import save_run_config
 from .distributed import all_reduce_sum, barrier, broadcast_object, init_distributed
 from .evaluate import evaluate
 from .logging_utils import MetricWriter, setup_logging
@@ -87,8 +88,7 @@ class FinetuneRecipe:
         self.lock = lock_run_folder(self.output_dir, self.dist.is_main)  # refuses a second live run
         setup_logging(self.output_dir, self.dist.is_main)
         if self.dist.is_main:
-            self.output_dir.mkdir(parents=True, exist_ok=True)
-            (self.output_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+            save_run_config(self.output_dir, cfg)
         self.precision = resolve_precision(cfg.precision, self.dist.device)
         self.dtype = DTYPES[self.precision]
         torch.manual_seed(cfg.seed)  # the same initial weights on every rank

@@ -1,4 +1,8 @@
-"""Rank-aware logging to the console and ``train.log``, and TensorBoard scalars."""
+"""Rank-aware logging to the console and ``train.log``, and TensorBoard scalars.
+
+The log file is opened without following a symbolic link at its name and the TensorBoard folder must not
+be a link (:mod:`video_sparse.safe_files`).
+"""
 
 from __future__ import annotations
 
@@ -7,19 +11,40 @@ import sys
 import warnings
 from pathlib import Path
 
+from ..safe_files import ensure_dir, open_append
+
 _FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
-def setup_logging(output_dir: str | Path, is_main: bool, level: int = logging.INFO) -> None:
-    """Rank 0 logs INFO to stdout and ``<output_dir>/train.log``; other ranks log warnings only."""
+class _AppendHandler(logging.StreamHandler):
+    """A log file handler whose file is opened with :func:`~video_sparse.safe_files.open_append`."""
+
+    def close(self) -> None:
+        try:
+            self.flush()
+            self.stream.close()
+        finally:
+            super().close()
+
+
+def setup_logging(
+    output_dir: str | Path | None, is_main: bool, level: int = logging.INFO, log_name: str = "train.log"
+) -> None:
+    """Rank 0 logs INFO to stdout and ``<output_dir>/<log_name>`` (stdout only when ``output_dir`` is None);
+    other ranks log warnings only.
+
+    Raises:
+        UnsafeOutputError: the log file or ``output_dir`` is a symbolic link.
+    """
     root = logging.getLogger()
     for handler in list(root.handlers):
         if getattr(handler, "_video_sparse", False):
             root.removeHandler(handler)
+            if isinstance(handler, _AppendHandler):
+                handler.close()
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stdout)]
-    if is_main:
-        Path(output_dir).mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(Path(output_dir) / "train.log"))
+    if is_main and output_dir is not None:
+        handlers.append(_AppendHandler(open_append(Path(output_dir) / log_name)))
     for handler in handlers:
         handler.setFormatter(logging.Formatter(_FORMAT, datefmt="%H:%M:%S"))
         handler._video_sparse = True  # type: ignore[attr-defined]
@@ -49,7 +74,7 @@ class MetricWriter:
             except ImportError:
                 logging.getLogger(__name__).warning("tensorboard is not installed; no TensorBoard scalars")
             else:
-                self._writer = SummaryWriter(str(log_dir), purge_step=purge_step)
+                self._writer = SummaryWriter(str(ensure_dir(log_dir)), purge_step=purge_step)
 
     def scalars(self, values: dict[str, float], step: int) -> None:
         if self._writer is not None:

@@ -110,7 +110,7 @@ def prepare_run(cfg: DictConfig, mode: str) -> None:
     """
     if mode not in ("train", "test"):
         raise ValueError(f"mode must be train or test, got {mode!r}")
-    setup_logging(cfg.output_dir, int(os.environ.get("RANK", "0")) == 0)
+    setup_logging(None, int(os.environ.get("RANK", "0")) == 0)  # console only: the folder is not locked yet
     check_config(cfg)  # unknown keys and wrong types in the plain groups
     with open_dict(cfg):
         _resolve_paths(cfg, mode)

@@ -7,6 +7,11 @@ over with a warning naming the dead holder; a second live run is refused with a 
 naming the holder. Where ``flock`` is not supported (some network file systems), the file's pid is
 checked instead: on the same host a pid that no longer runs marks a stale lock.
 
+The lock file is opened with ``O_NOFOLLOW`` in a folder that must not be a symbolic link, and
+:func:`lock_run_folder` then checks that nothing inside the run folder is a link
+(:mod:`video_sparse.safe_files`), so a planted ``run.lock``, ``train.log`` or ``checkpoints`` link is
+refused before the run writes anything.
+
 Only :func:`lock_run_folder` imports from the package (lazily), so the module loads cheaply on its own.
 """
 
@@ -52,15 +57,29 @@ def _describe(holder: dict[str, Any]) -> str:
     return f"pid {holder.get('pid', '?')} on host {holder.get('host', '?')} (started {when}: {holder.get('cmd', '?')})"
 
 
+def _link_error(path: Path) -> Exception:
+    """The package's ``UnsafeOutputError`` where the package is importable, else a plain ``OSError``."""
+    message = (
+        f"{path} is a symbolic link (to {os.readlink(path)}); refusing to write through it: "
+        f"remove the link or choose another output folder"
+    )
+    try:
+        from ..safe_files import UnsafeOutputError
+    except ImportError:  # loaded on its own
+        return OSError(errno.ELOOP, message)
+    return UnsafeOutputError(message)
+
+
 class RunLock:
     """Exclusive lock on an output folder; use as a context manager or call :meth:`acquire`/:meth:`release`.
 
     Args:
         folder: the run's output folder (created if missing).
+        name: the lock file's name in ``folder``.
     """
 
-    def __init__(self, folder: str | os.PathLike) -> None:
-        self.path = Path(folder) / LOCK_NAME
+    def __init__(self, folder: str | os.PathLike, name: str = LOCK_NAME) -> None:
+        self.path = Path(folder) / name
         self._fd: int | None = None
 
     @property
@@ -82,9 +101,18 @@ class RunLock:
         """
         if self._fd is not None:
             return self
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        folder = self.path.parent
+        if folder.is_symlink():
+            raise _link_error(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
         for _ in range(10):
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fd = os.open(self.path, flags, 0o644)
+            except OSError as err:
+                if err.errno == errno.ELOOP or self.path.is_symlink():
+                    raise _link_error(self.path) from None
+                raise
             try:
                 locked = self._try_flock(fd)
             except BaseException:
@@ -158,20 +186,30 @@ class RunLock:
 
 
 def lock_run_folder(folder: str | os.PathLike, is_main: bool) -> RunLock | None:
-    """Rank 0 locks ``folder``; every rank raises :class:`RunLockedError` when that failed.
+    """Rank 0 locks ``folder`` and checks that nothing in it is a symbolic link; every rank raises when
+    that failed. Call it before anything is written into ``folder``.
 
     Returns:
         The held lock on rank 0, None on the other ranks.
+
+    Raises:
+        RunLockedError: another live run holds ``folder``.
+        UnsafeOutputError: ``folder``, or something inside it, is a symbolic link (named).
     """
+    from ..safe_files import UnsafeOutputError, refuse_links_inside
     from .distributed import broadcast_object
 
     lock, error = None, None
     if is_main:
         try:
             lock = RunLock(folder).acquire()
-        except RunLockedError as err:
-            error = str(err)
+            refuse_links_inside(folder)
+        except (RunLockedError, UnsafeOutputError) as err:
+            if lock is not None:
+                lock.release()
+                lock = None
+            error = (type(err).__name__, str(err))
     error = broadcast_object(error)
     if error:
-        raise RunLockedError(error)
+        raise (UnsafeOutputError if error[0] == "UnsafeOutputError" else RunLockedError)(error[1])
     return lock

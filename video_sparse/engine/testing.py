@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,10 +24,13 @@ from ..checkpoint import load_trained_weights
 from ..checkpoint.io import atomic_write
 from ..evaluation import format_flops_x_views, plot_confusion_matrix
 from ..evaluation.metrics import NonFiniteScoresError
+from ..safe_files import ensure_dir
 from .builders import DTYPES, build_model, compile_backend, compile_model, instantiate_group, resolve_precision
-from .distributed import DistInfo, barrier, init_distributed
+from .config import save_run_config
+from .distributed import DistInfo, barrier, broadcast_object, init_distributed
 from .evaluate import evaluate
 from .logging_utils import setup_logging
+from .run_lock import lock_run_folder
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +125,7 @@ class MultiViewTest:
         return results
 
     def _write(self, results: dict[str, Any]) -> None:
-        self.output_dir.mkdir(parents=True, exist_ok=True)
+        ensure_dir(self.output_dir)
         text = json.dumps(results, indent=1, default=str).encode()
         atomic_write(self.output_dir / "results.json", lambda f: f.write(text))
         test = results.get("test", {})
@@ -144,12 +148,46 @@ class MultiViewTest:
             )
 
 
+TRAINING_RECORDS = ("train.log", "checkpoints", "adapter.pth")
+"""Entries that mark a folder as a training run's (``tools/test.py`` then writes into its ``test/`` subfolder)."""
+
+
+def folder_for_test(output_dir: str | Path) -> Path:
+    """Where ``tools/test.py`` writes: ``output_dir``, or ``<output_dir>/test`` when ``output_dir`` holds a
+    training run (one of :data:`TRAINING_RECORDS`), whose ``results.json``, logs and config stay untouched."""
+    output_dir = Path(output_dir)
+    if any(os.path.lexists(output_dir / name) for name in TRAINING_RECORDS):
+        return output_dir / "test"
+    return output_dir
+
+
 def run_test(cfg: DictConfig) -> dict[str, Any]:
     """``tools/test.py``: build the model, load ``cfg.checkpoint``, cast it to the run's precision and run
-    :class:`MultiViewTest`."""
+    :class:`MultiViewTest`.
+
+    Results, ``test.log`` and the config go to :func:`folder_for_test`, held with a run lock
+    (:func:`~video_sparse.engine.run_lock.lock_run_folder`) taken before anything is written there.
+
+    Raises:
+        RunLockedError: another live test writes into the same folder.
+        UnsafeOutputError: that folder, or something inside it, is a symbolic link.
+    """
     dist_info = init_distributed(cfg.device)
-    output_dir = Path(cfg.output_dir)
-    setup_logging(output_dir, dist_info.is_main)
+    output_dir = Path(broadcast_object(str(folder_for_test(cfg.output_dir)) if dist_info.is_main else None))
+    lock = lock_run_folder(output_dir, dist_info.is_main)
+    try:
+        setup_logging(output_dir, dist_info.is_main, log_name="test.log")
+        if output_dir != Path(cfg.output_dir):
+            log.info("%s holds a training run: test results go to %s", cfg.output_dir, output_dir)
+        if dist_info.is_main:
+            save_run_config(output_dir, cfg)
+        return _run_test(cfg, dist_info, output_dir)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _run_test(cfg: DictConfig, dist_info: DistInfo, output_dir: Path) -> dict[str, Any]:
     dtype = DTYPES[resolve_precision(cfg.precision, dist_info.device)]
     data = instantiate_group(cfg.data, "data")
     data.prepare(dist_info.is_main)

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from video_sparse.evaluation.metrics import confusion_matrix
+from video_sparse.safe_files import write_with
 
 __all__ = ["plot_confusion_matrix"]
 
@@ -85,6 +86,4 @@ def plot_confusion_matrix(
         ax.set_title(title)
     fig.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    return path
+    return write_with(path, lambda f: fig.savefig(f, dpi=100, format=path.suffix.lstrip(".") or "png"))

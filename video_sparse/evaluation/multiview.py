@@ -16,6 +16,7 @@ report no accuracy (:func:`video_sparse.evaluation.metrics.evaluation_summary`).
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import os
 from collections.abc import Iterable, Sequence
@@ -26,6 +27,7 @@ from typing import Literal
 import numpy as np
 
 from video_sparse.evaluation.records import ViewScores, as_int_set, load_view_scores
+from video_sparse.safe_files import write_text, write_with
 
 __all__ = [
     "MergeHow",
@@ -304,30 +306,29 @@ def save_video_scores(
             f"video_ids has {len(video_ids)} entries but sample index {int(merged.sample_index.max())} occurs"
         )
     ids = [str(video_ids[i]) if video_ids is not None else str(i) for i in merged.sample_index.tolist()]
-    path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".npz":
-        np.savez_compressed(
+        return write_with(
             path,
-            sample_index=merged.sample_index,
-            video_id=np.array(ids, dtype=np.str_),
-            label=merged.labels,
-            scores=merged.scores,
-            num_views=np.array(merged.num_views),
-            how=np.array(merged.how),
+            lambda f: np.savez_compressed(
+                f,
+                sample_index=merged.sample_index,
+                video_id=np.array(ids, dtype=np.str_),
+                label=merged.labels,
+                scores=merged.scores,
+                num_views=np.array(merged.num_views),
+                how=np.array(merged.how),
+            ),
         )
-        return path
     preds = merged.scores.argmax(axis=1) if len(merged) else np.zeros(0, dtype=np.int64)
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer)
+    writer.writerow(["sample_index", "video_id", "label", "pred"] + [f"score_{c}" for c in range(merged.num_classes)])
+    for i in range(len(merged)):
         writer.writerow(
-            ["sample_index", "video_id", "label", "pred"] + [f"score_{c}" for c in range(merged.num_classes)]
+            [int(merged.sample_index[i]), ids[i], int(merged.labels[i]), int(preds[i])]
+            + [repr(float(x)) for x in merged.scores[i]]
         )
-        for i in range(len(merged)):
-            writer.writerow(
-                [int(merged.sample_index[i]), ids[i], int(merged.labels[i]), int(preds[i])]
-                + [repr(float(x)) for x in merged.scores[i]]
-            )
-    return path
+    return write_text(path, buffer.getvalue())
 
 
 def load_video_scores(path: str | os.PathLike) -> tuple[MergedScores, list[str]]:

@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from video_sparse.safe_files import write_with
+
 __all__ = ["ViewScores", "ViewScoreCollector", "save_view_scores", "load_view_scores"]
 
 
@@ -167,19 +169,20 @@ def save_view_scores(
     path = Path(path)
     if path.suffix != ".npz":
         path = path.with_name(path.name + ".npz")
-    path.parent.mkdir(parents=True, exist_ok=True)
     extra: dict[str, np.ndarray] = {"failed": np.array(sorted({int(i) for i in failed}), dtype=np.int64)}
     if num_views is not None:
         extra["num_views"] = np.array(int(num_views), dtype=np.int64)
-    np.savez_compressed(
+    return write_with(
         path,
-        sample_index=scores.sample_index,
-        view_index=scores.view_index,
-        label=scores.labels,
-        logits=scores.logits,
-        **extra,
+        lambda f: np.savez_compressed(
+            f,
+            sample_index=scores.sample_index,
+            view_index=scores.view_index,
+            label=scores.labels,
+            logits=scores.logits,
+            **extra,
+        ),
     )
-    return path
 
 
 def load_view_scores(path: str | os.PathLike) -> tuple[ViewScores, set[int], int | None]:

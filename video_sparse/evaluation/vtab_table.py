@@ -9,6 +9,7 @@ Specialized and 8 Structured tasks equally per group, so it differs from the pla
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from video_sparse.data.vtab import VTAB_GROUPS, VTAB_TASKS, vtab_tasks_in_group
+from video_sparse.safe_files import write_text
 
 __all__ = ["VTABResult", "summarize_vtab", "collect_vtab_sweep", "format_vtab_markdown", "write_vtab_table"]
 
@@ -202,14 +204,13 @@ def write_vtab_table(
     rows = [results] if isinstance(results, VTABResult) else list(results)
     text = format_vtab_markdown(rows, digits)
     if md_path is not None:
-        Path(md_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(md_path).write_text(text, encoding="utf-8")
+        write_text(md_path, text)
     if csv_path is not None:
-        Path(csv_path).parent.mkdir(parents=True, exist_ok=True)
-        with open(csv_path, "w", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f)
-            writer.writerow(["name"] + _columns()[:-1] + ["mean", "task_mean"])
-            for r in rows:
-                values = _row_values(r) + [r.task_mean]
-                writer.writerow([r.name] + ["" if math.isnan(v) else repr(v) for v in values])
+        buffer = io.StringIO(newline="")
+        writer = csv.writer(buffer)
+        writer.writerow(["name"] + _columns()[:-1] + ["mean", "task_mean"])
+        for r in rows:
+            values = _row_values(r) + [r.task_mean]
+            writer.writerow([r.name] + ["" if math.isnan(v) else repr(v) for v in values])
+        write_text(csv_path, buffer.getvalue())
     return text

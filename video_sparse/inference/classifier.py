@@ -130,7 +130,9 @@ class VideoClassifier:
 
         from video_sparse.checkpoint import load_trained_weights
         from video_sparse.engine.builders import build_model
+        from video_sparse.engine.targets import check_targets
 
+        check_targets(OmegaConf.create(cfg))  # a config is data: only the project's own targets are built
         plain = OmegaConf.to_container(OmegaConf.create(cfg), resolve=False)
         resolved = {
             key: OmegaConf.to_container(OmegaConf.create(cfg)[key], resolve=True)
@@ -274,20 +276,35 @@ def load_experiment_config(experiment: str | os.PathLike, overrides: Sequence[st
 
     Raises:
         FileNotFoundError: a ``.yaml`` path that does not exist.
+        ConfigError: a ``_target_`` that is not one of the project's (:mod:`video_sparse.engine.targets`),
+            naming its key; nothing is built.
     """
     from omegaconf import OmegaConf
 
     from video_sparse.engine.config import CONFIG_DIR
+    from video_sparse.engine.targets import check_targets
 
     if str(experiment).endswith((".yaml", ".yml")):
         path = Path(experiment)
         if not path.is_file():
             raise FileNotFoundError(f"experiment config not found: {path}")
-        return OmegaConf.merge(OmegaConf.load(path), OmegaConf.from_dotlist(list(overrides)))
+        import yaml
+
+        from video_sparse.errors import ConfigError
+
+        try:
+            loaded = OmegaConf.load(path)  # a safe YAML loader: no Python tags
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: not a plain YAML config ({' '.join(str(err).split())})") from None
+        cfg = OmegaConf.merge(loaded, OmegaConf.from_dotlist(list(overrides)))
+        check_targets(cfg)  # someone else's config.yaml: refused before anything is built
+        return cfg
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
     if GlobalHydra.instance().is_initialized():
         GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
-        return compose(config_name="test", overrides=[f"experiment={experiment}", *overrides])
+        cfg = compose(config_name="test", overrides=[f"experiment={experiment}", *overrides])
+    check_targets(cfg)
+    return cfg

@@ -15,6 +15,7 @@ import torch
 
 from video_sparse.checkpoint.io import atomic_write
 from video_sparse.inference.classifier import Prediction, VideoClassifier
+from video_sparse.safe_files import save_image
 
 
 def write_predictions(predictions: Sequence[Prediction], out_dir: str | os.PathLike) -> tuple[Path, Path]:
@@ -92,7 +93,5 @@ def save_kept_tokens(
     if classifier.is_video:
         frames = pixels.permute(1, 2, 3, 0).numpy()
         return save_animation(render_video(np.ascontiguousarray(frames), tokens, scale), out_dir / f"{name}.gif")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"{name}.png"
-    render_image(np.ascontiguousarray(pixels.permute(1, 2, 0).numpy()), tokens, scale).save(path)
-    return path
+    image = render_image(np.ascontiguousarray(pixels.permute(1, 2, 0).numpy()), tokens, scale)
+    return save_image(image, out_dir / f"{name}.png")

@@ -36,6 +36,7 @@ from video_sparse.data.lists import (
     write_list_file,
 )
 from video_sparse.data.text import read_json, read_text
+from video_sparse.safe_files import write_text
 
 logger = logging.getLogger(__name__)
 
@@ -137,12 +138,14 @@ def _write_split(
         entries.append((rel, cls))
     report.num_written = write_list_file(report.list_file, entries)
     if report.missing:
-        resolve_inside(out_dir, f"{split}_missing.txt", f"split {split!r}").write_text(
-            "".join(k + "\n" for k in report.missing), encoding="utf-8"
+        write_text(
+            resolve_inside(out_dir, f"{split}_missing.txt", f"split {split!r}"),
+            "".join(k + "\n" for k in report.missing),
         )
     if report.unmapped:
-        resolve_inside(out_dir, f"{split}_unmapped.txt", f"split {split!r}").write_text(
-            "".join(f"{k}\t{v}\n" for k, v in report.unmapped.most_common()), encoding="utf-8"
+        write_text(
+            resolve_inside(out_dir, f"{split}_unmapped.txt", f"split {split!r}"),
+            "".join(f"{k}\t{v}\n" for k, v in report.unmapped.most_common()),
         )
     logger.info(report.summary())
     return report

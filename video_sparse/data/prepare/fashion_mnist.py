@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from video_sparse.safe_files import ensure_dir, save_image, write_text
+
 __all__ = ["CLASSES", "DEFAULT_ROOT", "load_fashion_mnist", "read_idx", "write_fashion_mnist_vtab"]
 
 log = logging.getLogger(__name__)
@@ -125,13 +127,13 @@ def write_fashion_mnist_vtab(
     test_x, test_y = load_fashion_mnist("test", source)
     train_idx = balanced_subset(train_y, n_train, seed)
     test_idx = np.arange(len(test_y)) if n_test is None else np.sort(balanced_subset(test_y, n_test, seed + 1))
-    (task_dir / "images").mkdir(parents=True, exist_ok=True)
+    ensure_dir(task_dir / "images")
 
     def write(images: np.ndarray, labels: np.ndarray, indices: np.ndarray, prefix: str) -> list[str]:
         lines = []
         for i in indices:
             rel = f"images/{prefix}_{int(i):05d}.png"
-            Image.fromarray(images[i], mode="L").save(task_dir / rel)
+            save_image(Image.fromarray(images[i], mode="L"), task_dir / rel)
             lines.append(f"{rel} {int(labels[i])}\n")
         return lines
 
@@ -145,7 +147,7 @@ def write_fashion_mnist_vtab(
         "test": test_lines,
     }
     for name, lines in lists.items():
-        (task_dir / f"{name}.txt").write_text("".join(lines), encoding="utf-8")
-    meta_path.write_text(json.dumps(meta))
+        write_text(task_dir / f"{name}.txt", "".join(lines))
+    write_text(meta_path, json.dumps(meta))  # last: a task counts as complete only once every file is in place
     log.info("wrote Fashion-MNIST VTAB task %s: %d train, %d test images", task_dir, len(train_lines), len(test_lines))
     return task_dir
