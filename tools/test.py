@@ -11,7 +11,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from video_sparse.engine.config import CONFIG_DIR, exit_on_user_error
+from video_sparse.engine.config import CONFIG_DIR, exit_on_user_error, prepare_hydra_argv
 
 
 @hydra.main(version_base=None, config_path=str(CONFIG_DIR), config_name="test")
@@ -29,4 +29,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    prepare_hydra_argv("test")  # paths with ~ or spaces; a mistyped key named with a suggestion
     main()

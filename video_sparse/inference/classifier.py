@@ -130,6 +130,7 @@ class VideoClassifier:
 
         from video_sparse.checkpoint import load_trained_weights
         from video_sparse.engine.builders import build_model
+        from video_sparse.engine.preflight import find_file
 
         plain = OmegaConf.to_container(OmegaConf.create(cfg), resolve=False)
         resolved = {
@@ -138,6 +139,10 @@ class VideoClassifier:
         }
         checkpoint = checkpoint if checkpoint is not None else plain.get("checkpoint")
         pretrained = pretrained if pretrained is not None else plain.get("pretrained")
+        # the path rules of tools/train.py and tools/test.py: ~, the current folder, then the repository
+        pretrained = find_file(pretrained, "pretrained") if pretrained not in (None, "", "???") else None
+        if checkpoint not in (None, "", "???"):
+            checkpoint = find_file(checkpoint, "checkpoint")
         model = build_model(resolved["model"], resolved["sparsity"], str(pretrained) if pretrained else None)
         if checkpoint not in (None, "", "???"):
             kind = load_trained_weights(model, checkpoint)
@@ -275,19 +280,16 @@ def load_experiment_config(experiment: str | os.PathLike, overrides: Sequence[st
     Raises:
         FileNotFoundError: a ``.yaml`` path that does not exist.
     """
+    from hydra.core.global_hydra import GlobalHydra
     from omegaconf import OmegaConf
 
-    from video_sparse.engine.config import CONFIG_DIR
+    from video_sparse.engine.config import compose_config
+    from video_sparse.engine.overrides import quote_path_overrides
+    from video_sparse.engine.preflight import find_file
 
     if str(experiment).endswith((".yaml", ".yml")):
-        path = Path(experiment)
-        if not path.is_file():
-            raise FileNotFoundError(f"experiment config not found: {path}")
-        return OmegaConf.merge(OmegaConf.load(path), OmegaConf.from_dotlist(list(overrides)))
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
+        path = find_file(experiment, "--experiment", "experiment config")
+        return OmegaConf.merge(OmegaConf.load(path), OmegaConf.from_dotlist(quote_path_overrides(overrides)))
     if GlobalHydra.instance().is_initialized():
         GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
-        return compose(config_name="test", overrides=[f"experiment={experiment}", *overrides])
+    return compose_config([f"experiment={experiment}", *overrides], "test")
