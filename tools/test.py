@@ -6,6 +6,7 @@ bash tools/dist_test.sh k400_videomae_base outputs/k400_videomae_base/adapter.pt
 
 from __future__ import annotations
 
+import os
 import sys
 
 import hydra
@@ -17,15 +18,21 @@ from video_sparse.engine.config import CONFIG_DIR, exit_on_user_error, prepare_h
 @hydra.main(version_base=None, config_path=str(CONFIG_DIR), config_name="test")
 @exit_on_user_error
 def main(cfg: DictConfig) -> None:
+    from video_sparse.engine.logging_utils import outputs_line
     from video_sparse.engine.preflight import prepare_run
     from video_sparse.engine.testing import NothingScoredError, run_test
 
     prepare_run(cfg, "test")  # paths, checkpoint fit and lists checked before any expensive step
+    is_main = int(os.environ.get("RANK", "0")) == 0
     try:
         run_test(cfg)
     except NothingScoredError as err:  # the summary is written; say so and fail the command
+        if is_main:
+            print(outputs_line(cfg.output_dir))
         print(f"error: {err}", file=sys.stderr)
         sys.exit(1)
+    if is_main:
+        print(outputs_line(cfg.output_dir))
 
 
 if __name__ == "__main__":

@@ -19,13 +19,16 @@ from video_sparse.engine.config import CONFIG_DIR, exit_on_user_error, prepare_h
 @exit_on_user_error
 def main(cfg: DictConfig) -> None:
     from video_sparse.engine.finetune import run_training
+    from video_sparse.engine.logging_utils import outputs_line
     from video_sparse.engine.run_lock import RunLockedError
 
     try:
-        run_training(cfg)
+        recipe = run_training(cfg)
     except RunLockedError as err:  # another live run writes to output_dir
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+    if recipe.dist.is_main:
+        print(outputs_line(recipe.output_dir))
 
 
 if __name__ == "__main__":
