@@ -256,7 +256,7 @@ class FinetuneRecipe:
         save_every = int(cfg.train.save_every_steps or 0)
         accumulate = int(cfg.optim.accumulate_steps)
         start_time = time.time()
-        last_line = start_time  # a progress line at least every PROGRESS_SECONDS, however few the steps
+        last_line = start_time  # a progress line each epoch and every PROGRESS_SECONDS, however few the steps
         if self.epoch >= int(cfg.epochs):
             self.already_complete = True
             log.info(
@@ -316,7 +316,8 @@ class FinetuneRecipe:
                     loss=f"{loss_value:.4f}", lr=f"{lr:.2e}", keep=f"{keep_rate:.2f}", clips_s=f"{clips_per_s:.1f}"
                 )
                 log_point = self.global_step % int(cfg.train.log_every) == 0
-                if bar.disable and self.dist.is_main and (log_point or now - last_line >= PROGRESS_SECONDS):
+                first = self.step_in_epoch == accumulate  # each epoch's first step: the run is moving
+                if bar.disable and self.dist.is_main and (log_point or first or now - last_line >= PROGRESS_SECONDS):
                     last_line = now
                     log.info(
                         "epoch %d/%d step %d/%d: loss %.4f, lr %.2e, keep %.2f, %.1f clips/s",
