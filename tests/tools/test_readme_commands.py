@@ -3,8 +3,9 @@
 The README's text is extracted and handed to bash (``~`` expanded by the shell as a user's would be,
 ``python`` the environment's). Long commands run with a cheap variant: extra arguments appended to the
 README text (fewer clips, one epoch, one view). Commands that need GPUs, several nodes or a real
-dataset run with ``python`` standing in for the launcher's python and ``--cfg job`` appended, so the
-tool's own parser and Hydra compose the exact arguments without training. ``COMMANDS`` maps each
+dataset run with a recording stand-in for ``python`` (and ``deepspeed``, and the launch scripts' ``PYTHON``): bash runs the
+README text, the stand-in writes down the tool and arguments it was handed, and the test composes them
+with Hydra the way the tool would (``~``, quoting, groups, keys), without training. ``COMMANDS`` maps each
 command to its check; a command added to the README or changed there without an entry fails
 ``test_every_readme_command_has_a_check``.
 """
@@ -22,6 +23,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from omegaconf import OmegaConf
 
 REPO = Path(__file__).resolve().parents[2]
 README = REPO / "README.md"
@@ -33,11 +35,10 @@ DEMO_SMALL = (
     "data.test_num_clips=1 data.test_num_crops=1"
 )
 OWN_SMALL = "data.input_size=32 data.num_frames=8 data.batch_size=2 data.test_num_clips=1 data.test_num_crops=1"
-COMPOSE = "--cfg job"  # Hydra composes the config (parser, groups, keys, path values) and prints it
 
 # command (README text without its comment) -> (how, extra arguments appended to the README text)
 #   run:      run as written + extra, from the work folder (extra may name {tmp})
-#   launcher: run as written with PYTHON/deepspeed standing in: the tool it launches only composes
+#   compose:  run as written with the recording stand-ins; the recorded train.py/test.py calls are composed
 #   repo:     check from the repository folder (set-up commands)
 COMMANDS: dict[str, tuple[str, str]] = {
     "bash tools/setup_env.sh && .venv/bin/python tools/train.py": ("repo", ""),
@@ -54,32 +55,32 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "python tools/build_lists.py ssv2 --help": ("run", ""),
     "python tools/prepare_frames.py --help": ("run", ""),
     "python tools/train.py experiment=k400_videomae_base data.root=/data/k400 "
-    "pretrained=/w/videomae_vit_b_k400_pt.pth": ("run", COMPOSE),
+    "pretrained=/w/videomae_vit_b_k400_pt.pth": ("compose", ""),
     "bash tools/dist_train.sh k400_videomae_base 8 data.root=/data/k400 pretrained=/w/videomae_vit_b_k400_pt.pth": (
-        "launcher",
+        "compose",
         "",
     ),
     "bash tools/dist_train.sh ssv2_videomae_base 8 data.root=/data/ssv2 pretrained=/w/videomae_vit_b_ssv2_pt.pth": (
-        "launcher",
+        "compose",
         "",
     ),
     "NNODES=2 NODE_RANK=0 MASTER_ADDR=node0 bash tools/dist_train.sh k400_videomae_base 8 data.root=...": (
-        "launcher",
+        "compose",
         "",
     ),
     "NNODES=2 NODE_RANK=1 MASTER_ADDR=node0 bash tools/dist_train.sh k400_videomae_base 8 data.root=...": (
-        "launcher",
+        "compose",
         "",
     ),
-    "deepspeed --hostfile hostfile tools/train.py experiment=k400_videomae_base data.root=...": ("launcher", ""),
+    "deepspeed --hostfile hostfile tools/train.py experiment=k400_videomae_base data.root=...": ("compose", ""),
     "python tools/zero_memory.py fit --gpus 8 --batch 8": (
         "run",
         "--frames 4 --size 32 --model B=sparse_videomae_base_patch16_224",
     ),
     "bash tools/dist_test.sh k400_videomae_base outputs/k400_videomae_base/adapter.pth 8 "
-    "data.root=/data/k400 pretrained=/w/videomae_vit_b_k400_pt.pth": ("launcher", ""),
+    "data.root=/data/k400 pretrained=/w/videomae_vit_b_k400_pt.pth": ("compose", ""),
     "bash tools/dist_test.sh ssv2_videomae_base outputs/ssv2_videomae_base/adapter.pth 8 "
-    "data.root=/data/ssv2 pretrained=/w/videomae_vit_b_ssv2_pt.pth": ("launcher", ""),
+    "data.root=/data/ssv2 pretrained=/w/videomae_vit_b_ssv2_pt.pth": ("compose", ""),
     "python tools/test.py experiment=demo checkpoint=outputs/demo/adapter.pth "
     "pretrained=assets/demo_backbone_nano.safetensors": ("run", DEMO_SMALL),
     "python tools/train.py": ("run", DEMO_SMALL + " data.batch_size=4 epochs=1"),
@@ -93,15 +94,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "python tools/train.py experiment=vtab data.root=/data/vtab-1k data.task=dtd pretrained=/w/ViT-B_16.npz": (
         "run",
-        COMPOSE,
+        "",
     ),
     "python tools/vtab_sweep.py --root /data/vtab-1k --out outputs/vtab -- pretrained=/w/ViT-B_16.npz": (
         "run",
         "",
     ),
-    "python tools/train.py experiment=cifar100 data.root=/data/cifar100 pretrained=/w/ViT-B_16.npz": ("run", COMPOSE),
+    "python tools/train.py experiment=cifar100 data.root=/data/cifar100 pretrained=/w/ViT-B_16.npz": ("compose", ""),
     "python tools/study.py --plan": ("run", ""),
-    "python tools/study.py": ("run", "--plan"),
+    "python tools/study.py": ("compose", ""),
 }
 # python blocks, by their first line: "run" in the work folder after the commands above, or "compile"
 # (a block that needs weights nothing here ships)
@@ -186,16 +187,19 @@ class Workspace:
         (self.work / "my_clips" / "b.mp4").write_bytes(b"not a video")  # reported, the others go on
         bin_dir = tmp / "bin"
         bin_dir.mkdir()
-        # stands in for a launcher's python or `deepspeed`: the launched tool composes its arguments only
-        compose_only = bin_dir / "compose_only"
-        compose_only.write_text(
-            "#!/bin/bash\n"
-            f'if [ "${{1:-}}" = "-c" ]; then exec "{sys.executable}" "$@"; fi\n'
-            'while [ $# -gt 0 ] && [[ "$1" != *.py ]]; do shift; done\n'
-            f'exec "{sys.executable}" "$@" --cfg job\n'
+        # stands in for python, `deepspeed` and the launch scripts' PYTHON: writes down the tool it was
+        # handed and that tool's arguments (launcher options before it dropped); `-c` checks pass
+        self.record = tmp / "recorded.jsonl"
+        recorder = tmp / "record" / "python"
+        recorder.parent.mkdir()
+        recorder.write_text(
+            f"#!{sys.executable} -I\nimport json, sys\nargs = sys.argv[1:]\n"
+            'if args[:1] == ["-c"]:\n    sys.exit(0)\n'
+            'while args and not args[0].endswith(".py"):\n    args.pop(0)\n'
+            f"with open({str(self.record)!r}, 'a') as f:\n    f.write(json.dumps(args) + '\\n')\n"
         )
-        compose_only.chmod(0o755)
-        (bin_dir / "deepspeed").symlink_to(compose_only)
+        recorder.chmod(0o755)
+        (recorder.parent / "deepspeed").symlink_to(recorder)
         self.env = {
             k: v for k, v in os.environ.items() if not k.startswith(("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_"))
         }
@@ -207,13 +211,14 @@ class Workspace:
             OMP_NUM_THREADS="1",
             PYTHONUNBUFFERED="1",
         )
-        self.launcher_env = dict(self.env, PYTHON=str(compose_only))
+        self.record_env = dict(self.env, PYTHON=str(recorder))
+        self.record_env["PATH"] = os.pathsep.join([str(recorder.parent), self.env["PATH"]])
 
     def run(self, command: str, timeout: int = 400) -> subprocess.CompletedProcess:
         """The README ``command`` with its check's extra arguments, through bash; records the time."""
         how, extra = COMMANDS[command]
         cwd = REPO if how == "repo" else self.work
-        env = self.launcher_env if how == "launcher" else self.env
+        env = self.record_env if how == "compose" else self.env
         line = f"{command} {extra.format(tmp=self.tmp)}".strip()
         start = time.perf_counter()
         result = subprocess.run(
@@ -221,6 +226,15 @@ class Workspace:
         )
         TIMES[command] = time.perf_counter() - start
         return result
+
+
+def _load_tool(name: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"tool_{name}", REPO / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _ok(result: subprocess.CompletedProcess) -> str:
@@ -260,7 +274,7 @@ def test_set_up_commands(ws):
     assert syntax.returncode == 0, syntax.stderr
     # what follows `bash tools/setup_env.sh &&`, with `.venv/bin/python` the environment's python
     checks = {
-        "bash tools/setup_env.sh && .venv/bin/python tools/train.py": f"python tools/train.py {COMPOSE}",
+        "bash tools/setup_env.sh && .venv/bin/python tools/train.py": "python tools/train.py --cfg job",
         "bash tools/setup_env.sh && .venv/bin/python -m pytest -q": (
             "python -m pytest -q --collect-only tests/tools/test_zero_memory.py"
         ),
@@ -375,22 +389,35 @@ def test_cpu_tools_and_help(ws):
         assert "usage:" in _ok(ws.run(command))
     table = _ok(ws.run("python tools/zero_memory.py fit --gpus 8 --batch 8"))
     assert "ZeRO-3" in table
-    for command in ("python tools/study.py --plan", "python tools/study.py"):
-        assert "estimated" in _ok(ws.run(command)).lower()
+    assert "estimated" in _ok(ws.run("python tools/study.py --plan")).lower()
 
 
-@pytest.mark.parametrize(
-    "command",
-    [c for c, (how, extra) in COMMANDS.items() if how == "launcher" or extra == COMPOSE],
-)
-def test_gpu_and_dataset_commands_compose(ws, command):
-    """Commands for GPUs, nodes or real datasets: the launched tool's Hydra composes the exact arguments."""
-    output = _ok(ws.run(command))
-    assert "model_name:" in output
-    for word in command.split():
-        if word.startswith(("data.root=", "pretrained=")) and not word.endswith("..."):
-            key, value = word.split("=", 1)
-            assert f"{key.split('.')[-1]}: {value}" in output
+def test_gpu_and_dataset_commands_compose(ws):
+    """Commands for GPUs, nodes or real datasets: the tool each launches gets arguments its Hydra config
+    composes, with the README's values (the launch scripts' experiment, checkpoint and run folder too)."""
+    from video_sparse.engine.config import compose_config
+
+    study = _load_tool("study")
+    for command, (how, _) in COMMANDS.items():
+        if how != "compose":
+            continue
+        ws.record.unlink(missing_ok=True)
+        _ok(ws.run(command))
+        calls = [json.loads(line) for line in ws.record.read_text().splitlines()]
+        assert len(calls) == 1, (command, calls)
+        tool, *args = calls[0]
+        if Path(tool).name == "study.py":
+            assert study.parse_args(args)[0].plan is False  # the study's own parser takes it
+            continue
+        assert Path(tool).name in ("train.py", "test.py") and Path(tool).resolve().parent == REPO / "tools"
+        cfg = compose_config(args, Path(tool).stem)
+        assert cfg.model.model_name.startswith("sparse_"), command
+        for word in command.split():
+            if word.startswith(("data.root=", "pretrained=")) and not word.endswith("..."):
+                key, value = word.split("=", 1)
+                assert OmegaConf.select(cfg, key) == value, (command, key)
+        if "dist_test.sh" in command:
+            assert cfg.checkpoint == command.split()[3] and cfg.output_dir.endswith("/test")
 
 
 def test_vtab_sweep_parses_and_stops_at_the_missing_folder(ws):
