@@ -3,9 +3,10 @@
 The README's text is extracted and handed to bash (``~`` expanded by the shell as a user's would be,
 ``python`` the environment's). Long commands run with a cheap variant: extra arguments appended to the
 README text (fewer clips, one epoch, one view). Commands that need GPUs, several nodes or a real
-dataset run with a recording stand-in for ``python`` (and ``deepspeed``, and the launch scripts' ``PYTHON``): bash runs the
-README text, the stand-in writes down the tool and arguments it was handed, and the test composes them
-with Hydra the way the tool would (``~``, quoting, groups, keys), without training. ``COMMANDS`` maps each
+dataset run with a recording stand-in for ``python`` (and ``deepspeed``, and the launch scripts'
+``PYTHON``): bash runs the README text, the stand-in writes down the tool and arguments it was handed,
+and the test composes them with Hydra the way the tool would (``~``, quoting, groups, keys), without
+training. ``COMMANDS`` maps each
 command to its check; a command added to the README or changed there without an entry fails
 ``test_every_readme_command_has_a_check``.
 """
@@ -323,6 +324,31 @@ def test_your_own_videos_three_commands(ws):
     header = (run_dir / "test" / "video_scores.csv").read_text().splitlines()[0].split(",")
     assert header[4:] == ["score_moving down", "score_moving left", "score_moving right"]
     assert f"outputs written to {run_dir / 'test'}: results.json (results), video_scores.csv" in test
+    trained = json.loads((run_dir / "results.json").read_text())
+    assert tested["test"]["top1"] == pytest.approx(trained["test"]["top1"])  # same views, same weights
+
+    # the 3-class adapter against another folder's 2-class labels.txt: one line before any work
+    other = ws.home / "two_clips"
+    other.mkdir()
+    (other / "labels.txt").write_text("moving down\nmoving right\n")
+    for split in ("train", "val", "test"):
+        (other / f"{split}.txt").write_text("moving down/d0.mp4 0\n")
+    wrong = subprocess.run(
+        [
+            "bash",
+            "-c",
+            "python tools/test.py data=custom data.root=~/two_clips checkpoint=outputs/my_clips/adapter.pth",
+        ],
+        cwd=ws.work,
+        env=ws.env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert wrong.returncode == 2 and wrong.stderr.strip().count("\n") == 0, wrong.stderr
+    assert "class counts disagree" in wrong.stderr and f"{other}/labels.txt: 2" in wrong.stderr
+    assert "checkpoint=" in wrong.stderr and "(its head): 3" in wrong.stderr
+    assert not (ws.work / "outputs" / "two_clips").exists() and "top1" not in wrong.stdout
 
 
 @pytest.fixture(scope="module")
