@@ -105,8 +105,13 @@ def explain_override_error(message: str, overrides: Sequence[str], config_name: 
     groups = [p.name for p in config_dir.iterdir() if p.is_dir() and not p.name.startswith(("_", "."))]
     value = overrides[index].split("=", 1)[1] if "=" in overrides[index] else ""
     if "Could not find" in message and key in groups:  # data=custm
-        option = _close(value, group_options(key, config_dir))
-        return f"{key}={value} is not an option of {key}" + (f"; did you mean {key}={option}?" if option else "")
+        options = group_options(key, config_dir)
+        option = _close(value, options)
+        return (
+            f"{key}={value} is not an option of {key}"
+            + (f"; did you mean {key}={option}?" if option else "")
+            + f" (Available options in '{key}': {', '.join(options)})"
+        )
     rest = [o for i, o in enumerate(overrides) if i != index]
     try:
         cfg = compose_raw(rest, config_name)
