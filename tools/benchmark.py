@@ -1,6 +1,9 @@
 """Dense ViT vs dense adapters vs Sparse-Tuning vs explicit attention: GMACs, throughput, training
-step time and peak memory in one run; writes <name>.json, <name>.md and a cost-curve <name>.png.
+step time and peak memory in one run; writes <name>.json, <name>.md and a cost-curve <name>.png
+(under outputs/benchmarks/ unless --out-dir). Without arguments it lists the presets and what each costs.
 
+    python tools/benchmark.py                                 # the presets, their models and CPU times
+    python tools/benchmark.py --preset tiny                   # the 4-block test model, seconds on a CPU
     python tools/benchmark.py --preset image                  # ViT-B/16 224 (batch 16 on CPU)
     python tools/benchmark.py --preset video                  # VideoMAE ViT-B 16x224 (batch 1 on CPU)
     python tools/benchmark.py --preset image video --device cuda   # GPU: bf16 autocast, batch 128 / 8
@@ -44,6 +47,24 @@ PRESETS = {
     "video": ("sparse_videomae_base_patch16_224", (1, 8), 3, 1, (0.5, 0.7, 0.9)),
     "tiny": ("sparse_vit_nano_patch16_64", (4, 64), 2, 1, (0.5, 0.7)),
 }
+# What one run of each preset took on 2 CPU cores (wall clock, the machine shared with other jobs).
+PRESET_CPU_TIMES = {
+    "tiny": "209 s",
+    "image": "over 25 min (stopped unfinished at 25 min)",
+    "video": "not measured (longer than image: 1568 tokens per clip)",
+}
+
+
+def describe_presets() -> str:
+    """The presets as lines a person reads: name, model, batch on CPU / GPU, rounds, keep rates, CPU time."""
+    lines = ["presets (python tools/benchmark.py --preset NAME [NAME ...]):"]
+    for name, (model, (cpu_batch, gpu_batch), reps, _, keeps) in PRESETS.items():
+        lines.append(
+            f"  {name:6s} {model}, batch {cpu_batch} on CPU / {gpu_batch} on GPU, {reps} timed rounds, "
+            f"keep rates {', '.join(f'{k:g}' for k in keeps)}; CPU: {PRESET_CPU_TIMES[name]}"
+        )
+    lines.append("or --model NAME [--batch-size N --keep-rates ...]; --help lists every option")
+    return "\n".join(lines)
 
 
 def _parse_arg(text: str) -> tuple[str, object]:
@@ -96,7 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         help="extra model constructor argument KEY=VALUE (repeatable)",
     )
-    p.add_argument("--out-dir", default="benchmarks", help="folder for <name>.json/.md/.png")
+    p.add_argument(
+        "--out-dir", default="outputs/benchmarks", help="folder for <name>.json/.md/.png (default: %(default)s)"
+    )
     p.add_argument("--name", help="file stem (default: <preset or model>_<device>)")
     p.add_argument(
         "--plot",
@@ -163,7 +186,8 @@ def main(argv: list[str] | None = None) -> dict:
         logger.info("wrote %s", path)
         return {"plot": str(path)}
     if not args.preset and not args.model:
-        raise SystemExit("give --preset or --model")
+        print(describe_presets())
+        return {"presets": sorted(PRESETS)}
     if args.preset and len(args.preset) > 1 and (args.name or args.model):
         raise SystemExit("--name and --model take one run; give one --preset")
     runs = [run_one(args, preset) for preset in (args.preset or [None])]

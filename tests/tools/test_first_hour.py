@@ -122,7 +122,8 @@ def test_checkpoint_head_mismatch_is_one_line_before_any_work(trained):
     )
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "Traceback" not in result.stderr, result.stderr
-    assert "4-class head" in result.stderr and "model.num_classes=400" in result.stderr
+    assert "class counts disagree" in result.stderr and "data.num_classes: 400" in result.stderr
+    assert "(its head): 4" in result.stderr
     assert not (tmp / "nodata").exists(), "demo clips were written before the check"
 
 

@@ -100,7 +100,9 @@ def test_full_checkpoint_rebuilds_the_model(tmp_path, photo):
 def test_video_gif_mp4_and_sheet_without_checkpoint(tmp_path, clip, caplog):
     main = _tool()
     with caplog.at_level(logging.WARNING):
-        gif = main(["--model", VIDEO_MODEL, "--input", str(clip), "--out", str(tmp_path / "kept.gif")])
+        gif = main(
+            ["--model", VIDEO_MODEL, "--random-weights", "--input", str(clip), "--out", str(tmp_path / "kept.gif")]
+        )
     assert "random" in caplog.text
     with Image.open(gif) as image:
         assert image.n_frames == 16
@@ -109,6 +111,7 @@ def test_video_gif_mp4_and_sheet_without_checkpoint(tmp_path, clip, caplog):
         [
             "--model",
             VIDEO_MODEL,
+            "--random-weights",
             "--input",
             str(clip),
             "--out",
@@ -122,14 +125,27 @@ def test_video_gif_mp4_and_sheet_without_checkpoint(tmp_path, clip, caplog):
     with av.open(str(mp4)) as container:
         assert sum(1 for _ in container.decode(video=0)) == 16
     sheet = main(
-        ["--model", VIDEO_MODEL, "--input", str(clip), "--out", str(tmp_path / "kept.png"), "--keep-rate", "0.5"]
+        [
+            "--model",
+            VIDEO_MODEL,
+            "--random-weights",
+            "--input",
+            str(clip),
+            "--out",
+            str(tmp_path / "kept.png"),
+            "--keep-rate",
+            "0.5",
+        ]
     )
     with Image.open(sheet) as image:
         assert image.width == width and image.height % 8 == 0 and image.height > 8 * 64
 
 
 def test_image_model_on_a_video_uses_one_frame(tmp_path, clip):
-    out = _tool()(["--model", IMAGE_MODEL, "--input", str(clip), "--out", str(tmp_path / "frame.png"), "--frame", "3"])
+    out = _tool()(
+        ["--model", IMAGE_MODEL, "--random-weights", "--input", str(clip), "--out", str(tmp_path / "frame.png")]
+        + ["--frame", "3"]
+    )
     with Image.open(out) as image:
         assert image.size == (4 * 192 + 3 * 4, 192 + 16)
 
@@ -137,8 +153,31 @@ def test_image_model_on_a_video_uses_one_frame(tmp_path, clip):
 def test_bad_inputs(tmp_path, photo):
     main = _tool()
     with pytest.raises(SystemExit, match="not found"):
-        main(["--model", IMAGE_MODEL, "--input", str(tmp_path / "missing.jpg"), "--out", str(tmp_path / "a.png")])
+        main(
+            ["--model", IMAGE_MODEL, "--random-weights", "--input", str(tmp_path / "missing.jpg")]
+            + ["--out", str(tmp_path / "a.png")]
+        )
     with pytest.raises(SystemExit, match="video model needs a video"):
-        main(["--model", VIDEO_MODEL, "--input", str(photo), "--out", str(tmp_path / "a.gif")])
+        main(["--model", VIDEO_MODEL, "--random-weights", "--input", str(photo), "--out", str(tmp_path / "a.gif")])
     with pytest.raises(SystemExit, match="--model"):
-        main(["--input", str(photo), "--out", str(tmp_path / "a.png")])
+        main(["--random-weights", "--input", str(photo), "--out", str(tmp_path / "a.png")])
+
+
+def test_a_model_with_random_weights_is_drawn_only_when_asked(tmp_path, photo, caplog):
+    """An adapter-only file without its backbone, or no weights at all: refused, nothing written; the
+    explicit flag draws it with a warning; a missing --backbone names the kind of file."""
+    main = _tool()
+    model = _trained_like(IMAGE_MODEL)
+    save_adapter_checkpoint(model, tmp_path / "adapters.pth")
+    adapter_only = ["--model", IMAGE_MODEL, "--arg", "num_classes=4", "--checkpoint", str(tmp_path / "adapters.pth")]
+    out = tmp_path / "kept.png"
+    with pytest.raises(SystemExit, match="adapters and head only; give the backbone .* --random-weights"):
+        main([*adapter_only, "--input", str(photo), "--out", str(out)])
+    with pytest.raises(SystemExit, match="every weight would be random"):
+        main(["--model", IMAGE_MODEL, "--input", str(photo), "--out", str(out)])
+    assert not out.exists()
+    with pytest.raises(SystemExit, match="--backbone=nowhere.pth: backbone weights not found"):
+        main([*adapter_only, "--backbone", "nowhere.pth", "--input", str(photo), "--out", str(out)])
+    with caplog.at_level(logging.WARNING):
+        assert main([*adapter_only, "--random-weights", "--input", str(photo), "--out", str(out)]) == out
+    assert out.is_file() and "backbone is random" in caplog.text

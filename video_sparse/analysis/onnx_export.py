@@ -236,7 +236,8 @@ def time_interleaved(
     Interleaving spreads the load of a shared machine over all of them alike.
 
     Returns:
-        ``{name: {"median_s", "min_s", "max_s", "repeats"}}`` seconds per call.
+        ``{name: {"median_s", "min_s", "max_s", "repeats", "times_s"}}`` seconds per call (``times_s``:
+        one per round, in round order, so that two runners' ratios can be taken round by round).
     """
     for _ in range(warmup):
         for run in runners.values():
@@ -248,6 +249,22 @@ def time_interleaved(
             run()
             times[name].append(time.perf_counter() - start)
     return {
-        name: {"median_s": statistics.median(t), "min_s": min(t), "max_s": max(t), "repeats": len(t)}
+        name: {"median_s": statistics.median(t), "min_s": min(t), "max_s": max(t), "repeats": len(t), "times_s": t}
         for name, t in times.items()
     }
+
+
+#: Fewer timed rounds than this give no usable spread; the ONNX benchmark refuses them.
+MIN_ROUNDS = 5
+
+
+def speedup(slow: dict[str, Any], fast: dict[str, Any]) -> dict[str, float]:
+    """The speed-up of ``fast`` over ``slow``: ``slow`` time / ``fast`` time per call (> 1: ``fast`` is
+    quicker), from two entries of :func:`time_interleaved`.
+
+    Returns:
+        ``{"median", "min", "max"}``: the ratio of the medians, and the range of the round-by-round
+        ratios (both ran in the same round, so the load of the machine cancels in each).
+    """
+    per_round = [a / b for a, b in zip(slow["times_s"], fast["times_s"])]
+    return {"median": slow["median_s"] / fast["median_s"], "min": min(per_round), "max": max(per_round)}

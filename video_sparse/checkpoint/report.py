@@ -59,10 +59,35 @@ class LoadReport:
     args: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> str:
-        """One line for logs."""
-        return (
-            f"{self.path} ({self.format}): loaded {self.loaded} tensors, "
-            f"{len(self.expected_missing)} expected missing, {len(self.missing)} missing, "
-            f"{len(self.unexpected)} unexpected, {len(self.resized)} resized, {len(self.dropped)} dropped"
-            + (f", {len(self.folded)} folded" if self.folded else "")
+        """One line for logs, in words: what loaded and what starts fresh or comes from elsewhere, e.g.
+        ``backbone.safetensors (timm): backbone: 52 tensors loaded; adapters and head (42 tensors) start
+        fresh, as expected``."""
+        if self.format == "adapter":
+            text = f"adapters and head: {self.loaded} tensors loaded"
+            if self.expected_missing:
+                text += f"; the frozen backbone ({len(self.expected_missing)} tensors) comes from the backbone weights"
+        else:
+            text = f"backbone: {self.loaded} tensors loaded"
+            if self.expected_missing:
+                fresh = _add_on_words(self.expected_missing)
+                text += f"; {fresh} ({len(self.expected_missing)} tensors) start fresh, as expected"
+        notes = [
+            (self.missing, "missing from the file"),
+            (self.unexpected, "in the file but left out"),
+            (self.resized, "resized to the model's grid"),
+            (self.dropped, "not loaded by rule"),
+            (self.folded, "folded into the head"),
+        ]
+        text += "".join(
+            f"; {len(keys)} {words} ({', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''})"
+            for keys, words in notes
+            if keys
         )
+        return f"{self.path} ({self.format}): {text}"
+
+
+def _add_on_words(keys: Sequence[str]) -> str:
+    """``"adapters and head"``, ``"the head"`` or ``"adapters"`` for a list of add-on keys."""
+    head = any(k.split(".", 1)[0] in ("head", "head_norm", "fc_norm") for k in keys)
+    adapters = any(k.split(".", 1)[0] not in ("head", "head_norm", "fc_norm") for k in keys)
+    return "adapters and head" if head and adapters else "the head" if head else "adapters"

@@ -23,6 +23,7 @@ from torch import nn
 from ..adapters.peft import set_trainable
 from ..checkpoint import load_pretrained
 from ..errors import ConfigError
+from .overrides import did_you_mean
 from .schema import RAMP_KEYS
 from .targets import check_targets
 
@@ -58,7 +59,7 @@ def check_arguments(
     unknown = sorted(set(keys) - set(accepted))
     if unknown:
         raise ConfigError(
-            f"{group}.{unknown[0]} is not an argument of {name} (unknown: "
+            f"{group}.{unknown[0]} is not an argument of {name}{did_you_mean(unknown[0], accepted, group)} (unknown: "
             f"{', '.join(group + '.' + k for k in unknown)}; known: {', '.join(accepted)})"
         )
     required = [

@@ -10,12 +10,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
-from hydra.errors import ConfigCompositionException
+from hydra.errors import ConfigCompositionException, HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationToMissingValueError, MissingMandatoryValue
 
 from ..errors import ConfigError
 from ..safe_files import write_text
+from .overrides import explain_override_error, quote_path_overrides
 
 REPO_DIR = Path(__file__).resolve().parents[2]
 CONFIG_DIR = REPO_DIR / "configs"
@@ -49,9 +50,8 @@ def register_resolvers() -> None:
 register_resolvers()
 
 
-def compose_config(overrides: Sequence[str] = (), config_name: str = "train") -> DictConfig:
-    """The config ``tools/train.py`` (``config_name="train"``) or ``tools/test.py`` (``"test"``) would run
-    with these Hydra overrides, for tools that run the recipe in-process."""
+def compose_raw(overrides: Sequence[str] = (), config_name: str = "train") -> DictConfig:
+    """Hydra's composition of ``config_name`` with ``overrides`` as given (Hydra's own errors)."""
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
         return compose(config_name=config_name, overrides=list(overrides))
 
@@ -79,6 +79,62 @@ def save_run_config(output_dir: str | Path, cfg: DictConfig, name: str = "config
     }
     for file, text in files.items():
         write_text(output_dir / ".hydra" / file, text)
+
+
+def compose_config(overrides: Sequence[str] = (), config_name: str = "train") -> DictConfig:
+    """The config ``tools/train.py`` (``config_name="train"``) or ``tools/test.py`` (``"test"``) would run
+    with these Hydra overrides, for tools that run the recipe in-process.
+
+    Path values may hold ``~`` and spaces (:func:`~video_sparse.engine.overrides.quote_path_overrides`).
+
+    Raises:
+        ConfigError: an override Hydra refuses, in one line, with "did you mean" for a mistyped key.
+    """
+    overrides = quote_path_overrides(overrides)
+    try:
+        return compose_raw(overrides, config_name)
+    except HydraException as err:
+        raise ConfigError(override_error_line(err, overrides, config_name)) from err
+
+
+def override_error_line(err: Exception, overrides: Sequence[str], config_name: str) -> str:
+    """One line for an override Hydra refused: a "did you mean" when a key, group or option is close,
+    else Hydra's message on one line."""
+    message = str(err)
+    explained = explain_override_error(message, overrides, config_name, CONFIG_DIR)
+    return explained or "; ".join(line.strip() for line in message.splitlines() if line.strip())
+
+
+# Hydra options that change what is composed or run: the early check leaves such a command to Hydra.
+_HYDRA_MODE_OPTIONS = ("-m", "--multirun", "-cn", "--config-name", "-cp", "--config-path", "-cd", "--config-dir")
+_HYDRA_HELP_OPTIONS = ("-h", "--help", "--hydra-help", "-i", "--info", "--version", "--shell-completion", "-sc")
+_HYDRA_VALUE_OPTIONS = ("-c", "--cfg", "-p", "--package")
+
+
+def prepare_hydra_argv(config_name: str, argv: list[str] | None = None) -> None:
+    """Make ``sys.argv`` (or ``argv``, in place) ready for ``@hydra.main`` and check its overrides.
+
+    Path values are quoted (``~`` expanded, spaces kept); then the overrides are composed once, so a
+    mistyped key ends the command with one line (``error: data.batchsize is not a setting; did you mean
+    data.batch_size? ...``, exit status 2) instead of Hydra's advice to add it with ``+``.
+    """
+    argv = sys.argv if argv is None else argv
+    argv[1:] = quote_path_overrides(argv[1:])
+    if any(a in _HYDRA_MODE_OPTIONS + _HYDRA_HELP_OPTIONS or a.startswith("--config") for a in argv[1:]):
+        return
+    overrides, skip = [], False
+    for arg in argv[1:]:
+        if skip or arg in _HYDRA_VALUE_OPTIONS:
+            skip = not skip
+            continue
+        if arg.startswith("-") or arg.startswith(("hydra.", "hydra/", "+hydra", "++hydra")):
+            continue
+        overrides.append(arg)
+    try:
+        compose_raw(overrides, config_name)
+    except HydraException as err:
+        print(f"error: {override_error_line(err, overrides, config_name)}", file=sys.stderr)
+        sys.exit(2)
 
 
 def parse_with_overrides(

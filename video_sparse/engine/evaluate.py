@@ -67,6 +67,7 @@ def evaluate(
     desc: str = "eval",
     out_dir: str | Path | None = None,
     video_ids: list[str] | None = None,
+    class_names: list[str] | None = None,
 ) -> EvalResult:
     """Score every (sample, view) item, gather to rank 0, merge and summarise.
 
@@ -77,6 +78,7 @@ def evaluate(
         how: view merge, ``"prob"`` (softmax then mean), ``"logit"`` or ``"max"``.
         out_dir: when given, rank 0 writes ``view_scores.npz`` and ``video_scores.csv`` there.
         video_ids: names for the per-video score file (list index = sample index).
+        class_names: one name per class, for the score columns of ``video_scores.csv``.
     """
     collector = ViewScoreCollector()
     loader = eval_loader(dataset, batch_size, num_workers, dist_info)
@@ -110,5 +112,5 @@ def evaluate(
         out_dir = Path(out_dir)
         ensure_dir(out_dir)
         save_view_scores(out_dir / "view_scores.npz", records, failed=failed, num_views=merged.num_views)
-        save_video_scores(out_dir / "video_scores.csv", merged, video_ids=video_ids)
+        save_video_scores(out_dir / "video_scores.csv", merged, video_ids=video_ids, class_names=class_names)
     return EvalResult(summary, merged, records, set(failed))

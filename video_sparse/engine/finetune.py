@@ -44,6 +44,8 @@ from .schedules import keep_rate_at
 from .testing import MultiViewTest
 
 log = logging.getLogger(__name__)
+#: Without a terminal progress bar, a progress line at least this often (seconds), however few the steps.
+PROGRESS_SECONDS = 30.0
 
 
 class DivergedError(FloatingPointError):
@@ -317,6 +319,7 @@ class FinetuneRecipe:
         save_every = int(cfg.train.save_every_steps or 0)
         accumulate = int(cfg.optim.accumulate_steps)
         start_time = time.time()
+        last_line = start_time  # a progress line each epoch and every PROGRESS_SECONDS, however few the steps
         if self.epoch >= int(cfg.epochs):
             self.already_complete = True
             log.info(
@@ -380,19 +383,22 @@ class FinetuneRecipe:
                 bar.set_postfix(
                     loss=f"{loss_value:.4f}", lr=f"{lr:.2e}", keep=f"{keep_rate:.2f}", clips_s=f"{clips_per_s:.1f}"
                 )
-                if self.global_step % int(cfg.train.log_every) == 0:
-                    if bar.disable and self.dist.is_main:
-                        log.info(
-                            "epoch %d/%d step %d/%d: loss %.4f, lr %.2e, keep %.2f, %.1f clips/s",
-                            self.epoch + 1,
-                            cfg.epochs,
-                            self.step_in_epoch // accumulate,
-                            self.steps_per_epoch,
-                            loss_value,
-                            lr,
-                            keep_rate,
-                            clips_per_s,
-                        )
+                log_point = self.global_step % int(cfg.train.log_every) == 0
+                first = self.step_in_epoch == accumulate  # each epoch's first step: the run is moving
+                if bar.disable and self.dist.is_main and (log_point or first or now - last_line >= PROGRESS_SECONDS):
+                    last_line = now
+                    log.info(
+                        "epoch %d/%d step %d/%d: loss %.4f, lr %.2e, keep %.2f, %.1f clips/s",
+                        self.epoch + 1,
+                        cfg.epochs,
+                        self.step_in_epoch // accumulate,
+                        self.steps_per_epoch,
+                        loss_value,
+                        lr,
+                        keep_rate,
+                        clips_per_s,
+                    )
+                if log_point:
                     self.writer.scalars(
                         {
                             "train/loss": loss_value,

@@ -85,3 +85,20 @@ class MetricWriter:
     def close(self) -> None:
         if self._writer is not None:
             self._writer.close()
+
+
+#: Files a run leaves for a person to read, in the order the closing line names them.
+RESULT_FILES = {
+    "results.json": "results",
+    "video_scores.csv": "per-video scores",
+    "view_scores.npz": "per-view logits",
+    "adapter.pth": "adapters + head",
+}
+
+
+def outputs_line(output_dir: str | Path) -> str:
+    """The closing line of a run: the folder and each result file in it, e.g. ``outputs written to
+    /x/outputs/demo: results.json (results), video_scores.csv (per-video scores), ...``."""
+    folder = Path(output_dir).resolve()
+    found = [f"{name} ({what})" for name, what in RESULT_FILES.items() if (folder / name).is_file()]
+    return f"outputs written to {folder}: {', '.join(found) if found else 'no result files'}"

@@ -62,6 +62,36 @@ def resolve_user_path(value: str) -> str:
     return str(path.absolute())
 
 
+#: What each path setting names, for error messages.
+PATH_KINDS = {
+    "pretrained": "backbone weights",
+    "checkpoint": "trained weights",
+    "backbone": "backbone weights",
+    "label_map": "label map",
+}
+
+
+def find_file(value: str | os.PathLike, key: str, kind: str | None = None) -> str:
+    """:func:`resolve_user_path` for a file that must exist; the one resolver of every tool.
+
+    Args:
+        value: the path as the user gave it.
+        key: the setting or option that gave it (``pretrained``, ``--checkpoint``), named in the error.
+        kind: what the file is (default: from ``PATH_KINDS`` by ``key``).
+
+    Raises:
+        FileNotFoundError: ``pretrained=assets/x.safetensors: backbone weights not found (looked in ...)``.
+    """
+    path = resolve_user_path(str(value))
+    if not Path(path).exists():
+        kind = kind or PATH_KINDS.get(key.lstrip("-").rsplit(".", 1)[-1], "file")
+        where = (
+            str(Path(path)) if Path(os.path.expanduser(str(value))).is_absolute() else f"{Path.cwd()} and {REPO_DIR}"
+        )
+        raise FileNotFoundError(f"{key}={value}: {kind} not found (looked in {where})")
+    return path
+
+
 def available_cpus() -> int:
     """CPUs this process may run on (its affinity mask, as the scheduler sees it)."""
     try:
@@ -149,9 +179,7 @@ def _resolve_paths(cfg: DictConfig, mode: str) -> None:
     for key in ("pretrained", "checkpoint") if mode == "test" else ("pretrained",):
         value = cfg.get(key)
         if value not in (None, "", "???"):
-            cfg[key] = resolve_user_path(value)
-            if not Path(cfg[key]).exists():
-                raise FileNotFoundError(f"{key}={value}: file not found ({cfg[key]})")
+            cfg[key] = find_file(value, key)
     # keys(): a DictConfig answers `"root" in cfg.data` with False while the value is ???
     if "root" in cfg.data.keys() and OmegaConf.is_missing(cfg.data, "root"):  # noqa: SIM118
         raise ConfigError(f"data.root must be set (the data folder of {cfg.data.get('_target_')})")
@@ -164,16 +192,22 @@ def _resolve_paths(cfg: DictConfig, mode: str) -> None:
 
 
 def _fill_data_defaults(cfg: DictConfig, saved: dict[str, Any] | None) -> None:
-    """Null data settings <- the checkpoint under test <- the model's pre-training inputs."""
+    """Null data settings <- the label map (class count) <- the checkpoint under test <- the model's
+    pre-training inputs; then every class count two sources give must agree."""
     data = cfg.data
+    counts = _class_counts(cfg, saved)
+    if "num_classes" in data and data.get("num_classes") is None:
+        origin = next((o for o in counts if o != "data.num_classes"), None)
+        if origin is None:
+            raise ConfigError("data.num_classes is not set and there is no data.label_map to count classes from")
+        data.num_classes = counts[origin]
+        log.info("data.num_classes=%d (from %s)", data.num_classes, origin)
     sources = []
     if saved is not None:
         from_args = {_ARG_TO_DATA[k]: v for k, v in (saved["model_args"] or {}).items() if k in _ARG_TO_DATA}
-        if saved["head_classes"] is not None:
-            from_args["num_classes"] = saved["head_classes"]
         sources.append(("checkpoint", {**from_args, **saved["data"]}))
     sources.append((f"model {cfg.model.model_name}", model_inputs(str(cfg.model.model_name))))
-    for key in (*INPUT_KEYS, "num_classes"):
+    for key in INPUT_KEYS:
         if key not in data or data.get(key) is not None:
             continue
         for origin, values in sources:
@@ -181,11 +215,6 @@ def _fill_data_defaults(cfg: DictConfig, saved: dict[str, Any] | None) -> None:
                 data[key] = values[key]
                 log.info("data.%s=%s (from the %s)", key, values[key], origin)
                 break
-    if "num_classes" in data and data.get("num_classes") is None:
-        if data.get("label_map") is None:
-            raise ConfigError("data.num_classes is not set and there is no data.label_map to count classes from")
-        data.num_classes = len(load_label_map(data.label_map))
-        log.info("data.num_classes=%d (names in %s)", data.num_classes, data.label_map)
     if "short_side_size" in data and data.get("short_side_size") is None:
         data.short_side_size = data.input_size
     missing = [key for key in INPUT_KEYS if key in data and data.get(key) is None]
@@ -194,6 +223,46 @@ def _fill_data_defaults(cfg: DictConfig, saved: dict[str, Any] | None) -> None:
             f"set {', '.join('data.' + k for k in missing)}: model {cfg.model.model_name} has no known "
             f"input settings (video_sparse.engine.preflight.MODEL_INPUTS)"
         )
+
+
+def _class_counts(cfg: DictConfig, saved: dict[str, Any] | None) -> dict[str, int]:
+    """The class count of every source that gives one, in the order a null ``data.num_classes`` is
+    filled from; raises when two of them differ.
+
+    Sources: ``data.num_classes`` (when set), the label map's names, ``model.num_classes`` (when set
+    apart from the data), the head of the checkpoint under test and the class count it was built with.
+
+    Raises:
+        ConfigError: two counts differ, naming every source and its count.
+    """
+    data, counts = cfg.data, {}
+    if "num_classes" in data and data.get("num_classes") is not None:
+        counts["data.num_classes"] = int(data.num_classes)
+    label_map = None if OmegaConf.is_missing(data, "label_map") else data.get("label_map")
+    if isinstance(label_map, str) and label_map and (Path(label_map).is_file() or "num_classes" not in counts):
+        counts[f"data.label_map={label_map}"] = len(load_label_map(label_map))
+    if "num_classes" in cfg.model and not _interpolates(cfg.model, "num_classes"):
+        value = cfg.model.get("num_classes")
+        if value is not None:
+            counts["model.num_classes"] = int(value)
+    if saved is not None:
+        if saved["head_classes"] is not None:
+            counts[f"checkpoint={cfg.checkpoint} (its head)"] = saved["head_classes"]
+        built = (saved["model_args"] or {}).get("num_classes")
+        if built is not None and saved["head_classes"] is None:
+            counts[f"checkpoint={cfg.checkpoint} (model_args)"] = int(built)
+    if len(set(counts.values())) > 1:
+        listed = "; ".join(f"{origin}: {n}" for origin, n in counts.items())
+        raise ConfigError(
+            f"the class counts disagree ({listed}); use the labels, data settings and checkpoint of one task"
+        )
+    return counts
+
+
+def _interpolates(node: DictConfig, key: str) -> bool:
+    """Whether ``node.key`` is an interpolation (e.g. ``${data.num_classes}``), not a value of its own."""
+    value = node._get_node(key)
+    return value is not None and value._is_interpolation()
 
 
 def _cap_loader_workers(cfg: DictConfig) -> None:

@@ -21,6 +21,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, ValidationError
 
 from ..errors import ConfigError
+from .overrides import did_you_mean
 
 # Optional[...] rather than `X | None`: OmegaConf reads the annotations at run time (Python 3.9 compatible)
 
@@ -113,9 +114,11 @@ def check_config(cfg: DictConfig) -> None:
         key = err.full_key or str(err).splitlines()[0]
         parent, _, name = key.rpartition(".")
         node = OmegaConf.select(schema, parent) if parent else schema
-        known = ", ".join(sorted(node.keys())) if isinstance(node, DictConfig) else ""
+        keys = sorted(str(k) for k in node) if isinstance(node, DictConfig) else []
+        known = ", ".join(keys)
         raise ConfigError(
-            f"{key} is not a setting{' of ' + parent if parent else ''}{f' (known: {known})' if known else ''}"
+            f"{key} is not a setting{' of ' + parent if parent else ''}{did_you_mean(name, keys, parent)}"
+            f"{f' (known: {known})' if known else ''}"
         ) from None
     except ValidationError as err:
         reason = str(err).splitlines()[0]

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from ..adapters import count_parameters
@@ -104,6 +104,7 @@ class MultiViewTest:
                 desc="test",
                 out_dir=self.output_dir if dist_info.is_main else None,
                 video_ids=ids,
+                class_names=_class_names(cfg, test_set.num_classes),
             )
             results["test"], merged = result.summary, result.merged
             if dist_info.is_main:
@@ -206,3 +207,16 @@ def _run_test(cfg: DictConfig, dist_info: DistInfo, output_dir: Path) -> dict[st
     )
     barrier()
     return results
+
+
+def _class_names(cfg: DictConfig, num_classes: int) -> list[str] | None:
+    """Names of the score columns of ``video_scores.csv``: the label map's, the demo's or a shipped map's
+    (None, and index columns, when a map does not fit the head)."""
+    from ..inference.labels import class_names_for
+
+    data = OmegaConf.to_container(cfg.data, resolve=True)
+    try:
+        return class_names_for(data, num_classes, str(cfg.get("name", "")))
+    except ValueError as err:
+        log.warning("video_scores.csv gets index columns: %s", err)
+        return None

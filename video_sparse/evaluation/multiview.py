@@ -281,22 +281,25 @@ def save_video_scores(
     path: str | os.PathLike,
     merged: MergedScores,
     video_ids: Sequence[str] | None = None,
+    class_names: Sequence[str] | None = None,
 ) -> Path:
     """Writes one row per video: sample index, video id, label, prediction and merged scores.
 
     The format follows the suffix: ``.npz`` (arrays ``sample_index``, ``video_id``, ``label``,
     ``scores``, ``num_views``, ``how``) or ``.csv`` (columns ``sample_index, video_id, label, pred,
-    score_0 ... score_{K-1}``). Either can be read back by :func:`load_video_scores`, e.g. to
-    ensemble runs offline.
+    score_<class name> per class; score_0 ... score_{K-1} without names``). Either can be read back by
+    :func:`load_video_scores`, e.g. to ensemble runs offline.
 
     Args:
         path: output file ending in ``.npz`` or ``.csv``.
         merged: output of :func:`merge_views`.
         video_ids: the dataset's identifiers (e.g. relative paths) indexed by sample index; if
             omitted the sample index is written.
+        class_names: one name per class, for the CSV's score columns (``score_cat``, ``score_dog``, ...).
 
     Raises:
-        ValueError: on an unknown suffix or when ``video_ids`` is too short.
+        ValueError: on an unknown suffix, when ``video_ids`` is too short or ``class_names`` does not
+            have one name per class.
     """
     path = Path(path)
     if path.suffix not in (".npz", ".csv"):
@@ -305,6 +308,8 @@ def save_video_scores(
         raise ValueError(
             f"video_ids has {len(video_ids)} entries but sample index {int(merged.sample_index.max())} occurs"
         )
+    if class_names is not None and len(class_names) != merged.num_classes:
+        raise ValueError(f"{len(class_names)} class names for {merged.num_classes} score columns")
     ids = [str(video_ids[i]) if video_ids is not None else str(i) for i in merged.sample_index.tolist()]
     if path.suffix == ".npz":
         return write_with(
@@ -322,7 +327,8 @@ def save_video_scores(
     preds = merged.scores.argmax(axis=1) if len(merged) else np.zeros(0, dtype=np.int64)
     buffer = io.StringIO(newline="")
     writer = csv.writer(buffer)
-    writer.writerow(["sample_index", "video_id", "label", "pred"] + [f"score_{c}" for c in range(merged.num_classes)])
+    columns = class_names if class_names is not None else range(merged.num_classes)
+    writer.writerow(["sample_index", "video_id", "label", "pred"] + [f"score_{c}" for c in columns])
     for i in range(len(merged)):
         writer.writerow(
             [int(merged.sample_index[i]), ids[i], int(merged.labels[i]), int(preds[i])]

@@ -15,7 +15,6 @@ import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -130,6 +129,7 @@ class VideoClassifier:
 
         from video_sparse.checkpoint import load_trained_weights
         from video_sparse.engine.builders import build_model
+        from video_sparse.engine.preflight import find_file
         from video_sparse.engine.targets import check_targets
 
         check_targets(OmegaConf.create(cfg))  # a config is data: only the project's own targets are built
@@ -140,6 +140,10 @@ class VideoClassifier:
         }
         checkpoint = checkpoint if checkpoint is not None else plain.get("checkpoint")
         pretrained = pretrained if pretrained is not None else plain.get("pretrained")
+        # the path rules of tools/train.py and tools/test.py: ~, the current folder, then the repository
+        pretrained = find_file(pretrained, "pretrained") if pretrained not in (None, "", "???") else None
+        if checkpoint not in (None, "", "???"):
+            checkpoint = find_file(checkpoint, "checkpoint")
         model = build_model(resolved["model"], resolved["sparsity"], str(pretrained) if pretrained else None)
         if checkpoint not in (None, "", "???"):
             kind = load_trained_weights(model, checkpoint)
@@ -279,15 +283,16 @@ def load_experiment_config(experiment: str | os.PathLike, overrides: Sequence[st
         ConfigError: a ``_target_`` that is not one of the project's (:mod:`video_sparse.engine.targets`),
             naming its key; nothing is built.
     """
+    from hydra.core.global_hydra import GlobalHydra
     from omegaconf import OmegaConf
 
-    from video_sparse.engine.config import CONFIG_DIR
+    from video_sparse.engine.config import compose_config
+    from video_sparse.engine.overrides import quote_path_overrides
+    from video_sparse.engine.preflight import find_file
     from video_sparse.engine.targets import check_targets
 
     if str(experiment).endswith((".yaml", ".yml")):
-        path = Path(experiment)
-        if not path.is_file():
-            raise FileNotFoundError(f"experiment config not found: {path}")
+        path = find_file(experiment, "--experiment", "experiment config")
         import yaml
 
         from video_sparse.errors import ConfigError
@@ -296,15 +301,11 @@ def load_experiment_config(experiment: str | os.PathLike, overrides: Sequence[st
             loaded = OmegaConf.load(path)  # a safe YAML loader: no Python tags
         except yaml.YAMLError as err:
             raise ConfigError(f"{path}: not a plain YAML config ({' '.join(str(err).split())})") from None
-        cfg = OmegaConf.merge(loaded, OmegaConf.from_dotlist(list(overrides)))
+        cfg = OmegaConf.merge(loaded, OmegaConf.from_dotlist(quote_path_overrides(overrides)))
         check_targets(cfg)  # someone else's config.yaml: refused before anything is built
         return cfg
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
     if GlobalHydra.instance().is_initialized():
         GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
-        cfg = compose(config_name="test", overrides=[f"experiment={experiment}", *overrides])
+    cfg = compose_config([f"experiment={experiment}", *overrides], "test")
     check_targets(cfg)
     return cfg
