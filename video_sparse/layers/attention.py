@@ -29,8 +29,8 @@ def received_kernel(requested: str, device: torch.device) -> str:
 
     ``"auto"`` takes the fused kernels wherever one returning the log-sum-exp is enabled (CPU; CUDA
     with the flash or memory-efficient SDPA backend): measured faster than the chunked kernel on the
-    CPU too (BENCHMARKS.md, "Received attention kernels"). Elsewhere (other devices, the math-only SDPA
-    backend) it falls back to the chunked kernel.
+    CPU too (BENCHMARKS.md, "CPU after the fused score kernels"). Elsewhere (other devices, the math-only SDPA
+    backend) and during ONNX export it falls back to the chunked kernel.
 
     Raises:
         ValueError: ``requested`` is not one of :data:`SCORE_KERNELS`.
@@ -38,6 +38,8 @@ def received_kernel(requested: str, device: torch.device) -> str:
     if requested not in SCORE_KERNELS:
         raise ValueError(f"score_kernel must be one of {SCORE_KERNELS}, got {requested!r}")
     if requested == "auto":
+        if torch.onnx.is_in_onnx_export():  # ONNX has no fused kernel returning the log-sum-exp
+            return "chunked"
         return "fused" if fused_kernel_available(device) else "chunked"
     return requested
 
