@@ -7,6 +7,7 @@ step time and peak memory in one run; writes <name>.json, <name>.md and a cost-c
     python tools/benchmark.py --preset image                  # ViT-B/16 224 (batch 16 on CPU)
     python tools/benchmark.py --preset video                  # VideoMAE ViT-B 16x224 (batch 1 on CPU)
     python tools/benchmark.py --preset image video --device cuda   # GPU: bf16 autocast, batch 128 / 8
+    python tools/benchmark.py --preset video32 video_large --device cuda --sdpa-backend flash --profile
     python tools/benchmark.py --model sparse_vit_small_patch16_224 --batch-size 8 --keep-rates 0.5 0.7
     python tools/benchmark.py --plot-from a.json b.json --plot docs/images/cost_curves.png
 """
@@ -24,6 +25,7 @@ from tqdm import tqdm
 from video_sparse.analysis.benchmark import (
     DEFAULT_KEEP_RATES,
     PAPER_KEEP_RATE,
+    SDPA_BACKENDS,
     BenchmarkConfig,
     BenchmarkResult,
     default_variants,
@@ -45,6 +47,8 @@ logger = logging.getLogger("benchmark")
 PRESETS = {
     "image": ("sparse_vit_base_patch16_224", (16, 128), 5, 1, DEFAULT_KEEP_RATES),
     "video": ("sparse_videomae_base_patch16_224", (1, 8), 3, 1, (0.5, 0.7, 0.9)),
+    "video32": ("sparse_videomae_base_patch16_224", (1, 32), 3, 1, (0.5, 0.7)),
+    "video_large": ("sparse_videomae_large_patch16_224", (1, 8), 3, 1, (0.5, 0.7)),
     "tiny": ("sparse_vit_nano_patch16_64", (4, 64), 2, 1, (0.5, 0.7)),
 }
 # What one run of each preset took on 2 CPU cores (wall clock, the machine shared with other jobs).
@@ -99,6 +103,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=[PAPER_KEEP_RATE],
         help="keep rates of the explicit-attention rows (none: no such row)",
     )
+    p.add_argument(
+        "--chunked-keep-rates",
+        type=float,
+        nargs="*",
+        default=[],
+        help="keep rates of rows scoring with the chunked explicit kernel instead of the fused one",
+    )
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--threads", type=int, help="torch threads (default: cores available)")
     p.add_argument(
@@ -108,7 +119,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="autocast dtype; auto = bf16 on CUDA, fp32 on CPU",
     )
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory processes")
-    p.add_argument("--compile", action="store_true", help="time torch.compile'd models")
+    p.add_argument("--compile", action="store_true", help="time torch.compile'd models (every variant)")
+    p.add_argument(
+        "--sdpa-backend",
+        choices=sorted(SDPA_BACKENDS),
+        help="pin one attention backend for every variant (torch.nn.attention.sdpa_kernel)",
+    )
+    p.add_argument(
+        "--profile",
+        nargs="?",
+        const="outputs/profile",
+        metavar="DIR",
+        help="write one torch.profiler trace per variant to DIR/<name>/<variant>.json (default DIR: outputs/profile)",
+    )
     p.add_argument("--num-classes", type=int, default=1000)
     p.add_argument(
         "--arg",
@@ -130,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _config(args: argparse.Namespace, preset_name: str | None) -> BenchmarkConfig:
+def _config(args: argparse.Namespace, preset_name: str | None, name: str) -> BenchmarkConfig:
     on_gpu = args.device.startswith("cuda")
     model, batches, reps, warmup, _ = PRESETS[preset_name] if preset_name else (None, (16, 128), 5, 1, None)
     return BenchmarkConfig(
@@ -144,6 +167,8 @@ def _config(args: argparse.Namespace, preset_name: str | None) -> BenchmarkConfi
         amp=None if args.amp == "none" else args.amp,
         memory=not args.no_memory,
         compile=args.compile,
+        sdpa_backend=args.sdpa_backend,
+        profile_dir=str(Path(args.profile) / name) if args.profile else None,
         num_classes=args.num_classes,
         model_kwargs=dict(args.arg),
     )
@@ -151,10 +176,10 @@ def _config(args: argparse.Namespace, preset_name: str | None) -> BenchmarkConfi
 
 def run_one(args: argparse.Namespace, preset_name: str | None) -> tuple[BenchmarkResult, dict]:
     """Run one benchmark, write its JSON, Markdown and PNG, print the table."""
-    config = _config(args, preset_name)
+    name = args.name or f"{preset_name or args.model}_{args.device.replace(':', '')}"
+    config = _config(args, preset_name, name)
     keep_rates = args.keep_rates or (PRESETS[preset_name][4] if preset_name else DEFAULT_KEEP_RATES)
-    variants = default_variants(keep_rates, args.explicit_keep_rates)
-    name = args.name or f"{preset_name or config.model}_{args.device.replace(':', '')}"
+    variants = default_variants(keep_rates, args.explicit_keep_rates, args.chunked_keep_rates)
     out_dir = Path(args.out_dir)
     with tqdm(total=planned_calls(config, variants), desc=name, unit="call") as bar:
 

@@ -80,8 +80,9 @@ def test_gmacs_match_an_independent_count(tiny_run):
 def test_variants_share_backbone_weights():
     variants = default_variants((0.5,), (0.5,))
     models = build_shared_models(_config(), variants)
-    assert set(models) == {(False, "sdpa"), (True, "sdpa"), (True, "explicit")}
-    plain, adapter, explicit = models[(False, "sdpa")], models[(True, "sdpa")], models[(True, "explicit")]
+    keys = [(False, "sdpa", "auto"), (True, "sdpa", "auto"), (True, "explicit", "auto")]
+    assert set(models) == set(keys)
+    plain, adapter, explicit = (models[key] for key in keys)
     for name, value in plain.state_dict().items():
         assert torch.equal(value, adapter.state_dict()[name])
         assert torch.equal(value, explicit.state_dict()[name])

@@ -2,8 +2,9 @@
 
 One run compares, for one model size and input: the plain backbone (``dense_vit``), the backbone
 with Dense Adapters and no token dropping (``dense_adapter``), Sparse-Tuning at several keep rates
-(``sparse_<k>``) and the same sparsification with explicit attention matrices in every layer, the
-way EViT-derived reference code computes it (``explicit_<k>``).
+(``sparse_<k>``), the same sparsification with explicit attention matrices in every layer, the
+way EViT-derived reference code computes it (``explicit_<k>``), and optionally with the exact score
+from the chunked explicit kernel instead of the fused kernels (``chunked_<k>``).
 
 Method:
 
@@ -18,7 +19,12 @@ Method:
 - peak memory is measured per variant in a fresh process (CPU: RSS high-water mark; GPU:
   ``max_memory_allocated``), inference and training separately, training after one warm-up step so
   the optimizer state is included; see :mod:`video_sparse.analysis.memory`;
-- on GPU the calls run under bf16 autocast by default.
+- on GPU the calls run under bf16 autocast by default;
+- every variant runs in the same mode: all eager, or all ``torch.compile``\\ d (``compile``), and,
+  with ``sdpa_backend``, with the same attention backend pinned
+  (``torch.nn.attention.sdpa_kernel``) for the timed calls, the memory and the profile;
+- with ``profile_dir``, one ``torch.profiler`` trace per variant (an inference call and a training
+  step, after the timed rounds) is written there as Chrome-trace JSON.
 """
 
 from __future__ import annotations
@@ -35,14 +41,18 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from multiprocessing import get_context
+from pathlib import Path
 from typing import Any
 
 import timm
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ..adapters import set_trainable
+from ..layers import Attention
+from ..layers.attention import received_kernel
 from .flops import count_gmacs, input_shape_of
 from .memory import current_mib, peak_mib, reset_peak, return_freed_memory_at_once
 
@@ -50,6 +60,13 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_KEEP_RATES = (0.5, 0.6, 0.7, 0.8, 0.9)
 PAPER_KEEP_RATE = 0.7
+#: ``sdpa_backend`` names and the backends they pin.
+SDPA_BACKENDS = {
+    "flash": SDPBackend.FLASH_ATTENTION,
+    "efficient": SDPBackend.EFFICIENT_ATTENTION,
+    "cudnn": SDPBackend.CUDNN_ATTENTION,
+    "math": SDPBackend.MATH,
+}
 
 
 @dataclass(frozen=True)
@@ -61,25 +78,30 @@ class Variant:
         keep_rate: keep rate passed to every forward call (1.0 = no dropping).
         adapter: True for the adapter model, False for the plain backbone.
         attn_impl: ``"sdpa"`` or ``"explicit"`` (full attention matrices in every layer).
+        score_kernel: how the sparsifying layers compute a whole-matrix score (``"auto"``,
+            ``"fused"``, ``"chunked"``; see :func:`video_sparse.layers.attention.received_kernel`).
     """
 
     name: str
     keep_rate: float
     adapter: bool = True
     attn_impl: str = "sdpa"
+    score_kernel: str = "auto"
 
     @property
-    def model_key(self) -> tuple[bool, str]:
+    def model_key(self) -> tuple[bool, str, str]:
         """Variants with the same key share one model instance."""
-        return self.adapter, self.attn_impl
+        return self.adapter, self.attn_impl, self.score_kernel
 
 
 def default_variants(
-    keep_rates: Sequence[float] = DEFAULT_KEEP_RATES, explicit_keep_rates: Sequence[float] = (PAPER_KEEP_RATE,)
+    keep_rates: Sequence[float] = DEFAULT_KEEP_RATES,
+    explicit_keep_rates: Sequence[float] = (PAPER_KEEP_RATE,),
+    chunked_keep_rates: Sequence[float] = (),
 ) -> list[Variant]:
     """Plain backbone, dense adapters, Sparse-Tuning at ``keep_rates``, explicit attention at
-    ``explicit_keep_rates``."""
-    for k in (*keep_rates, *explicit_keep_rates):
+    ``explicit_keep_rates``, Sparse-Tuning with the chunked score kernel at ``chunked_keep_rates``."""
+    for k in (*keep_rates, *explicit_keep_rates, *chunked_keep_rates):
         if not 0.0 < k <= 1.0:
             raise ValueError(f"keep rates must be in (0, 1], got {k}")
     return [
@@ -87,6 +109,7 @@ def default_variants(
         Variant("dense_adapter", 1.0),
         *(Variant(f"sparse_{k:g}", float(k)) for k in keep_rates),
         *(Variant(f"explicit_{k:g}", float(k), attn_impl="explicit") for k in explicit_keep_rates),
+        *(Variant(f"chunked_{k:g}", float(k), score_kernel="chunked") for k in chunked_keep_rates),
     ]
 
 
@@ -104,7 +127,10 @@ class BenchmarkConfig:
         threads: ``torch.set_num_threads`` (None = the cores available to this process).
         amp: autocast dtype name (``"bfloat16"``) or None for fp32; ``"auto"`` = bf16 on CUDA only.
         memory: measure peak memory (one fresh process per variant and mode).
-        compile: time ``torch.compile``\\ d models.
+        compile: time ``torch.compile``\\ d models (every variant).
+        sdpa_backend: pin one attention backend for every variant: ``"flash"``, ``"efficient"``,
+            ``"cudnn"`` or ``"math"`` (:data:`SDPA_BACKENDS`); None leaves PyTorch's choice.
+        profile_dir: write one profiler trace per variant there (None: no profile).
         num_classes: classifier outputs (random labels are drawn in this range).
         model_kwargs: extra constructor arguments for every variant.
         seed: seed for weights, inputs and labels.
@@ -120,6 +146,8 @@ class BenchmarkConfig:
     amp: str | None = "auto"
     memory: bool = True
     compile: bool = False
+    sdpa_backend: str | None = None
+    profile_dir: str | None = None
     num_classes: int = 1000
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
@@ -129,6 +157,8 @@ class BenchmarkConfig:
             raise ValueError(
                 f"need batch_size >= 1, reps >= 1, warmup >= 0; got {self.batch_size}, {self.reps}, {self.warmup}"
             )
+        if self.sdpa_backend is not None and self.sdpa_backend not in SDPA_BACKENDS:
+            raise ValueError(f"sdpa_backend must be one of {sorted(SDPA_BACKENDS)}, got {self.sdpa_backend!r}")
         if self.train_reps is None:
             self.train_reps = self.reps
         if self.threads is None:
@@ -243,6 +273,10 @@ def build_variant_model(config: BenchmarkConfig, variant: Variant, device: str |
         kwargs["adapter"] = "none"
     torch.manual_seed(config.seed)
     model = timm.create_model(config.model, num_classes=config.num_classes, attn_impl=variant.attn_impl, **kwargs)
+    received_kernel(variant.score_kernel, torch.device("cpu"))  # validates the name
+    for module in model.modules():
+        if isinstance(module, Attention):
+            module.score_kernel = variant.score_kernel
     set_trainable(model)  # as in training: the backbone frozen when there are adapters
     return model.to(device or config.device)
 
@@ -253,6 +287,13 @@ def make_batch(config: BenchmarkConfig, model: nn.Module) -> tuple[torch.Tensor,
     x = torch.randn(input_shape_of(model, config.batch_size), generator=gen)
     y = torch.randint(0, config.num_classes, (config.batch_size,), generator=gen)
     return x.to(config.device), y.to(config.device)
+
+
+def pinned_backend(config: BenchmarkConfig) -> Any:
+    """A context pinning ``config.sdpa_backend`` (a no-op when None)."""
+    if config.sdpa_backend is None:
+        return contextlib.nullcontext()
+    return sdpa_kernel(SDPA_BACKENDS[config.sdpa_backend])
 
 
 def _autocast(config: BenchmarkConfig) -> Any:
@@ -358,13 +399,24 @@ def measure_peak_memory(config: BenchmarkConfig, variant: Variant, mode: str) ->
     base = current_mib(device)
     if not reset_peak(device):
         logger.warning("cannot reset the RSS high-water mark: the peak includes model construction")
-    step()
-    step()
+    with pinned_backend(config):
+        step()
+        step()
     return {"base_mib": base, "peak_mib": peak_mib(device), "allocator_set": allocator_set}
 
 
 def measure_peak_memory_isolated(config: BenchmarkConfig, variant: Variant, mode: str) -> dict[str, float | None]:
-    """:func:`measure_peak_memory` in a freshly spawned process; None values if that process dies."""
+    """:func:`measure_peak_memory` in a freshly spawned process; None values if that process dies.
+
+    On CUDA it runs in this process (after the other models are freed): ``max_memory_allocated``
+    counts live tensors only, so no process state leaks between variants, and a new process per
+    variant would cost a CUDA start each.
+    """
+    if torch.device(config.device).type == "cuda":
+        torch.cuda.empty_cache()
+        result = measure_peak_memory(config, variant, mode)
+        torch.cuda.empty_cache()
+        return result
     try:
         with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
             return pool.submit(measure_peak_memory, config, variant, mode).result()
@@ -375,7 +427,7 @@ def measure_peak_memory_isolated(config: BenchmarkConfig, variant: Variant, mode
 
 def planned_calls(config: BenchmarkConfig, variants: Sequence[Variant]) -> int:
     """Number of progress ticks :func:`run_benchmark` will make."""
-    per_variant = 1 + config.warmup + config.reps
+    per_variant = 1 + config.warmup + config.reps + (1 if config.profile_dir else 0)
     if config.train_reps:
         per_variant += config.warmup + config.train_reps
     if config.memory:
@@ -427,10 +479,11 @@ def run_benchmark(
     for model in models.values():
         model.to(device)
 
-    with _compile_settings(config.compile, len(variants)):
+    with _compile_settings(config.compile, len(variants)), pinned_backend(config):
         runners = {key: (torch.compile(m) if config.compile else m) for key, m in models.items()}
         infer = [make_inference_step(runners[v.model_key], x, v.keep_rate, config) for v in variants]
         _round_robin(results, infer, config.warmup, config.reps, device, "infer", tick)
+        train: list[Callable[[], None]] = []
         if config.train_reps:
             optimizers = {key: make_optimizer(m) for key, m in models.items()}
             train = [
@@ -438,8 +491,12 @@ def run_benchmark(
                 for v in variants
             ]
             _round_robin(results, train, config.warmup, config.train_reps, device, "train", tick)
-            del train, optimizers
-        del infer, runners
+        if config.profile_dir:
+            for index, result in enumerate(results):
+                steps = [infer[index], *train[index : index + 1]]
+                path = profile_steps(steps, device, Path(config.profile_dir) / f"{result.variant.name}.json")
+                tick(f"{result.variant.name}: trace {path}")
+        del infer, train, runners
     del models
     if device.type == "cuda":
         torch.cuda.empty_cache()
@@ -452,6 +509,24 @@ def run_benchmark(
     return BenchmarkResult(config, env, list(x.shape), results)
 
 
+def profile_steps(steps: Sequence[Callable[[], None]], device: torch.device, path: Path) -> Path:
+    """One ``torch.profiler`` trace (CPU, and CUDA kernels on a GPU) of ``steps`` run once each (an
+    inference call, then a training step), written as Chrome-trace JSON to ``path`` (Perfetto,
+    ``chrome://tracing``)."""
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if device.type == "cuda":
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with torch.profiler.profile(activities=activities, record_shapes=True) as prof:
+        for index, step in enumerate(steps):
+            with torch.profiler.record_function(("inference", "train_step")[min(index, 1)]):
+                step()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+    prof.export_chrome_trace(str(path))
+    return path
+
+
 def _compile_settings(enabled: bool, num_variants: int) -> Any:
     """Allow one compiled graph per keep rate and mode (dynamo specialises on the float keep rate)."""
     if not enabled:
@@ -461,9 +536,9 @@ def _compile_settings(enabled: bool, num_variants: int) -> Any:
     return torch._dynamo.config.patch(recompile_limit=4 * num_variants + 8)
 
 
-def build_shared_models(config: BenchmarkConfig, variants: Sequence[Variant]) -> dict[tuple[bool, str], nn.Module]:
+def build_shared_models(config: BenchmarkConfig, variants: Sequence[Variant]) -> dict[tuple[bool, str, str], nn.Module]:
     """One CPU model per (adapter, attention implementation), all holding the same backbone weights."""
-    models: dict[tuple[bool, str], nn.Module] = {}
+    models: dict[tuple[bool, str, str], nn.Module] = {}
     reference: dict[str, torch.Tensor] | None = None
     for v in variants:
         if v.model_key in models:

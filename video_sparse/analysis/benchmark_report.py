@@ -45,12 +45,14 @@ def key_ratios(result: BenchmarkResult, keep_rate: float = PAPER_KEEP_RATE) -> d
         ``gmacs_vs_dense_vit``, ``train_peak_vs_dense_adapter`` (peak memory of a training step),
         ``train_step_memory_vs_dense_adapter`` (the same, less the memory in use before the step),
         ``train_time_vs_dense_adapter``,
-        ``speedup_vs_explicit`` and ``train_speedup_vs_explicit`` (explicit-attention time over ours).
+        ``speedup_vs_explicit`` and ``train_speedup_vs_explicit`` (explicit-attention time over ours),
+        ``speedup_vs_chunked`` and ``train_speedup_vs_chunked`` (chunked-score-kernel time over ours).
         A value is None when a row or a measurement is missing.
     """
     sparse = result.get(f"sparse_{keep_rate:g}")
     dense_vit, dense_adapter = result.get("dense_vit"), result.get("dense_adapter")
     explicit = result.get(f"explicit_{keep_rate:g}")
+    chunked = result.get(f"chunked_{keep_rate:g}")
 
     def med(row: VariantResult | None, key: str) -> float | None:
         return row.median(key) if row is not None else None
@@ -71,6 +73,8 @@ def key_ratios(result: BenchmarkResult, keep_rate: float = PAPER_KEEP_RATE) -> d
         ),
         "speedup_vs_explicit": _ratio(med(explicit, "infer_s"), med(sparse, "infer_s")),
         "train_speedup_vs_explicit": _ratio(med(explicit, "train_s"), med(sparse, "train_s")),
+        "speedup_vs_chunked": _ratio(med(chunked, "infer_s"), med(sparse, "infer_s")),
+        "train_speedup_vs_chunked": _ratio(med(chunked, "train_s"), med(sparse, "train_s")),
     }
 
 
@@ -87,6 +91,8 @@ def describe(result: BenchmarkResult) -> str:
     cfg, env = result.config, result.environment
     precision = cfg.amp + " autocast" if cfg.amp else "fp32"
     compiled = ", torch.compile" if cfg.compile else ""
+    if cfg.sdpa_backend:
+        compiled += f", SDPA backend {cfg.sdpa_backend} pinned"
     return (
         f"`{cfg.model}`, input {tuple(result.input_shape)}, {env['device']} ({env['device_name']}), "
         f"{env['threads']} threads, torch {env['torch']}, {precision}{compiled}; median of {cfg.reps} "
@@ -126,6 +132,8 @@ def to_markdown(result: BenchmarkResult, keep_rate: float = PAPER_KEEP_RATE) -> 
         v = row.variant
         tp = throughput(result, row)
         attention = "explicit" if v.attn_impl == "explicit" else "SDPA"
+        if v.score_kernel == "chunked":
+            attention += ", chunked score"
         cells = [
             v.name,
             f"{v.keep_rate:g}",
@@ -148,7 +156,7 @@ def to_markdown(result: BenchmarkResult, keep_rate: float = PAPER_KEEP_RATE) -> 
     lines += [
         f"- {name}: {_fmt(value, 3)}"
         for name, value in ratios.items()
-        if value is not None or not name.endswith("_cpu")
+        if value is not None or not (name.endswith("_cpu") or name.endswith("_chunked"))
     ]
     return "\n".join(lines) + "\n"
 

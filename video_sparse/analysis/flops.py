@@ -3,7 +3,10 @@
 Counting runs the model, so sparsifying layers really drop tokens and every later layer is
 counted at its true length. ``torch.utils.flop_counter`` counts matmuls and convolutions; the fused
 attention kernels are counted too (the CPU kernel is registered here, since PyTorch registers only
-the CUDA ones), as ``2 * N^2 * d`` MACs per head and sample for ``q k^T`` and ``attn v``.
+the CUDA ones), as ``2 * N^2 * d`` MACs per head and sample for ``q k^T`` and ``attn v``. The
+fused attention that also returns the received sums (``video_sparse::attention_with_received``) is
+counted as that attention, like the chunked kernel's two matmuls; its reversed ``Q K^T`` pass, an
+implementation cost of the exact score, is left out as the scores' softmax sums are.
 Elementwise work (softmax, norms, GELU) is not counted, as in fvcore and the papers.
 """
 
@@ -15,6 +18,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
+from ..layers import received_attention  # noqa: F401  (registers the op counted below)
+
 _aten = torch.ops.aten
 
 
@@ -22,7 +27,14 @@ def _sdpa_cpu_flops(query_shape, key_shape, value_shape, *args, out_shape=None, 
     return sdpa_flop_count(query_shape, key_shape, value_shape)
 
 
-_CUSTOM = {_aten._scaled_dot_product_flash_attention_for_cpu: _sdpa_cpu_flops}
+def _attention_with_received_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+    return sdpa_flop_count(query_shape, key_shape, value_shape)
+
+
+_CUSTOM = {
+    _aten._scaled_dot_product_flash_attention_for_cpu: _sdpa_cpu_flops,
+    torch.ops.video_sparse.attention_with_received: _attention_with_received_flops,
+}
 
 
 @dataclass(frozen=True)

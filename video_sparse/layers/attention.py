@@ -6,8 +6,9 @@ the way EViT-derived code does (kept for comparison benchmarks and as a test ref
 
 A score is computed only when the caller asks for one (the sparsifying layers), and only as much of
 the attention matrix as the policy needs (:class:`~video_sparse.sparsify.scorers.ScorePolicy`): a few
-query rows next to SDPA, or the per-key sums of the chunked kernel
-(:mod:`video_sparse.layers.chunked_attention`) for policies that need the whole matrix.
+query rows next to SDPA, or, for policies that need the whole matrix, the exact per-key sums from
+fused kernels (:mod:`video_sparse.layers.received_attention`) or from the chunked explicit kernel
+(:mod:`video_sparse.layers.chunked_attention`); :func:`received_kernel` chooses.
 """
 
 from __future__ import annotations
@@ -18,6 +19,29 @@ from torch import nn
 
 from ..sparsify.scorers import get_score_policy
 from .chunked_attention import attention_with_received
+from .received_attention import fused_attention_with_received, fused_kernel_available
+
+SCORE_KERNELS = ("auto", "fused", "chunked")
+
+
+def received_kernel(requested: str, device: torch.device) -> str:
+    """The kernel that computes the attention each key receives: ``"fused"`` or ``"chunked"``.
+
+    ``"auto"`` takes the fused kernels wherever one returning the log-sum-exp is enabled (CPU; CUDA
+    with the flash or memory-efficient SDPA backend): measured faster than the chunked kernel on the
+    CPU too (BENCHMARKS.md, "CPU after the fused score kernels"). Elsewhere (other devices, the math-only SDPA
+    backend) and during ONNX export it falls back to the chunked kernel.
+
+    Raises:
+        ValueError: ``requested`` is not one of :data:`SCORE_KERNELS`.
+    """
+    if requested not in SCORE_KERNELS:
+        raise ValueError(f"score_kernel must be one of {SCORE_KERNELS}, got {requested!r}")
+    if requested == "auto":
+        if torch.onnx.is_in_onnx_export():  # ONNX has no fused kernel returning the log-sum-exp
+            return "chunked"
+        return "fused" if fused_kernel_available(device) else "chunked"
+    return requested
 
 
 class Attention(nn.Module):
@@ -29,9 +53,11 @@ class Attention(nn.Module):
         qkv_bias: add a bias to the qkv projection.
         proj_drop: dropout after the output projection.
         attn_impl: ``"sdpa"`` (fused kernel) or ``"explicit"`` (full softmax matrix, reference style).
-        score_chunk_size: query rows per chunk when the exact mean-received score is computed;
-            None picks it from the input size and device (see
+        score_chunk_size: query rows per chunk when the chunked kernel computes the exact
+            mean-received score; None picks it from the input size and device (see
             :func:`~video_sparse.layers.chunked_attention.score_chunk_rows`).
+        score_kernel: how policies that need the whole matrix get it: ``"auto"``, ``"fused"`` or
+            ``"chunked"`` (see :func:`received_kernel`).
     """
 
     def __init__(
@@ -42,6 +68,7 @@ class Attention(nn.Module):
         proj_drop: float = 0.0,
         attn_impl: str = "sdpa",
         score_chunk_size: int | None = None,
+        score_kernel: str = "auto",
     ) -> None:
         super().__init__()
         if dim % num_heads:
@@ -53,6 +80,8 @@ class Attention(nn.Module):
         self.scale = self.head_dim**-0.5
         self.attn_impl = attn_impl
         self.score_chunk_size = score_chunk_size
+        received_kernel(score_kernel, torch.device("cpu"))  # validates the name
+        self.score_kernel = score_kernel
         self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
@@ -79,7 +108,7 @@ class Attention(nn.Module):
         scores = None
         if self.attn_impl == "explicit":
             attn = (q * self.scale) @ k.transpose(-2, -1)
-            attn = attn.float().softmax(dim=-1)
+            attn = attn.to(torch.promote_types(attn.dtype, torch.float32)).softmax(dim=-1)
             out = attn.to(v.dtype) @ v
             if policy is not None:
                 scores = (
@@ -88,7 +117,10 @@ class Attention(nn.Module):
                     else policy.from_queries(q, k, self.scale)
                 )
         elif policy is not None and policy.needs_attention:
-            out, received = attention_with_received(q, k, v, self.scale, self.score_chunk_size)
+            if received_kernel(self.score_kernel, q.device) == "fused":
+                out, received = fused_attention_with_received(q, k, v, self.scale)
+            else:
+                out, received = attention_with_received(q, k, v, self.scale, self.score_chunk_size)
             scores = policy.from_received(received, N)
         else:
             out = F.scaled_dot_product_attention(q, k, v)
