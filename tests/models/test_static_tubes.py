@@ -41,8 +41,9 @@ def _brute_force_keep(x, threshold, tubelet=2, patch=16):
                     if t == 0:
                         row.append(True)
                         continue
-                    cur = x[b, :, t * tubelet : (t + 1) * tubelet, h * patch : (h + 1) * patch, w * patch : (w + 1) * patch]
-                    prev = x[b, :, (t - 1) * tubelet : t * tubelet, h * patch : (h + 1) * patch, w * patch : (w + 1) * patch]
+                    rows, cols = slice(h * patch, (h + 1) * patch), slice(w * patch, (w + 1) * patch)
+                    cur = x[b, :, t * tubelet : (t + 1) * tubelet, rows, cols]
+                    prev = x[b, :, (t - 1) * tubelet : t * tubelet, rows, cols]
                     row.append(float((cur.double() - prev.double()).abs().mean()) >= threshold)
         keep.append(row)
     return torch.tensor(keep)
