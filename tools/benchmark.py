@@ -10,6 +10,7 @@ step time and peak memory in one run; writes <name>.json, <name>.md and a cost-c
     python tools/benchmark.py --preset video32 video_large --device cuda --sdpa-backend flash --profile
     python tools/benchmark.py --model sparse_vit_small_patch16_224 --batch-size 8 --keep-rates 0.5 0.7
     python tools/benchmark.py --plot-from a.json b.json --plot docs/images/cost_curves.png
+    python tools/benchmark.py --preset video --static-tubes 0.1 --clips CLIP.mp4 ...   # filter vs plain, real clips
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from video_sparse.analysis.benchmark import (
     default_variants,
     planned_calls,
     run_benchmark,
+    static_tube_variants,
 )
 from video_sparse.analysis.benchmark_report import (
     load_json,
@@ -141,6 +143,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="extra model constructor argument KEY=VALUE (repeatable)",
     )
     p.add_argument(
+        "--static-tubes",
+        type=float,
+        help="measure Sparse-Tuning at the first keep rate without and with the static-tube filter at this threshold",
+    )
+    p.add_argument("--clips", nargs="+", default=[], help="video files making the batch instead of random inputs")
+    p.add_argument(
         "--out-dir", default="outputs/benchmarks", help="folder for <name>.json/.md/.png (default: %(default)s)"
     )
     p.add_argument("--name", help="file stem (default: <preset or model>_<device>)")
@@ -171,6 +179,7 @@ def _config(args: argparse.Namespace, preset_name: str | None, name: str) -> Ben
         profile_dir=str(Path(args.profile) / name) if args.profile else None,
         num_classes=args.num_classes,
         model_kwargs=dict(args.arg),
+        clips=tuple(args.clips),
     )
 
 
@@ -179,7 +188,11 @@ def run_one(args: argparse.Namespace, preset_name: str | None) -> tuple[Benchmar
     name = args.name or f"{preset_name or args.model}_{args.device.replace(':', '')}"
     config = _config(args, preset_name, name)
     keep_rates = args.keep_rates or (PRESETS[preset_name][4] if preset_name else DEFAULT_KEEP_RATES)
-    variants = default_variants(keep_rates, args.explicit_keep_rates, args.chunked_keep_rates)
+    variants = (
+        default_variants(keep_rates, args.explicit_keep_rates, args.chunked_keep_rates)
+        if args.static_tubes is None
+        else static_tube_variants(args.static_tubes, keep_rates[0])
+    )
     out_dir = Path(args.out_dir)
     with tqdm(total=planned_calls(config, variants), desc=name, unit="call") as bar:
 

@@ -80,6 +80,7 @@ class Variant:
         attn_impl: ``"sdpa"`` or ``"explicit"`` (full attention matrices in every layer).
         score_kernel: how the sparsifying layers compute a whole-matrix score (``"auto"``,
             ``"fused"``, ``"chunked"``; see :func:`video_sparse.layers.attention.received_kernel`).
+        static_tubes: static-tube threshold passed to every forward call (None: the model's own).
     """
 
     name: str
@@ -87,6 +88,13 @@ class Variant:
     adapter: bool = True
     attn_impl: str = "sdpa"
     score_kernel: str = "auto"
+    static_tubes: float | None = None
+
+    @property
+    def forward_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of every forward call."""
+        extra = {} if self.static_tubes is None else {"static_tubes": self.static_tubes}
+        return {"keep_rate": self.keep_rate, **extra}
 
     @property
     def model_key(self) -> tuple[bool, str, str]:
@@ -113,6 +121,15 @@ def default_variants(
     ]
 
 
+def static_tube_variants(threshold: float, keep_rate: float = PAPER_KEEP_RATE) -> list[Variant]:
+    """Sparse-Tuning at ``keep_rate`` without and with the static-tube filter at ``threshold``
+    (measure them on real clips: ``BenchmarkConfig.clips``)."""
+    return [
+        Variant(f"sparse_{keep_rate:g}", keep_rate, static_tubes=0.0),
+        Variant(f"static_{threshold:g}_sparse_{keep_rate:g}", keep_rate, static_tubes=threshold),
+    ]
+
+
 @dataclass
 class BenchmarkConfig:
     """What to measure and how.
@@ -134,6 +151,8 @@ class BenchmarkConfig:
         num_classes: classifier outputs (random labels are drawn in this range).
         model_kwargs: extra constructor arguments for every variant.
         seed: seed for weights, inputs and labels.
+        clips: video files whose centre test clips (normalised as VideoMAE) make the batch instead
+            of random inputs, repeated in turn up to ``batch_size``.
     """
 
     model: str
@@ -151,6 +170,7 @@ class BenchmarkConfig:
     num_classes: int = 1000
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
+    clips: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.reps < 1 or self.warmup < 0:
@@ -284,7 +304,13 @@ def build_variant_model(config: BenchmarkConfig, variant: Variant, device: str |
 def make_batch(config: BenchmarkConfig, model: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
     """Random inputs of the model's shape and random labels, on the device."""
     gen = torch.Generator().manual_seed(config.seed)
-    x = torch.randn(input_shape_of(model, config.batch_size), generator=gen)
+    shape = input_shape_of(model, config.batch_size)
+    x = torch.randn(shape, generator=gen)
+    if config.clips:
+        from .static_tubes import load_clip
+
+        clips = [load_clip(path, num_frames=shape[2], size=shape[3]) for path in config.clips]
+        x = torch.cat([clips[i % len(clips)] for i in range(config.batch_size)])
     y = torch.randint(0, config.num_classes, (config.batch_size,), generator=gen)
     return x.to(config.device), y.to(config.device)
 
@@ -302,14 +328,14 @@ def _autocast(config: BenchmarkConfig) -> Any:
 
 
 def make_inference_step(
-    model: nn.Module, x: torch.Tensor, keep_rate: float, config: BenchmarkConfig
+    model: nn.Module, x: torch.Tensor, keep_rate: float, config: BenchmarkConfig, **forward_kwargs: Any
 ) -> Callable[[], None]:
-    """A call running one inference batch (eval mode, no autograd)."""
+    """A call running one inference batch (eval mode, no autograd); ``forward_kwargs`` go to the model."""
 
     def step() -> None:
         model.eval()
         with torch.inference_mode(), _autocast(config):
-            model(x, keep_rate=keep_rate)
+            model(x, keep_rate=keep_rate, **forward_kwargs)
 
     return step
 
@@ -321,6 +347,7 @@ def make_train_step(
     keep_rate: float,
     config: BenchmarkConfig,
     optimizer: torch.optim.Optimizer | None = None,
+    **forward_kwargs: Any,
 ) -> Callable[[], None]:
     """A call running one training step: forward, cross-entropy, backward, AdamW step.
 
@@ -337,7 +364,7 @@ def make_train_step(
     def step() -> None:
         model.train()
         with _autocast(config):
-            logits = model(x, keep_rate=keep_rate)
+            logits = model(x, keep_rate=keep_rate, **forward_kwargs)
         loss = F.cross_entropy(logits.float(), y)
         loss.backward()
         optimizer.step()
@@ -390,10 +417,11 @@ def measure_peak_memory(config: BenchmarkConfig, variant: Variant, mode: str) ->
     torch.set_num_threads(config.threads)
     model = build_variant_model(config, variant)
     x, y = make_batch(config, model)
+    extra = _extra_kwargs(variant)
     if mode == "infer":
-        step = make_inference_step(model, x, variant.keep_rate, config)
+        step = make_inference_step(model, x, variant.keep_rate, config, **extra)
     elif mode == "train":
-        step = make_train_step(model, x, y, variant.keep_rate, config)
+        step = make_train_step(model, x, y, variant.keep_rate, config, **extra)
     else:
         raise ValueError(f"mode must be 'infer' or 'train', got {mode!r}")
     base = current_mib(device)
@@ -472,7 +500,7 @@ def run_benchmark(
     x, y = make_batch(config, next(iter(models.values())))
     results = []
     for v in variants:  # counted on CPU: the count does not depend on the device's kernels
-        gmacs = count_gmacs(models[v.model_key], x[:1].cpu(), keep_rate=v.keep_rate).gmacs
+        gmacs = count_gmacs(models[v.model_key], x[:1].cpu(), **v.forward_kwargs).gmacs
         results.append(VariantResult(v, gmacs))
         tick(f"{v.name}: {gmacs:.2f} GMACs")
     x, y = x.to(device), y.to(device)
@@ -481,13 +509,17 @@ def run_benchmark(
 
     with _compile_settings(config.compile, len(variants)), pinned_backend(config):
         runners = {key: (torch.compile(m) if config.compile else m) for key, m in models.items()}
-        infer = [make_inference_step(runners[v.model_key], x, v.keep_rate, config) for v in variants]
+        infer = [
+            make_inference_step(runners[v.model_key], x, v.keep_rate, config, **_extra_kwargs(v)) for v in variants
+        ]
         _round_robin(results, infer, config.warmup, config.reps, device, "infer", tick)
         train: list[Callable[[], None]] = []
         if config.train_reps:
             optimizers = {key: make_optimizer(m) for key, m in models.items()}
             train = [
-                make_train_step(runners[v.model_key], x, y, v.keep_rate, config, optimizers[v.model_key])
+                make_train_step(
+                    runners[v.model_key], x, y, v.keep_rate, config, optimizers[v.model_key], **_extra_kwargs(v)
+                )
                 for v in variants
             ]
             _round_robin(results, train, config.warmup, config.train_reps, device, "train", tick)
@@ -525,6 +557,11 @@ def profile_steps(steps: Sequence[Callable[[], None]], device: torch.device, pat
                 torch.cuda.synchronize(device)
     prof.export_chrome_trace(str(path))
     return path
+
+
+def _extra_kwargs(variant: Variant) -> dict[str, Any]:
+    """The variant's forward arguments besides the keep rate."""
+    return {k: v for k, v in variant.forward_kwargs.items() if k != "keep_rate"}
 
 
 def _compile_settings(enabled: bool, num_variants: int) -> Any:

@@ -5,6 +5,10 @@ indices it kept (time-major ``t, h, w`` for video; -1 for a kept fused token). H
 boolean patch masks and then images: one panel for the input and one per dropping layer, side by
 side (a PNG for an image; one such strip per frame for a video, each frame showing the tokens of
 its 2-frame tube, saved as an animated GIF or an MP4).
+
+With the static-tube filter (``static_tubes``), tubes removed before the network are tinted blue
+(:data:`STATIC_TINT`) and tubes removed by attention are dimmed, so the two are told apart; a panel
+"static filter" shows what entered the first block.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from torch import nn
 from ..safe_files import ensure_dir, write_with
 
 DIM = 0.22  # brightness of dropped patches
+STATIC_TINT = (40, 90, 230)  # colour blended into tubes removed before the network
+STATIC_BLEND = 0.65  # weight of the tint
 _CAPTION_H = 16
 _GAP = 4
 
@@ -35,12 +41,15 @@ class KeptTokens(NamedTuple):
         layers: the 0-based block index of each dropping layer.
         fused: per layer, whether a fused token was kept too.
         logits: (num_classes,) the model's output for the sample.
+        static: (T/t, H/p, W/p) bool, True where the tube entered the network (the static-tube
+            filter removed the others); None without the filter.
     """
 
     masks: np.ndarray
     layers: list[int]
     fused: list[bool]
     logits: torch.Tensor
+    static: np.ndarray | None = None
 
 
 def center_crop(image: Image.Image, size: int | tuple[int, int]) -> np.ndarray:
@@ -74,7 +83,7 @@ def kept_masks(kept: Sequence[torch.Tensor], num_patches: int) -> torch.Tensor:
     """Turn kept indices into masks.
 
     Args:
-        kept: per dropping layer, (B, K_l) original patch indices (-1 = fused token).
+        kept: per dropping layer, (B, K_l) original patch indices (-1 = fused token, -2 = padding).
         num_patches: patches of the input.
 
     Returns:
@@ -98,35 +107,50 @@ def dropping_layers(model: nn.Module, keep_rate: float | None = None) -> list[in
 
 
 @torch.no_grad()
-def compute_kept_tokens(model: nn.Module, x: torch.Tensor, keep_rate: float | None = None) -> KeptTokens:
+def compute_kept_tokens(
+    model: nn.Module, x: torch.Tensor, keep_rate: float | None = None, static_tubes: float | None = None
+) -> KeptTokens:
     """Run ``model`` on one sample and collect its kept-token masks.
 
     Args:
         model: a ``SparseViT``.
         x: (1, C, H, W) image or (1, C, T, H, W) clip, normalised as the model expects.
         keep_rate: override of the model's keep rate.
+        static_tubes: override of the model's static-tube threshold (0: off).
     """
     if x.shape[0] != 1:
         raise ValueError(f"compute_kept_tokens takes one sample, got a batch of {x.shape[0]}")
     was_training = model.training
     model.eval()
+    kwargs = {} if static_tubes is None else {"static_tubes": static_tubes}
     try:
-        logits, kept = model(x, return_kept=True, keep_rate=keep_rate)
+        logits, kept = model(x, return_kept=True, keep_rate=keep_rate, **kwargs)
     finally:
         model.train(was_training)
     grid = tuple(model.patch_embed.grid_size)
-    masks = kept_masks(kept, int(np.prod(grid)))[:, 0].reshape(len(kept), *grid).numpy()
-    fused = [bool((ids[0] < 0).any()) for ids in kept]
-    return KeptTokens(masks, dropping_layers(model, keep_rate), fused, logits[0])
+    num_patches = int(np.prod(grid))
+    threshold = getattr(model, "static_tubes", None) if static_tubes is None else static_tubes
+    static = None
+    if threshold:  # the filter's entry comes first: the tubes that entered the network
+        static = kept_masks(kept[:1], num_patches)[0, 0].reshape(grid).numpy()
+        kept = kept[1:]
+    layers = dropping_layers(model, keep_rate)
+    if len(layers) != len(kept):  # a clip too short after the filter to drop at every sparsifying layer
+        layers = layers[: len(kept)]
+    masks = kept_masks(kept, num_patches)[:, 0].reshape(len(kept), *grid).numpy()
+    fused = [bool((ids[0] == -1).any()) for ids in kept]
+    return KeptTokens(masks, layers, fused, logits[0], static)
 
 
-def dim_dropped(image: np.ndarray, mask: np.ndarray, dim: float = DIM) -> np.ndarray:
-    """Darken the patches of ``image`` where ``mask`` is False.
+def dim_dropped(image: np.ndarray, mask: np.ndarray, dim: float = DIM, static: np.ndarray | None = None) -> np.ndarray:
+    """Darken the patches of ``image`` where ``mask`` is False; tint those ``static`` removed.
 
     Args:
         image: (H, W, 3) uint8.
         mask: (gh, gw) bool patch grid; H and W must be multiples of gh and gw.
         dim: brightness factor of dropped patches.
+        static: (gh, gw) bool, False where the static-tube filter removed the tube before the
+            network: drawn blended with :data:`STATIC_TINT` instead of dimmed; None: no filter.
 
     Returns:
         (H, W, 3) uint8.
@@ -135,8 +159,17 @@ def dim_dropped(image: np.ndarray, mask: np.ndarray, dim: float = DIM) -> np.nda
     gh, gw = mask.shape
     if height % gh or width % gw:
         raise ValueError(f"image {height}x{width} is not a whole number of {gh}x{gw} patches")
-    factor = np.where(mask, 1.0, dim).repeat(height // gh, axis=0).repeat(width // gw, axis=1)
-    return (image.astype(np.float32) * factor[..., None]).round().astype(np.uint8)
+
+    def per_pixel(grid: np.ndarray) -> np.ndarray:
+        return grid.repeat(height // gh, axis=0).repeat(width // gw, axis=1)[..., None]
+
+    pixels = image.astype(np.float32) * per_pixel(np.where(mask, 1.0, dim))
+    if static is not None:
+        if static.shape != mask.shape:
+            raise ValueError(f"static mask {static.shape} does not match the patch grid {mask.shape}")
+        tinted = (1 - STATIC_BLEND) * image.astype(np.float32) + STATIC_BLEND * np.array(STATIC_TINT, np.float32)
+        pixels = np.where(per_pixel(static), pixels, tinted)
+    return pixels.round().astype(np.uint8)
 
 
 def panel_strip(panels: Sequence[np.ndarray], captions: Sequence[str], scale: int = 1) -> Image.Image:
@@ -190,16 +223,21 @@ def render_video(frames: np.ndarray, tokens: KeptTokens, scale: int = 1, dim: fl
     """
     if tokens.masks.ndim != 4:
         raise ValueError(f"video masks must be (L, T', gh, gw), got shape {tokens.masks.shape}")
-    num_tubes = tokens.masks.shape[1]
+    num_tubes = tokens.masks.shape[1] if tokens.static is None else tokens.static.shape[0]
     if len(frames) % num_tubes:
         raise ValueError(f"{len(frames)} frames do not split into {num_tubes} tubes")
     tubelet = len(frames) // num_tubes
     strips = []
     for f, frame in enumerate(frames):
-        tube = tokens.masks[:, f // tubelet]
-        panels = [frame] + [dim_dropped(frame, m, dim) for m in tube]
+        t = f // tubelet
+        tube = tokens.masks[:, t]
+        static = None if tokens.static is None else tokens.static[t]
+        panels = [frame] + [dim_dropped(frame, m, dim, static) for m in tube]
         captions = _captions(tokens, tube)
         captions[0] = f"frame {f + 1}/{len(frames)}"
+        if static is not None:  # what entered the first block
+            panels.insert(1, dim_dropped(frame, static, dim, static))
+            captions.insert(1, f"static filter: {int(static.sum())}/{static.size}")
         strips.append(panel_strip(panels, captions, scale))
     return strips
 

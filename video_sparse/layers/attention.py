@@ -87,7 +87,11 @@ class Attention(nn.Module):
         self.proj_drop = nn.Dropout(proj_drop)
 
     def forward(
-        self, x: torch.Tensor, score: str | None = None, num_prefix_tokens: int = 0
+        self,
+        x: torch.Tensor,
+        score: str | None = None,
+        num_prefix_tokens: int = 0,
+        key_padding_mask: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Attend and optionally score the non-prefix tokens.
 
@@ -95,6 +99,8 @@ class Attention(nn.Module):
             x: (B, N, C) tokens.
             score: name of an importance policy (``SCORE_POLICIES``) or None for no score.
             num_prefix_tokens: leading tokens (CLS) that are never scored.
+            key_padding_mask: (B, N) bool, True for real tokens, or None: padded tokens receive no
+                attention and are left out of the score's means (their own outputs are unused).
 
         Returns:
             out: (B, N, C); scores: (B, N - num_prefix_tokens) float32, or None.
@@ -105,27 +111,34 @@ class Attention(nn.Module):
             raise ValueError(f"score={score!r} needs a class token; use 'mean_attn' or 'mean_query' for video")
         q, k, v = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
 
+        valid = key_padding_mask
+        masked = () if valid is None else (valid,)  # policies take the mask only when there is one
         scores = None
         if self.attn_impl == "explicit":
             attn = (q * self.scale) @ k.transpose(-2, -1)
+            if valid is not None:
+                attn = attn.masked_fill(~valid[:, None, None, :], float("-inf"))
             attn = attn.to(torch.promote_types(attn.dtype, torch.float32)).softmax(dim=-1)
             out = attn.to(v.dtype) @ v
             if policy is not None:
                 scores = (
-                    policy.from_attention(attn)
+                    policy.from_attention(attn, *masked)
                     if policy.from_attention is not None
-                    else policy.from_queries(q, k, self.scale)
+                    else policy.from_queries(q, k, self.scale, *masked)
                 )
         elif policy is not None and policy.needs_attention:
-            if received_kernel(self.score_kernel, q.device) == "fused":
+            # The fused kernels take no key padding mask: a batch with removed static tubes is scored in
+            # explicit query chunks, which mask padded keys and leave padded queries out of the sums.
+            if valid is None and received_kernel(self.score_kernel, q.device) == "fused":
                 out, received = fused_attention_with_received(q, k, v, self.scale)
             else:
-                out, received = attention_with_received(q, k, v, self.scale, self.score_chunk_size)
-            scores = policy.from_received(received, N)
+                out, received = attention_with_received(q, k, v, self.scale, self.score_chunk_size, valid)
+            scores = policy.from_received(received, N if valid is None else valid.sum(dim=1, keepdim=True))
         else:
-            out = F.scaled_dot_product_attention(q, k, v)
+            mask = None if valid is None else valid[:, None, None, :]
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
             if policy is not None:
-                scores = policy.from_queries(q, k, self.scale)
+                scores = policy.from_queries(q, k, self.scale, *masked)
 
         out = self.proj_drop(self.proj(out.transpose(1, 2).reshape(B, N, C)))
         if scores is not None:

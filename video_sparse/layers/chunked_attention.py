@@ -22,17 +22,36 @@ def score_chunk_rows(batch_heads: int, num_keys: int, device: torch.device) -> i
     return max(16, budget // max(1, batch_heads * num_keys))
 
 
+def _padding_terms(valid: torch.Tensor | None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """Additive key bias (B, 1, 1, N) (0 or -inf) and query weights (B, 1, N, 1) of a padding mask."""
+    if valid is None:
+        return None, None
+    bias = torch.zeros(valid.shape, dtype=torch.float32, device=valid.device).masked_fill(~valid, float("-inf"))
+    return bias[:, None, None, :], valid[:, None, :, None].float()
+
+
+def _chunk_attn(q_rows: torch.Tensor, kt: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    logits = (q_rows @ kt).float()
+    return (logits if bias is None else logits + bias).softmax(dim=-1)
+
+
 def _chunked_attention(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, chunk_size: int
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    scale: float,
+    chunk_size: int,
+    valid: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Attention output (B, H, N, d) and the attention each key receives, summed over queries
-    (B, H, N) float32, one chunk of query rows at a time."""
+    """Attention output (B, H, N, d) and the attention each key receives, summed over (real)
+    queries (B, H, N) float32, one chunk of query rows at a time."""
     outs = []
     received = torch.zeros(q.shape[:3], dtype=torch.float32, device=q.device)
     kt = k.transpose(-2, -1)
+    bias, rows = _padding_terms(valid)
     for start in range(0, q.shape[2], chunk_size):
-        attn = ((q[:, :, start : start + chunk_size] * scale) @ kt).float().softmax(dim=-1)
-        received += attn.sum(dim=2)
+        attn = _chunk_attn(q[:, :, start : start + chunk_size] * scale, kt, bias)
+        received += (attn if rows is None else attn * rows[:, :, start : start + chunk_size]).sum(dim=2)
         outs.append(attn.to(v.dtype) @ v)
     return torch.cat(outs, dim=2), received
 
@@ -49,17 +68,24 @@ class _RecomputedChunkedAttention(torch.autograd.Function):
 
     @staticmethod
     def forward(
-        ctx, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, chunk_size: int
+        ctx,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        scale: float,
+        chunk_size: int,
+        valid: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        ctx.save_for_backward(q, k, v)
+        ctx.save_for_backward(q, k, v, valid)
         ctx.scale, ctx.chunk_size = scale, chunk_size
         ctx.set_materialize_grads(False)  # an unused output's gradient arrives as None: skip its terms
-        return _chunked_attention(q, k, v, scale, chunk_size)
+        return _chunked_attention(q, k, v, scale, chunk_size, valid)
 
     @staticmethod
     def backward(ctx, d_out: torch.Tensor | None, d_received: torch.Tensor | None):
-        q, k, v = ctx.saved_tensors
+        q, k, v, valid = ctx.saved_tensors
         scale = ctx.scale
+        bias, query_rows = _padding_terms(valid)
         acc = torch.promote_types(k.dtype, torch.float32)  # sums over chunks: at least fp32
         dq = torch.empty_like(q)
         dk = torch.zeros(k.shape, dtype=acc, device=k.device)
@@ -68,23 +94,28 @@ class _RecomputedChunkedAttention(torch.autograd.Function):
         for start in range(0, q.shape[2], ctx.chunk_size):
             rows = slice(start, start + ctx.chunk_size)
             q_rows = q[:, :, rows] * scale
-            attn = (q_rows @ kt).float().softmax(dim=-1)  # (B, H, c, N), as in the forward pass
+            attn = _chunk_attn(q_rows, kt, bias)  # (B, H, c, N), as in the forward pass
             d_attn = torch.zeros_like(attn)
             if d_out is not None:
                 d_out_rows = d_out[:, :, rows]
                 d_attn += (d_out_rows @ v.transpose(-2, -1)).float()
                 dv += attn.to(v.dtype).transpose(-2, -1) @ d_out_rows
             if d_received is not None:
-                d_attn += d_received.unsqueeze(2)
+                d_attn += d_received.unsqueeze(2) * (1.0 if query_rows is None else query_rows[:, :, rows])
             d_logits = (attn * (d_attn - (d_attn * attn).sum(dim=-1, keepdim=True))).to(q.dtype)
             dq[:, :, rows] = (d_logits @ k) * scale
             dk += d_logits.transpose(-2, -1) @ q_rows
-        return dq, dk.to(k.dtype), dv.to(v.dtype), None, None
+        return dq, dk.to(k.dtype), dv.to(v.dtype), None, None, None
 
 
 @torch.compiler.disable  # eager under torch.compile: the chunk loop needs a concrete N (see below)
 def attention_with_received(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, chunk_size: int | None = None
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    scale: float,
+    chunk_size: int | None = None,
+    valid: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Attention output plus the exact attention each key receives, summed over queries, in query chunks.
 
@@ -101,14 +132,17 @@ def attention_with_received(
         scale: attention scale.
         chunk_size: query rows per chunk; temporary memory is O(B * H * chunk_size * N). None: from
             :func:`score_chunk_rows`.
+        valid: (B, N) bool, True for real tokens, or None: padded keys get no attention and padded
+            queries add nothing to ``received``.
 
     Returns:
-        out: (B, H, N, d) attention output; received: (B, H, N) float32, ``sum_i softmax(q_i k^T * scale)``.
+        out: (B, H, N, d) attention output; received: (B, H, N) float32, ``sum_i softmax(q_i k^T * scale)``
+        over the real queries i.
     """
     B, H, N, _ = q.shape
     chunk_size = chunk_size or score_chunk_rows(B * H, N, q.device)
     if torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad):
-        out, received = _RecomputedChunkedAttention.apply(q, k, v, scale, chunk_size)
+        out, received = _RecomputedChunkedAttention.apply(q, k, v, scale, chunk_size, valid)
     else:
-        out, received = _chunked_attention(q, k, v, scale, chunk_size)
+        out, received = _chunked_attention(q, k, v, scale, chunk_size, valid)
     return out, received

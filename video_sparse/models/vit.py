@@ -35,6 +35,7 @@ from torch.utils.checkpoint import checkpoint
 
 from ..adapters import ADAPTERS, is_adapter_key
 from ..layers import Attention, PatchEmbed2d, TubeletEmbed, sincos_position_table
+from ..layers.static_tubes import PADDING_ID, PackedTubes, pack_tubes, static_tube_keep
 from ..sparsify import (
     SCORE_POLICIES,
     TokenSelection,
@@ -43,6 +44,7 @@ from ..sparsify import (
     num_kept_tokens,
     select_tokens,
 )
+from ..sparsify.padding import num_kept_per_clip, select_tokens_padded
 
 DEFAULT_VIDEO_SCORE = "mean_attn"  # chosen by measurement: BENCHMARKS.md, "Video score policy"
 #: The paper's sparsifying blocks (0-based) in a 12-block ViT; deeper models scale them.
@@ -68,7 +70,7 @@ class SparseOutput(NamedTuple):
         logits: (B, num_classes).
         kept: one (B, K_l) long tensor per sparsifying layer that dropped tokens: the original patch
             index (0 .. num_patches-1, time-major for video) of every kept token, in score order; -1
-            marks a fused token that was kept.
+            marks a fused token that was kept, -2 padding (clips shortened by ``static_tubes``).
     """
 
     logits: torch.Tensor
@@ -120,6 +122,7 @@ class Block(nn.Module):
         history: list[torch.Tensor] | None = None,
         kept: torch.Tensor | None = None,
         keep_units: int | None = None,
+        valid: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None, TokenSelection | None]:
         """Run the block.
 
@@ -132,28 +135,42 @@ class Block(nn.Module):
                 activation checkpointing); the fused token's weights still come from the scores.
             keep_units: the keep rate as an integer of 1/10000 (overrides ``keep_rate``; see
                 :func:`~video_sparse.sparsify.functional.num_kept_from_units`).
+            valid: (B, P + N) bool, True for real tokens of a padded batch, or None: padding is
+                ignored by attention and scores, and every sample keeps its own share of its real
+                tokens (:mod:`video_sparse.sparsify.padding`).
 
         Returns:
             (B, P + N', C) tokens, the adapter output (or None), the token selection (or None).
         """
         num_scored = x.shape[1] - self.num_prefix_tokens
         num_keep = num_scored
-        if self.sparsify:  # only sparsifying blocks count their kept tokens
-            num_keep = (
-                num_kept_tokens(num_scored, keep_rate)
-                if keep_units is None
-                else num_kept_from_units(num_scored, keep_units)
-            )
-        drops = num_keep < num_scored
+        scored_valid = None if valid is None else valid[:, self.num_prefix_tokens :]
+        if self.sparsify and scored_valid is not None:
+            num_keep = num_kept_per_clip(scored_valid, keep_rate, keep_units)
+            drops = bool((num_keep < scored_valid.sum(dim=1)).any())
+        else:
+            if self.sparsify:  # only sparsifying blocks count their kept tokens
+                num_keep = (
+                    num_kept_tokens(num_scored, keep_rate)
+                    if keep_units is None
+                    else num_kept_from_units(num_scored, keep_units)
+                )
+            drops = num_keep < num_scored
         attn_out, scores = self.attn(
-            self.norm1(x), score=self.score if drops else None, num_prefix_tokens=self.num_prefix_tokens
+            self.norm1(x),
+            score=self.score if drops else None,
+            num_prefix_tokens=self.num_prefix_tokens,
+            key_padding_mask=valid,
         )
         x = x + self.drop_path1(self.ls1(attn_out))
         selection = None
-        if scores is not None:
+        if scores is not None and scored_valid is not None:
+            selection = select_tokens_padded(scores, scored_valid, num_keep, self.fuse_token, kept)
+        elif scores is not None:
             if kept is None:  # ranked on detached scores: no tensor saved, so a recomputation may skip it
                 kept = select_tokens(scores.detach(), keep_rate, fuse=False, num_keep=num_keep).kept
             selection = _forced_selection(scores, kept, self.fuse_token)
+        if selection is not None:
             x = apply_selection(x, selection, self.num_prefix_tokens)
             if history:
                 history[:] = [apply_selection(h, selection, self.num_prefix_tokens) for h in history]
@@ -208,6 +225,10 @@ class SparseViT(nn.Module):
             classifier of the paper's released code (``head.0``).
         grad_checkpointing: recompute every block in the backward pass (activation checkpointing)
             instead of keeping its activations; see :meth:`set_grad_checkpointing`.
+        static_tubes: video only: drop, before the first block, every tube whose mean absolute
+            difference to the tube before it at the same position is below this threshold (on the
+            normalised input; :mod:`video_sparse.layers.static_tubes`); None or 0 keeps every tube.
+            Kept tubes carry their own position encoding and, as token mass, their run length.
     """
 
     def __init__(
@@ -246,6 +267,7 @@ class SparseViT(nn.Module):
         attn_impl: str = "sdpa",
         head_norm: str = "none",
         grad_checkpointing: bool = False,
+        static_tubes: float | None = None,
     ) -> None:
         super().__init__()
         self.model_args = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
@@ -276,6 +298,7 @@ class SparseViT(nn.Module):
         if adapter is not None and adapter not in ADAPTERS:
             raise ValueError(f"adapter must be one of {sorted(ADAPTERS)} or None, got {adapter!r}")
         num_kept_tokens(1, keep_rate)  # validates the range
+        _check_static_tubes(static_tubes, num_frames)
 
         self.num_classes = num_classes
         self.num_features = self.embed_dim = embed_dim
@@ -286,6 +309,7 @@ class SparseViT(nn.Module):
         self.keep_rate = keep_rate
         self.sparse_layers = sparse_layers
         self.fused_pool_weight = fused_pool_weight
+        self.static_tubes = static_tubes
         self.adapter_name = adapter
         self.dense_connections = (adapter == "dense") if dense_connections is None else dense_connections
         if self.dense_connections and adapter is None:
@@ -397,16 +421,19 @@ class SparseViT(nn.Module):
         keep_rate: float,
         history: list[torch.Tensor] | None,
         keep_units: int | None = None,
+        valid: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None, TokenSelection | None]:
         """``block(x, keep_rate, history)``, through activation checkpointing when it is on."""
         if not (self.grad_checkpointing and torch.is_grad_enabled()):
-            return block(x, keep_rate, history, keep_units=keep_units)
+            return block(x, keep_rate, history, keep_units=keep_units, valid=valid)
         first: dict[str, torch.Tensor] = {}
 
         def run(x: torch.Tensor, *hist: torch.Tensor) -> tuple[Any, ...]:
             # `history` is passed by value: the recomputation must see it as it was, not as reduced.
             local = list(hist) if history is not None else None
-            out, adapter_out, selection = block(x, keep_rate, local, kept=first.get("kept"), keep_units=keep_units)
+            out, adapter_out, selection = block(
+                x, keep_rate, local, kept=first.get("kept"), keep_units=keep_units, valid=valid
+            )
             if selection is not None and "kept" not in first:
                 first["kept"] = selection.kept  # the recomputed forward keeps these tokens
             return out, adapter_out, selection, local
@@ -422,8 +449,18 @@ class SparseViT(nn.Module):
             x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)
         return self.pos_drop(x + self.pos_embed.to(x.dtype))
 
+    def _embed_static(self, x: torch.Tensor, threshold: float) -> PackedTubes:
+        """Embed a clip batch and keep only its non-static tubes (:mod:`~video_sparse.layers.static_tubes`)."""
+        keep = static_tube_keep(x, threshold, self.patch_embed.tubelet_size, self.patch_embed.patch_size)
+        return pack_tubes(self._embed(x), keep, tuple(self.patch_embed.grid_size))
+
     def forward_tokens(
-        self, x: torch.Tensor, keep_rate: float | None = None, track: bool = False, keep_units: int | None = None
+        self,
+        x: torch.Tensor,
+        keep_rate: float | None = None,
+        track: bool = False,
+        keep_units: int | None = None,
+        static_tubes: float | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None, list[torch.Tensor]]:
         """Run embedding and blocks.
 
@@ -435,21 +472,30 @@ class SparseViT(nn.Module):
                 :func:`~video_sparse.sparsify.functional.keep_units`); overrides ``keep_rate``. A
                 compiled model (``dynamic=True``) keeps it symbolic: a keep-rate schedule passed this
                 way compiles no new graph per rate.
+            static_tubes: overrides ``self.static_tubes`` for this call (0 keeps every tube).
 
         Returns:
             tokens (B, P + N', C) after the final norm; token masses (B, N') when tracked or needed
             for pooling, else None; kept original indices per dropping layer (empty unless tracked).
+            When static tubes are dropped, the first entry of the kept indices is the filter's
+            (tubes in original order, -2 for padding), and the masses start at the run lengths;
+            in a batch whose clips keep different numbers of tubes, padding has mass 0 and index -2.
         """
         keep_rate = self.keep_rate if keep_rate is None else keep_rate
-        x = self._embed(x)
-        track_mass = track or (self.global_pool == "avg" and self.fused_pool_weight == "mass")
-        tokens = _TokenTracker(x.shape[0], x.shape[1] - self.num_prefix_tokens, x.device, track, track_mass)
+        threshold = self.static_tubes if static_tubes is None else static_tubes
+        packed = self._embed_static(x, threshold) if threshold else None
+        x = self._embed(x) if packed is None else packed.tokens
+        valid = None if packed is None else packed.valid
+        track_mass = track or (self.global_pool == "avg" and self.fused_pool_weight == "mass") or packed is not None
+        tokens = _TokenTracker(x.shape[0], x.shape[1] - self.num_prefix_tokens, x.device, track, track_mass, packed)
         stages = _StageSums.of(self, embedded=x) if self.dense_connections else None
         history: list[torch.Tensor] | None = [] if self.uses_history else None
         for i, block in enumerate(self.blocks):
-            x, adapter_out, selection = self._run_block(block, x, keep_rate, history, keep_units)
+            x, adapter_out, selection = self._run_block(block, x, keep_rate, history, keep_units, valid)
             if selection is not None:
                 tokens.select(selection)
+                if selection.valid is not None:
+                    valid = torch.cat([valid[:, : self.num_prefix_tokens], selection.valid], dim=1)
             if stages is not None and adapter_out is not None:
                 x = stages.add(i, x, adapter_out)
             if history is not None:
@@ -457,14 +503,20 @@ class SparseViT(nn.Module):
                 del history[:-3]
         return self.norm(x), tokens.mass, tokens.kept_ids
 
-    def forward_head(self, x: torch.Tensor, mass: torch.Tensor | None = None) -> torch.Tensor:
-        """Pool tokens (B, P + N, C) and classify; ``mass`` (B, N) weights mean pooling."""
+    def forward_head(
+        self, x: torch.Tensor, mass: torch.Tensor | None = None, valid: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Pool tokens (B, P + N, C) and classify; ``mass`` (B, N) weights mean pooling; ``valid``
+        (B, N) bool leaves padding out of the mean (``mass`` of padding is 0 already)."""
         if self.global_pool == "token":
             x = x[:, 0]
         else:
             tokens = x[:, self.num_prefix_tokens :]
             if mass is not None and self.fused_pool_weight == "mass":
                 weights = mass.to(tokens.dtype).unsqueeze(-1)
+                x = (tokens * weights).sum(dim=1) / weights.sum(dim=1)
+            elif valid is not None:
+                weights = valid.to(tokens.dtype).unsqueeze(-1)
                 x = (tokens * weights).sum(dim=1) / weights.sum(dim=1)
             else:
                 x = tokens.mean(dim=1)
@@ -475,15 +527,24 @@ class SparseViT(nn.Module):
         return self.forward_tokens(x)[0]
 
     def forward(
-        self, x: torch.Tensor, return_kept: bool = False, keep_rate: float | None = None, keep_units: int | None = None
+        self,
+        x: torch.Tensor,
+        return_kept: bool = False,
+        keep_rate: float | None = None,
+        keep_units: int | None = None,
+        static_tubes: float | None = None,
     ) -> torch.Tensor | SparseOutput:
         """Classify a batch; with ``return_kept`` also return the kept token indices per layer.
 
         ``keep_rate`` (a fraction) or ``keep_units`` (an integer of 1/10000, see
-        :meth:`forward_tokens`) override ``self.keep_rate`` for this call.
+        :meth:`forward_tokens`) override ``self.keep_rate`` for this call, ``static_tubes`` the
+        static-tube threshold (0: off).
         """
-        tokens, mass, kept = self.forward_tokens(x, keep_rate=keep_rate, track=return_kept, keep_units=keep_units)
-        logits = self.forward_head(tokens, mass)
+        tokens, mass, kept = self.forward_tokens(
+            x, keep_rate=keep_rate, track=return_kept, keep_units=keep_units, static_tubes=static_tubes
+        )
+        filtered = bool(self.static_tubes if static_tubes is None else static_tubes)
+        logits = self.forward_head(tokens, mass, valid=mass.gt(0) if filtered else None)
         return SparseOutput(logits, kept) if return_kept else logits
 
     def tokens_per_block(self, keep_rate: float | None = None) -> list[tuple[int, int]]:
@@ -502,10 +563,24 @@ class SparseViT(nn.Module):
 class _TokenTracker:
     """The original index and the mass (tokens fused into it) of every kept token, through the selections."""
 
-    def __init__(self, batch: int, num_patches: int, device: torch.device, ids: bool, mass: bool) -> None:
-        self.ids = torch.arange(num_patches, device=device).expand(batch, -1) if ids else None
-        self.mass = torch.ones(batch, num_patches, device=device) if mass else None
-        self.kept_ids: list[torch.Tensor] = []  # (B, N') per sparsifying block; -1 marks the fused token
+    def __init__(
+        self,
+        batch: int,
+        num_patches: int,
+        device: torch.device,
+        ids: bool,
+        mass: bool,
+        packed: PackedTubes | None = None,
+    ) -> None:
+        self.kept_ids: list[torch.Tensor] = []  # (B, N') per sparsifying block; -1: fused token, -2: padding
+        if packed is None:
+            self.ids = torch.arange(num_patches, device=device).expand(batch, -1) if ids else None
+            self.mass = torch.ones(batch, num_patches, device=device) if mass else None
+            return
+        self.ids = packed.ids if ids else None  # the static-tube filter: kept tubes, their run lengths
+        self.mass = packed.lengths if mass else None
+        if self.ids is not None:
+            self.kept_ids.append(self.ids)
 
     def select(self, selection: TokenSelection) -> None:
         if self.ids is not None:
@@ -515,6 +590,8 @@ class _TokenTracker:
             self.mass = apply_selection(
                 self.mass.unsqueeze(-1), selection, 0, fuse_values=torch.ones_like(self.mass)
             ).squeeze(-1)
+            if selection.valid is not None:  # padding slots hold dropped tokens' masses: zero them
+                self.mass = self.mass * selection.valid
 
 
 class _StageSums:
@@ -556,9 +633,20 @@ def _make_head_norm(kind: str, dim: int, num_classes: int) -> nn.Module:
 def _reduce_ids(ids: torch.Tensor, selection: TokenSelection) -> torch.Tensor:
     """Follow original patch indices through a selection; a fused token gets -1."""
     kept = torch.gather(ids, 1, selection.kept)
-    if selection.fuse_weights is None:
-        return kept
-    return torch.cat([kept, kept.new_full((kept.shape[0], 1), -1)], dim=1)
+    if selection.fuse_weights is not None:
+        kept = torch.cat([kept, kept.new_full((kept.shape[0], 1), -1)], dim=1)
+    if selection.valid is not None:
+        kept = kept.masked_fill(~selection.valid, PADDING_ID)
+    return kept
+
+
+def _check_static_tubes(threshold: float | None, num_frames: int | None) -> None:
+    if threshold is None:
+        return
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not threshold >= 0:
+        raise ValueError(f"static_tubes must be None or a threshold >= 0, got {threshold!r}")
+    if threshold and num_frames is None:
+        raise ValueError("static_tubes drops tubes of a clip: it needs a video model (num_frames)")
 
 
 def _layer_norm(eps: float) -> Any:

@@ -22,11 +22,14 @@ class TokenSelection(NamedTuple):
         scores: (B, N) importance of the scored tokens (float32).
         fuse_weights: (B, N) weight of each token in the fused token (0 for kept tokens), or None
             when no fused token is made.
+        valid: for padded batches (:mod:`video_sparse.sparsify.padding`), (B, K [+ 1]) bool marking
+            the real tokens of the shortened sequence; None when nothing is padded.
     """
 
     kept: torch.Tensor
     scores: torch.Tensor
     fuse_weights: torch.Tensor | None
+    valid: torch.Tensor | None = None
 
 
 def num_kept_tokens(num_tokens: int, keep_rate: float) -> int:
@@ -86,7 +89,8 @@ def apply_selection(
         selection: result of :func:`select_tokens` on the N scored tokens.
         num_prefix_tokens: leading tokens to keep untouched.
         fuse_values: optional (B, N) weights replacing ``selection.fuse_weights`` (e.g. ones to sum
-            token masses); ignored when no fused token is made.
+            token masses); ignored when no fused token is made. With a padded selection, padding
+            must hold zero in ``x``.
 
     Returns:
         (B, P + K [+ 1], C): prefix, kept tokens in score order, then the fused token if any.
@@ -98,7 +102,8 @@ def apply_selection(
         weights = selection.fuse_weights
         if fuse_values is not None:
             # zero score still means "dropped": rebuild the dropped mask from the kept indices
-            dropped = torch.ones_like(selection.scores, dtype=torch.bool).scatter(1, selection.kept, False)
+            unkept = False if selection.valid is None else ~selection.valid[:, : selection.kept.shape[1]]
+            dropped = torch.ones_like(selection.scores, dtype=torch.bool).scatter(1, selection.kept, unkept)
             weights = fuse_values * dropped
         parts.append(torch.bmm(weights.to(body.dtype).unsqueeze(1), body))
     return torch.cat(parts, dim=1)

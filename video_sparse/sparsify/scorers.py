@@ -11,6 +11,9 @@ Every policy returns, per sample, one non-negative number per token, averaged ov
 - ``mean_query``: a cheap proxy: the attention row of the mean query, ``softmax(mean_i(q_i) k^T /
   sqrt(d))``, O(N) per head.
 
+In a padded batch (clips of different lengths) every policy takes a ``valid`` (B, N) bool mask:
+padded keys get no attention and padded queries are left out of every mean.
+
 A new policy is one entry in :data:`SCORE_POLICIES`; the attention layer
 (:class:`video_sparse.layers.Attention`) asks the record how to score.
 """
@@ -27,12 +30,13 @@ class ScorePolicy(NamedTuple):
     """How one policy scores the tokens of an attention layer (scores: (B, N) float32, all tokens).
 
     Attributes:
-        from_queries: ``(q, k, scale) -> scores`` from a few query rows, without the attention
+        from_queries: ``(q, k, scale[, valid]) -> scores`` from a few query rows, without the attention
             matrix (q, k: (B, H, N, d)); None when the policy needs the whole matrix.
-        from_attention: ``attn -> scores`` from the softmax matrix (B, H, N, N), used where a layer
-            materialises it (``attn_impl="explicit"``); None: ``from_queries`` there too.
+        from_attention: ``(attn[, valid]) -> scores`` from the softmax matrix (B, H, N, N), used where a
+            layer materialises it (``attn_impl="explicit"``); None: ``from_queries`` there too.
         from_received: ``(received, num_queries) -> scores`` from the attention each key receives
-            summed over queries (B, H, N); how a policy that needs the whole matrix scores under SDPA.
+            summed over (real) queries (B, H, N); ``num_queries`` an int or a (B, 1) tensor of real
+            queries per sample; how a policy that needs the whole matrix scores under SDPA.
         needs_class_token: the policy reads the CLS query (a model without one cannot use it).
     """
 
@@ -47,35 +51,51 @@ class ScorePolicy(NamedTuple):
         return self.from_queries is None
 
 
-def query_row_scores(q_rows: torch.Tensor, k: torch.Tensor, scale: float) -> torch.Tensor:
+def query_row_scores(
+    q_rows: torch.Tensor, k: torch.Tensor, scale: float, valid: torch.Tensor | None = None
+) -> torch.Tensor:
     """Softmax attention of a few query rows over all keys, averaged over rows and heads.
 
     Args:
         q_rows: (B, H, R, d) queries (R is 1 for CLS or the mean query).
         k: (B, H, N, d) keys.
         scale: attention scale (1/sqrt(d)).
+        valid: (B, N) bool real keys, or None (all real).
 
     Returns:
-        (B, N) float32 scores.
+        (B, N) float32 scores (0 at padded keys).
     """
     logits = (q_rows.float() * scale) @ k.float().transpose(-2, -1)
+    if valid is not None:
+        logits = logits.masked_fill(~valid[:, None, None, :], float("-inf"))
     return logits.softmax(dim=-1).mean(dim=2).mean(dim=1)
 
 
-def _cls_row(q: torch.Tensor, k: torch.Tensor, scale: float) -> torch.Tensor:
-    return query_row_scores(q[:, :, :1], k, scale)
+def _cls_row(q: torch.Tensor, k: torch.Tensor, scale: float, valid: torch.Tensor | None = None) -> torch.Tensor:
+    return query_row_scores(q[:, :, :1], k, scale, valid)
 
 
-def _mean_query_row(q: torch.Tensor, k: torch.Tensor, scale: float) -> torch.Tensor:
-    return query_row_scores(q.mean(dim=2, keepdim=True), k, scale)
+def _mean_query_row(q: torch.Tensor, k: torch.Tensor, scale: float, valid: torch.Tensor | None = None) -> torch.Tensor:
+    if valid is None:
+        return query_row_scores(q.mean(dim=2, keepdim=True), k, scale)
+    weights = valid[:, None, :, None].to(q.dtype)
+    mean_q = (q * weights).sum(dim=2, keepdim=True) / weights.sum(dim=2, keepdim=True)
+    return query_row_scores(mean_q, k, scale, valid)
+
+
+def _mean_received(attn: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+    if valid is None:
+        return attn.mean(dim=2).mean(dim=1)
+    rows = valid[:, None, :, None].to(attn.dtype)
+    return ((attn * rows).sum(dim=2) / rows.sum(dim=2)).mean(dim=1)
 
 
 SCORE_POLICIES: dict[str, ScorePolicy] = {
     "cls": ScorePolicy(
-        from_queries=_cls_row, from_attention=lambda attn: attn[:, :, 0].mean(dim=1), needs_class_token=True
+        from_queries=_cls_row, from_attention=lambda attn, valid=None: attn[:, :, 0].mean(dim=1), needs_class_token=True
     ),
     "mean_attn": ScorePolicy(
-        from_attention=lambda attn: attn.mean(dim=2).mean(dim=1),
+        from_attention=_mean_received,
         from_received=lambda received, num_queries: received.mean(dim=1) / num_queries,
     ),
     "mean_query": ScorePolicy(from_queries=_mean_query_row),
