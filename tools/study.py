@@ -265,6 +265,11 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     p.add_argument("--methods", nargs="+", help="member names or shell patterns (default: all)")
     p.add_argument("--fashion-mnist", type=Path, help="folder of the idx files (default /usr/share/datasets/...)")
     p.add_argument("--in-process", action="store_true", help="run members in this process (memory not isolated)")
+    p.add_argument(
+        "--no-keep-curve",
+        action="store_true",
+        help="skip the test-time keep-rate curve (5 extra test passes of sparse_0.7), e.g. for repeated seeds",
+    )
     p.add_argument("--plan", action="store_true", help="print the plan and the estimated time, then stop")
     p.add_argument("--member", type=Path, help=argparse.SUPPRESS)
     return parse_with_overrides(p, argv)
@@ -318,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
                 n_train,
                 epochs,
                 n_test,
-                len(study.CURVE_KEEP_RATES) - 1 if m.keep_curve else 0,
+                len(study.CURVE_KEEP_RATES) - 1 if m.keep_curve and not args.no_keep_curve else 0,
                 speed,
                 overhead_s=5.0 if in_process else 20.0,
                 train_factor=1.0 if m.lr_family == "head" else 3.0,
@@ -347,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
             "keep_rate": m.keep_rate,
             "overrides": common + m.all_overrides(),
             "output_dir": str(out / "members" / m.name),
-            "keep_curve": m.keep_curve,
+            "keep_curve": m.keep_curve and not args.no_keep_curve,
             "isolated": not in_process,
             "infer_reps": 2 if args.quick else 10,
         }
