@@ -190,3 +190,94 @@ def test_quick_video_study_subset(tmp_path):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     _, records = _check_study(out, members, 4, 96)
     assert records["sparse_0.5"]["trainable_params"] == records["dense_adapter"]["trainable_params"]
+
+
+def _fake_study(folder, seed, top1, extra=(), seconds=None):
+    """A study folder with finished members written as study.json records (name -> test top-1)."""
+    for name, value in top1.items():
+        member = folder / "members" / name
+        member.mkdir(parents=True)
+        record = {
+            "name": name,
+            "overrides": [f"seed={seed}", f"data.root={folder}/data", "data.input_size=84", *extra],
+            "test": {"top1": value, "num_videos": 10000},
+            "train_s_per_epoch": (seconds or {}).get(name),
+        }
+        (member / "study.json").write_text(json.dumps(record))
+    return folder
+
+
+def test_seed_summary_mean_spread_and_claim(tmp_path):
+    from video_sparse.analysis import study_seeds
+
+    values = {0: (80.0, 82.0), 1: (81.0, 81.5), 2: (82.5, 82.0)}  # seed -> (sparse, dense)
+    folders = [
+        _fake_study(
+            tmp_path / f"s{seed}",
+            seed,
+            {"dense_adapter": d, "sparse_0.7": s},
+            seconds={"dense_adapter": 30.0, "sparse_0.7": 15.0 + seed * 3},
+        )
+        for seed, (s, d) in values.items()
+    ]
+    summaries = {s.name: s for s in study_seeds.summarize_seeds(folders)}
+    sparse = summaries["sparse_0.7"]
+    assert sparse.top1 == {0: 80.0, 1: 81.0, 2: 82.5}
+    assert sparse.mean == pytest.approx(243.5 / 3)
+    # sample standard deviation by hand: deviations -1.1667, -0.1667, +1.3333
+    assert sparse.sd == pytest.approx(((7 / 6) ** 2 + (1 / 6) ** 2 + (4 / 3) ** 2) ** 0.5 / 2**0.5)
+    claim = study_seeds.seed_claim_check(list(summaries.values()))
+    # gaps dense - sparse per seed: +2.00, +0.50, -0.50; mean +0.67 -> holds on the mean, at 2 of 3 seeds
+    assert "+2.00, +0.50, -0.50" in claim[0] and "holds on the mean, holds at 2 of 3 seeds" in claim[0]
+    assert "0.600 of dense_adapter" in claim[1] and "range 0.500-0.700" in claim[1]
+    md = study_seeds.write_seed_table(list(summaries.values()), tmp_path / "s.md", tmp_path / "s.csv")
+    assert "| sparse_0.7 | 0 1 2 | 80.00 81.00 82.50 | 81.17 |" in md
+    with open(tmp_path / "s.csv") as handle:
+        assert [r["method"] for r in csv.DictReader(handle)] == ["dense_adapter", "sparse_0.7"]
+    one = study_seeds.summarize_seeds(folders[:1])
+    assert all(np.isnan(s.sd) for s in one)  # one seed has no spread
+    gap = study_seeds.seed_claim_check(study_seeds.summarize_seeds(folders[:1]))[0]
+    assert "FAILS on the mean, holds at 0 of 1 seeds" in gap
+
+
+def test_seed_summary_refuses_mixed_settings_and_repeated_seeds(tmp_path):
+    from video_sparse.analysis import study_seeds
+
+    a = _fake_study(tmp_path / "a", 0, {"dense_adapter": 82.0})
+    b = _fake_study(tmp_path / "b", 1, {"dense_adapter": 83.0}, extra=["model.head_norm=batchnorm"])
+    with pytest.raises(ValueError, match="differ in more than the seed.*head_norm=batchnorm"):
+        study_seeds.summarize_seeds([a, b])
+    again = _fake_study(tmp_path / "again", 0, {"dense_adapter": 81.0})
+    with pytest.raises(ValueError, match="seed 0 appears twice"):
+        study_seeds.summarize_seeds([a, again])
+    with pytest.raises(ValueError, match="no finished study member"):
+        study_seeds.summarize_seeds([tmp_path / "empty"])
+    (a / "members" / "broken").mkdir()
+    (a / "members" / "broken" / "study.json").write_text("{")
+    with pytest.raises(ValueError, match="broken/study.json: not a valid study record"):
+        study_seeds.summarize_seeds([a])
+    record = {"name": "x", "overrides": ["seed=3", "epochs=1", "seed=4"]}
+    assert study_seeds.record_seed(record) == 4 and study_seeds.record_seed({**record, "seed": 7}) == 7
+    with pytest.raises(ValueError, match="'x' states no seed"):
+        study_seeds.record_seed({"name": "x", "overrides": []})
+
+
+def test_seeds_command_line(tmp_path):
+    folders = [_fake_study(tmp_path / f"s{k}", k, {"dense_adapter": 82.0 + k, "sparse_0.7": 81.0}) for k in range(2)]
+    cmd = [sys.executable, str(REPO / "tools" / "study.py"), "--seeds", *map(str, folders)]
+    result = subprocess.run(cmd + ["--out", str(tmp_path / "sum")], capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0, result.stderr[-2000:]
+    text = (tmp_path / "sum" / "seeds.md").read_text()
+    assert "| dense_adapter | 0 1 | 82.00 83.00 | 82.50 | 0.71 |" in text and "FAILS on the mean" in text
+    assert (tmp_path / "sum" / "seeds.png").read_bytes()[:8] == PNG_SIGNATURE
+    missing = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+    assert missing.returncode != 0 and "--seeds needs --out" in missing.stderr
+
+
+def test_regime_defaults_and_options():
+    from video_sparse.analysis.study_run import StudyOptions
+
+    assert StudyOptions().regime() == study.Regime(84, 4, 1000, None, 32)
+    assert StudyOptions(quick=True, task="video").regime() == study.QUICK_REGIMES["video"]
+    given = StudyOptions(resolution=224, epochs=3, test_images=2200).regime()
+    assert given == study.Regime(224, 3, 1000, 2200, 32)
