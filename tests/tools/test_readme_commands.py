@@ -104,6 +104,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "python tools/train.py experiment=cifar100 data.root=/data/cifar100 pretrained=/w/ViT-B_16.npz": ("compose", ""),
     "python tools/study.py --plan": ("run", ""),
     "python tools/study.py": ("compose", ""),
+    # the SLURM batch script, run as one block by test_slurm_script_requeues_only_a_preempted_run
+    'export MASTER_ADDR=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1) MASTER_PORT=29500': ("slurm", ""),
+    "srun bash -c 'RANK=$SLURM_PROCID LOCAL_RANK=$SLURM_LOCALID WORLD_SIZE=$SLURM_NTASKS python tools/train.py "
+    "experiment=k400_videomae_base data.root=/data/k400 pretrained=/w/videomae_vit_b_k400_pt.pth "
+    "output_dir=outputs/k400_run1'": ("slurm", ""),
+    "status=$?": ("slurm", ""),
+    '[ "$status" -eq 75 ] && scontrol requeue "$SLURM_JOB_ID"': ("slurm", ""),
+    'exit "$status"': ("slurm", ""),
 }
 # python blocks, by their first line: "run" in the work folder after the commands above, or "compile"
 # (a block that needs weights nothing here ships)
@@ -111,6 +119,7 @@ PYTHON_BLOCKS = {
     "import timm, torch, video_sparse  # importing video_sparse registers the models": "compile",
     "from video_sparse.inference import VideoClassifier": "run",
     "import onnxruntime as ort": "run",
+    "import timm": "run",
 }
 # what each README python block needs defined first (its own text says what `clips` is)
 PYTHON_PRELUDE = {"import onnxruntime as ort": "import numpy as np\nclips = np.zeros((2, 3, 16, 64, 64), np.float32)\n"}
@@ -452,3 +461,43 @@ def test_vtab_sweep_parses_and_stops_at_the_missing_folder(ws):
     result = ws.run("python tools/vtab_sweep.py --root /data/vtab-1k --out outputs/vtab -- pretrained=/w/ViT-B_16.npz")
     assert result.returncode == 2 and "usage:" not in result.stderr
     assert result.stderr.strip().count("\n") == 0 and "/w/ViT-B_16.npz" in result.stderr
+
+
+def test_slurm_script_requeues_only_a_preempted_run(ws, tmp_path):
+    """The README's SLURM script, run whole with stand-ins for ``srun``, ``scontrol`` and ``python``: the
+    training gets the rank variables and arguments its config composes; exit status 75 (preempted, step
+    saved) requeues the job and is passed on, any other status is passed on without a requeue."""
+    from video_sparse.engine.config import compose_config
+
+    script = next(body for language, body in readme_blocks(README.read_text()) if "scontrol requeue" in body)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "calls.jsonl"
+    stand_in = (
+        f"#!{sys.executable} -I\nimport json, os, sys\n"
+        f"with open({str(calls)!r}, 'a') as f:\n"
+        "    f.write(json.dumps([os.path.basename(sys.argv[0]), *sys.argv[1:], "
+        "{k: os.environ.get(k) for k in ('RANK', 'LOCAL_RANK', 'WORLD_SIZE', 'MASTER_ADDR')}]) + '\\n')\n"
+        "if sys.argv[1:3] == ['show', 'hostnames']:\n    print('node0')\n"
+        "sys.exit(int(os.environ['TRAIN_STATUS']) if os.path.basename(sys.argv[0]) == 'python' else 0)\n"
+    )
+    for name in ("python", "scontrol"):
+        (bin_dir / name).write_text(stand_in)
+        (bin_dir / name).chmod(0o755)
+    (bin_dir / "srun").write_text('#!/bin/bash\nexec "$@"\n')  # one task here
+    (bin_dir / "srun").chmod(0o755)
+    slurm = {"SLURM_JOB_NODELIST": "node[0-1]", "SLURM_JOB_ID": "4242", "SLURM_PROCID": "0"}
+    slurm.update(SLURM_LOCALID="0", SLURM_NTASKS="1", PATH=os.pathsep.join([str(bin_dir), ws.env["PATH"]]))
+    for status, requeued in ((75, True), (0, False), (1, False)):
+        calls.unlink(missing_ok=True)
+        env = dict(ws.env, TRAIN_STATUS=str(status), **slurm)
+        result = subprocess.run(["bash", "-c", script], cwd=ws.work, env=env, capture_output=True, text=True)
+        assert result.returncode == status, result.stderr
+        recorded = [json.loads(line) for line in calls.read_text().splitlines()]
+        train = [c for c in recorded if c[0] == "python"]
+        assert len(train) == 1 and train[0][1] == "tools/train.py"
+        assert train[0][-1] == {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "node0"}
+        requeues = [c[1:-1] for c in recorded if c[0] == "scontrol" and c[1] == "requeue"]
+        assert requeues == ([["requeue", "4242"]] if requeued else []), (status, recorded)
+    cfg = compose_config(train[0][2:-1], "train")
+    assert cfg.output_dir == "outputs/k400_run1" and cfg.data.root == "/data/k400" and cfg.resume == "auto"
