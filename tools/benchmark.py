@@ -58,6 +58,8 @@ PRESET_CPU_TIMES = {
     "tiny": "209 s",
     "image": "over 25 min (stopped unfinished at 25 min)",
     "video": "not measured (longer than image: 1568 tokens per clip)",
+    "video32": "not measured (a GPU preset: the video model at batch 32 there, batch 1 on the CPU as video)",
+    "video_large": "not measured (a GPU preset: VideoMAE ViT-L, about 3.5x the video preset's work)",
 }
 
 
@@ -66,8 +68,8 @@ def describe_presets() -> str:
     lines = ["presets (python tools/benchmark.py --preset NAME [NAME ...]):"]
     for name, (model, (cpu_batch, gpu_batch), reps, _, keeps) in PRESETS.items():
         lines.append(
-            f"  {name:6s} {model}, batch {cpu_batch} on CPU / {gpu_batch} on GPU, {reps} timed rounds, "
-            f"keep rates {', '.join(f'{k:g}' for k in keeps)}; CPU: {PRESET_CPU_TIMES[name]}"
+            f"  {name:11s} {model}, batch {cpu_batch} on CPU / {gpu_batch} on GPU, {reps} timed rounds, "
+            f"keep rates {', '.join(f'{k:g}' for k in keeps)}; CPU: {PRESET_CPU_TIMES.get(name, 'not measured')}"
         )
     lines.append("or --model NAME [--batch-size N --keep-rates ...]; --help lists every option")
     return "\n".join(lines)

@@ -5,7 +5,7 @@ Anyone who can write into an output folder (a shared ``outputs/``, a copied run)
 ``mkdir(exist_ok=True)`` would then write outside the folder. Every file the project writes goes
 through one of these primitives instead:
 
-* :func:`atomic_write` (in :mod:`video_sparse.checkpoint.io`): a new temporary file created with
+* :func:`atomic_write` (also exported by :mod:`video_sparse.checkpoint.io`): a new temporary file created with
   ``O_EXCL`` next to the target, then ``os.replace`` onto it. The rename replaces a link itself,
   never its target, and refuses a linked parent folder (:func:`ensure_dir`).
 * :func:`write_text`, :func:`write_bytes`, :func:`write_with`, :func:`save_image`: the same for text,
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import errno
 import os
+import secrets
 import stat
 from collections.abc import Callable
 from pathlib import Path
@@ -71,11 +72,56 @@ def ensure_dir(path: str | os.PathLike) -> Path:
     return path
 
 
+def _create_sibling_temp(path: Path) -> tuple[int, Path]:
+    """Create a new, uniquely named temporary file next to ``path``, mode 0o666 less the umask."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"cannot create a temporary file next to {path}")
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> Path:
+    """Call ``write(file)`` on a temporary file, then move it onto ``path``; never leaves a partial file.
+
+    The temporary file lives in the same folder (so the final ``os.replace`` is atomic), is flushed
+    and fsynced before the rename, gets the permissions of a normally created file (0o666 less the
+    umask), and is removed if anything fails, leaving an existing ``path`` untouched. Missing parent
+    folders are created. A symbolic link at ``path`` is replaced, never written through; a parent
+    folder that is a link is refused (:func:`ensure_dir`).
+
+    Returns:
+        ``path`` as a ``Path``.
+    """
+    path = Path(path)
+    ensure_dir(path.parent)
+    fd, tmp = _create_sibling_temp(path)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    try:  # make the rename itself durable; not possible on every platform / file system
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:
+        pass
+    return path
+
+
 def write_with(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> Path:
     """``write(file)`` into a temporary file next to ``path``, then rename it onto ``path`` (atomic, no link
-    followed; see :func:`video_sparse.checkpoint.io.atomic_write`)."""
-    from .checkpoint.io import atomic_write
-
+    followed; :func:`atomic_write`)."""
     return atomic_write(path, write)
 
 

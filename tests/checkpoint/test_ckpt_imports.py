@@ -1,4 +1,4 @@
-"""The checkpoint modules import each other without a cycle; ``io`` imports nothing from the package."""
+"""The checkpoint modules import each other without a cycle; the write primitives import no other layer."""
 
 from __future__ import annotations
 
@@ -37,16 +37,28 @@ def test_no_import_cycle_between_checkpoint_modules():
         visit(module, ())
 
 
-def test_atomic_write_module_imports_nothing_from_the_package():
-    tree = ast.parse((PACKAGE / "io.py").read_text())
-    imports = [node for node in ast.walk(tree) if isinstance(node, (ast.Import, ast.ImportFrom))]
-    assert not [n for n in imports if isinstance(n, ast.ImportFrom) and (n.level or "video_sparse" in n.module)]
+def _package_imports(path: Path) -> set[str]:
+    """Package modules ``path`` imports (relative or ``video_sparse...``), inside functions too."""
+    tree = ast.parse(path.read_text())
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("video_sparse")):
+            found.add(("." * node.level) + (node.module or ""))
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("video_sparse"))
+    return found
+
+
+def test_the_write_primitives_are_a_leaf():
+    """``safe_files`` (atomic writes, link refusal) imports only ``errors`` from the package, and ``errors``
+    nothing; ``checkpoint.io`` only ``safe_files``: every layer may use them without an import cycle."""
+    root = PACKAGE.parent
+    assert _package_imports(root / "errors.py") == set()
+    assert _package_imports(root / "safe_files.py") == {".errors"}
+    assert _package_imports(PACKAGE / "io.py") == {"..safe_files"}
     code = (
-        "import importlib.util, sys; spec = importlib.util.spec_from_file_location('io_alone', sys.argv[1]); "
-        "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m); "
-        "assert not [k for k in sys.modules if k.startswith('video_sparse')]; print(m.atomic_write.__name__)"
+        "import sys; import video_sparse.safe_files as s, video_sparse.checkpoint.io as io; "
+        "assert io.atomic_write is s.atomic_write; print('ok')"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code, str(PACKAGE / "io.py")], capture_output=True, text=True, check=False, timeout=120
-    )
-    assert result.returncode == 0 and result.stdout.strip() == "atomic_write", result.stderr[-2000:]
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]

@@ -27,7 +27,6 @@ BAD = [
     ("optim.mixup_prob=1.5", r"optim.mixup_prob=1.5 must be a number in \[0, 1\]"),
     ("optim.mixup=-0.1", r"optim.mixup=-0.1 must be a number >= 0"),
     ("optim.scheduler.warmup_epochs=-1", r"optim.scheduler.warmup_epochs=-1 must be a number >= 0"),
-    ("optim.scheduler.warmup_epochs=30", r"optim.scheduler.warmup_epochs=30 must be below epochs=5"),
     ("sparsity.keep_rate=0", r"sparsity.keep_rate=0 must be a number in \(0, 1\]"),
     ("sparsity.keep_rate=1.2", r"sparsity.keep_rate=1.2 must be a number in \(0, 1\]"),
     ("sparsity.ramp_epochs=-2", r"sparsity.ramp_epochs=-2 must be a number >= 0"),
@@ -71,6 +70,17 @@ def test_shipped_settings_and_boundaries_pass(experiment):
     check_config(_compose([f"experiment={experiment}", *required]))
     check_config(_compose(["sparsity.keep_rate=1.0", "optim.clip_grad=0", "data.num_workers=0", "optim.lr=null"]))
     check_config(_compose(["train.max_steps=null", "optim.scheduler.warmup_epochs=0"]))
+
+
+def test_warm_up_as_long_as_the_run_is_allowed_and_said(caplog):
+    """A one-epoch trial of a schedule with a longer warm-up runs (the scheduler warms up throughout)."""
+    with caplog.at_level("WARNING"):
+        check_config(_compose(["epochs=1", "optim.scheduler.warmup_epochs=1"]))
+        check_config(_compose(["epochs=2", "optim.scheduler.warmup_epochs=10"]))
+    assert sum("warms up for the whole run" in r.getMessage() for r in caplog.records) == 2
+    from video_sparse.engine.schedules import warmup_cosine
+
+    assert [warmup_cosine(s, 4, 10) for s in range(4)] == [0.1, 0.2, 0.3, 0.4]
 
 
 def test_every_range_describes_itself_and_checks_its_bounds():

@@ -103,7 +103,7 @@ def test_vtab_table_refuses_a_failed_task(tmp_path, value):
 
 
 def test_a_study_member_without_accuracy_has_no_row():
-    from video_sparse.analysis.study import row_from_record
+    from video_sparse.analysis.study_report import row_from_record
 
     record = {"name": "sparse", "test": {"top1": None, "num_videos": 8, "error": "8 of 8 videos have non-finite"}}
     with pytest.raises(ValueError, match="study member sparse: 8 of 8 videos have non-finite"):

@@ -17,6 +17,7 @@ Up-projections start at zero, so an adapted model starts exactly as its frozen b
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -32,6 +33,12 @@ def _kaiming(linear: nn.Linear) -> None:
 def _zeros(linear: nn.Linear) -> None:
     nn.init.zeros_(linear.weight)
     nn.init.zeros_(linear.bias)
+
+
+def _partitioned(module: nn.Module) -> bool:
+    """True under DeepSpeed ZeRO-3, whose hooks gather a layer's parameters only around that layer's
+    own forward call: code that reads a sub-layer's weight directly would see an empty shard."""
+    return any(hasattr(p, "ds_id") for p in module.parameters())
 
 
 class DenseAdapter(nn.Module):
@@ -71,7 +78,13 @@ class DenseAdapter(nn.Module):
         """
         inner = self.down2.out_features
         dtype = torch.promote_types(self.up2.weight.dtype, torch.float32)
-        with torch.autocast(self.up2.weight.device.type, enabled=False):
+        device_type = self.up2.weight.device.type
+        no_autocast = (
+            torch.autocast(device_type, enabled=False)
+            if torch.amp.is_autocast_available(device_type)
+            else contextlib.nullcontext()  # the meta device (shape-only runs) has no autocast
+        )
+        with no_autocast:
             w = {name: p.to(dtype) for name, p in self.named_parameters()}
             w3a, w3b = w["down3.weight"][:, :inner], w["down3.weight"][:, inner:]
             a = w3a + w3b @ w["up1.weight"]
@@ -83,6 +96,9 @@ class DenseAdapter(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, N, dim) -> (B, N, dim)."""
         x0 = F.relu(self.down1(x))
+        if _partitioned(self):  # each layer called, so ZeRO-3 gathers its weights: the same map in five GEMMs
+            a = self.down2(x0)
+            return self.up2(self.down3(torch.cat([a, self.up1(a)], dim=-1)) + x0)
         weight, bias = self.folded()
         return F.linear(x0, weight.to(x0.dtype), bias.to(x0.dtype))
 
@@ -123,6 +139,9 @@ class PaperDenseAdapter(nn.Module):
         """x: (B, N, dim); history: earlier adapter outputs, oldest first, each (B, N, dim)."""
         history = history or []
         terms = [(layer, h) for layer, h in ((self.down_prev, -1), (self.down_far, -self.reach)) if layer is not None]
+        if _partitioned(self):  # each layer called, so ZeRO-3 gathers its weights
+            hidden = sum((layer(history[back]) for layer, back in terms), self.down_x(x))
+            return self.up(F.relu(hidden))
         bias = sum((layer.bias for layer, _ in terms), self.down_x.bias)
         hidden = F.linear(x, self.down_x.weight, bias).flatten(0, -2)  # (B * N, hidden)
         for layer, back in terms:  # accumulated inside the GEMM, no separate addition

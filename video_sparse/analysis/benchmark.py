@@ -242,7 +242,8 @@ class BenchmarkResult:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> BenchmarkResult:
         results = [VariantResult(**{**r, "variant": Variant(**r["variant"])}) for r in data["results"]]
-        return cls(BenchmarkConfig(**data["config"]), data["environment"], list(data["input_shape"]), results)
+        config = {**data["config"], "clips": tuple(data["config"].get("clips", ()))}  # JSON keeps lists
+        return cls(BenchmarkConfig(**config), data["environment"], list(data["input_shape"]), results)
 
 
 def available_cores() -> int:

@@ -7,61 +7,14 @@ only), so data, engine and checkpoint code may all use :func:`atomic_write` with
 from __future__ import annotations
 
 import os
-import secrets
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import torch
 
-from ..safe_files import ensure_dir
+from ..safe_files import atomic_write
 
-
-def _create_sibling_temp(path: Path) -> tuple[int, Path]:
-    """Create a new, uniquely named temporary file next to ``path``, mode 0o666 less the umask."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    for _ in range(100):
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-        try:
-            return os.open(tmp, flags, 0o666), tmp
-        except FileExistsError:
-            continue
-    raise FileExistsError(f"cannot create a temporary file next to {path}")
-
-
-def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> Path:
-    """Call ``write(file)`` on a temporary file, then move it onto ``path``; never leaves a partial file.
-
-    The temporary file lives in the same folder (so the final ``os.replace`` is atomic), is flushed
-    and fsynced before the rename, gets the permissions of a normally created file (0o666 less the
-    umask), and is removed if anything fails, leaving an existing ``path`` untouched. Missing parent
-    folders are created. A symbolic link at ``path`` is replaced, never written through; a parent
-    folder that is a link is refused (:func:`video_sparse.safe_files.ensure_dir`).
-
-    Returns:
-        ``path`` as a ``Path``.
-    """
-    path = Path(path)
-    ensure_dir(path.parent)
-    fd, tmp = _create_sibling_temp(path)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    try:  # make the rename itself durable; not possible on every platform / file system
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        pass
-    return path
+__all__ = ["atomic_save", "atomic_write"]
 
 
 def atomic_save(obj: Any, path: str | os.PathLike) -> Path:

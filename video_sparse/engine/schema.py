@@ -13,6 +13,7 @@ mid-run.
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Optional
@@ -22,6 +23,8 @@ from omegaconf.errors import ConfigKeyError, ValidationError
 
 from ..errors import ConfigError
 from .overrides import did_you_mean
+
+log = logging.getLogger(__name__)
 
 # Optional[...] rather than `X | None`: OmegaConf reads the annotations at run time (Python 3.9 compatible)
 
@@ -241,7 +244,13 @@ def check_ranges(cfg: DictConfig) -> None:
             raise ConfigError(f"{key}={value!r} must be {allowed.describe()}")
     epochs, warmup = _value(cfg, "epochs"), _value(cfg, "optim.scheduler.warmup_epochs")
     if isinstance(epochs, int) and isinstance(warmup, (int, float)) and warmup >= epochs:
-        raise ConfigError(f"optim.scheduler.warmup_epochs={warmup!r} must be below epochs={epochs}")
+        # legal (a short trial run of a long schedule): the rate rises over the whole run and never decays
+        log.warning(
+            "optim.scheduler.warmup_epochs=%r is not below epochs=%d: the learning rate warms up for the whole "
+            "run and never decays",
+            warmup,
+            epochs,
+        )
     low, high = _value(cfg, "data.min_scale"), _value(cfg, "data.max_scale")
     if isinstance(low, (int, float)) and isinstance(high, (int, float)) and low > high:
         raise ConfigError(f"data.min_scale={low!r} must not exceed data.max_scale={high!r}")

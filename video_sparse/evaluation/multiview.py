@@ -308,6 +308,8 @@ def save_video_scores(
         raise ValueError(
             f"video_ids has {len(video_ids)} entries but sample index {int(merged.sample_index.max())} occurs"
         )
+    if class_names is not None and len(merged) == 0:
+        class_names = None  # nothing scored: no score columns to name
     if class_names is not None and len(class_names) != merged.num_classes:
         raise ValueError(f"{len(class_names)} class names for {merged.num_classes} score columns")
     ids = [str(video_ids[i]) if video_ids is not None else str(i) for i in merged.sample_index.tolist()]
