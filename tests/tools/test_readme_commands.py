@@ -113,13 +113,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     '[ "$status" -eq 75 ] && scontrol requeue "$SLURM_JOB_ID"': ("slurm", ""),
     'exit "$status"': ("slurm", ""),
 }
-# python blocks, by their first line: "run" in the work folder after the commands above, or "compile"
-# (a block that needs weights nothing here ships)
+# python blocks, by their first line: "run" in the work folder after the commands above, "repo" in the
+# repository folder (a block reading the repository's own assets), or "compile" (a block that needs
+# weights nothing here ships)
 PYTHON_BLOCKS = {
     "import timm, torch, video_sparse  # importing video_sparse registers the models": "compile",
     "from video_sparse.inference import VideoClassifier": "run",
     "import onnxruntime as ort": "run",
-    "import timm": "run",
+    "import timm  # run from the repository folder: the paths below are its assets": "repo",
 }
 # what each README python block needs defined first (its own text says what `clips` is)
 PYTHON_PRELUDE = {"import onnxruntime as ort": "import numpy as np\nclips = np.zeros((2, 3, 16, 64, 64), np.float32)\n"}
@@ -407,8 +408,9 @@ def test_testing_predict_onnx_and_python_blocks(ws, demo):
             compile(code, "README.md", "exec")
             continue
         start = time.perf_counter()
+        cwd = REPO if PYTHON_BLOCKS[first] == "repo" else ws.work
         result = subprocess.run(
-            [sys.executable, "-c", code], cwd=ws.work, env=ws.env, capture_output=True, text=True, timeout=300
+            [sys.executable, "-c", code], cwd=cwd, env=ws.env, capture_output=True, text=True, timeout=300
         )
         TIMES[f"python block: {first}"] = time.perf_counter() - start
         _ok(result)
