@@ -95,3 +95,24 @@ def test_models_keep_the_same_tokens_and_logits_as_the_stepwise_adapters(name, a
         ref = model(x, return_kept=True)
     assert ref.kept and all(torch.equal(a, b) for a, b in zip(ours.kept, ref.kept))
     torch.testing.assert_close(ours.logits, ref.logits, rtol=1e-5, atol=1e-5)
+
+
+def test_under_zero3_each_layer_is_called_and_gives_the_same_output(monkeypatch):
+    """ZeRO-3 gathers a layer's weights only around that layer's own call: with partitioned parameters
+    (marked by DeepSpeed's ``ds_id``) both adapters call every layer, and compute the same map."""
+    dense, paper = DenseAdapter(24, 8), PaperDenseAdapter(24, 8, layer_index=3)
+    _randomize(dense)
+    _randomize(paper, seed=1)
+    x, history = torch.randn(2, 5, 24), [torch.randn(2, 5, 24) for _ in range(3)]
+    expected = dense(x), paper(x, history)
+    for module in (dense, paper):
+        for p in module.parameters():
+            p.ds_id = 0
+    called = []
+    monkeypatch.setattr(
+        torch.nn.Linear, "forward", lambda self, t: called.append(self) or F.linear(t, self.weight, self.bias)
+    )
+    got = dense(x), paper(x, history)
+    assert {id(m) for m in called} == {id(m) for m in [*dense.children(), *paper.children()] if m is not None}
+    for a, b in zip(got, expected):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
