@@ -1,4 +1,4 @@
-"""The static-tube filter: drop decision, run lengths, padded batches and the off switch."""
+"""The static-tube filter: drop decision, run lengths, padded batches (with either score kernel) and the off switch."""
 
 import pytest
 import timm
@@ -188,6 +188,32 @@ def test_training_gradients_with_padding_and_checkpointing_equal_each_clip_alone
     alone = [grads(x[b : b + 1], False) for b in range(3)]
     for name, grad in together.items():
         torch.testing.assert_close(grad, sum(a[name] for a in alone), rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"adapter": "dense_paper", "fused_pool_weight": "mass"}])
+def test_fused_and_chunked_score_kernels_agree_on_a_padded_batch(kwargs):
+    """The fused kernels mask the padding of clips shortened to different lengths exactly as the
+    chunked kernel does: same kept tokens, logits and gradients."""
+    x = _clips()
+    runs = []
+    for kernel in ("fused", "chunked"):
+        model = _model(static_tubes=0.3, **kwargs)
+        video_sparse.adapters.set_trainable(model)
+        for block in model.blocks:
+            block.attn.score_kernel = kernel
+        with torch.no_grad():
+            out = model(x, return_kept=True)
+        model.train()
+        model(x).sum().backward()
+        runs.append((out, {n: p.grad for n, p in model.named_parameters() if p.grad is not None}))
+    (fused, fused_grads), (chunked, chunked_grads) = runs
+    assert len({int((fused.kept[0][b] >= 0).sum()) for b in range(3)}) == 3  # three lengths: padded
+    assert len(fused.kept) == len(chunked.kept) > 1
+    assert all(torch.equal(a, b) for a, b in zip(fused.kept, chunked.kept))
+    torch.testing.assert_close(fused.logits, chunked.logits, rtol=1e-5, atol=1e-5)
+    assert fused_grads.keys() == chunked_grads.keys() and fused_grads
+    for name, grad in fused_grads.items():
+        torch.testing.assert_close(grad, chunked_grads[name], rtol=1e-4, atol=1e-6, msg=name)
 
 
 def test_bad_thresholds_are_refused():

@@ -24,13 +24,14 @@ def _padded(seed=0, dim=32):
 
 
 @pytest.mark.parametrize(
-    "impl,score,prefix",
-    [("sdpa", None, 0), ("sdpa", "mean_attn", 0), ("sdpa", "mean_query", 0), ("sdpa", "cls", 1)]
-    + [("explicit", "mean_attn", 0), ("explicit", "mean_query", 0), ("explicit", "cls", 1)],
+    "impl,score,prefix,kernel",
+    [("sdpa", None, 0, "auto"), ("sdpa", "mean_query", 0, "auto"), ("sdpa", "cls", 1, "auto")]
+    + [("sdpa", "mean_attn", 0, "fused"), ("sdpa", "mean_attn", 0, "chunked"), ("sdpa", "mean_attn", 1, "fused")]
+    + [("explicit", "mean_attn", 0, "auto"), ("explicit", "mean_query", 0, "auto"), ("explicit", "cls", 1, "auto")],
 )
-def test_attention_and_scores_of_real_tokens_equal_each_sample_alone(impl, score, prefix):
+def test_attention_and_scores_of_real_tokens_equal_each_sample_alone(impl, score, prefix, kernel):
     torch.manual_seed(0)
-    attn = Attention(32, num_heads=4, attn_impl=impl, score_chunk_size=5).eval()
+    attn = Attention(32, num_heads=4, attn_impl=impl, score_chunk_size=5, score_kernel=kernel).eval()
     samples, x, valid = _padded()
     with torch.no_grad():
         out, scores = attn(x, score=score, num_prefix_tokens=prefix, key_padding_mask=valid)
@@ -43,9 +44,10 @@ def test_attention_and_scores_of_real_tokens_equal_each_sample_alone(impl, score
                 assert not scores[b, n - prefix :].any()  # padding receives nothing
 
 
-def test_chunked_gradients_with_padding_equal_each_sample_alone():
+@pytest.mark.parametrize("kernel", ["fused", "chunked"])
+def test_gradients_with_padding_equal_each_sample_alone(kernel):
     torch.manual_seed(1)
-    attn = Attention(32, num_heads=4, score_chunk_size=4)
+    attn = Attention(32, num_heads=4, score_chunk_size=4, score_kernel=kernel)
     samples, x, valid = _padded(seed=2)
     x.requires_grad_(True)
     out, scores = attn(x, score="mean_attn", key_padding_mask=valid)

@@ -127,10 +127,10 @@ class Attention(nn.Module):
                     else policy.from_queries(q, k, self.scale, *masked)
                 )
         elif policy is not None and policy.needs_attention:
-            # The fused kernels take no key padding mask: a batch with removed static tubes is scored in
-            # explicit query chunks, which mask padded keys and leave padded queries out of the sums.
-            if valid is None and received_kernel(self.score_kernel, q.device) == "fused":
-                out, received = fused_attention_with_received(q, k, v, self.scale)
+            # Either kernel masks padded keys (a batch with removed static tubes) and leaves padded
+            # queries out of the sums.
+            if received_kernel(self.score_kernel, q.device) == "fused":
+                out, received = fused_attention_with_received(q, k, v, self.scale, valid)
             else:
                 out, received = attention_with_received(q, k, v, self.scale, self.score_chunk_size, valid)
             scores = policy.from_received(received, N if valid is None else valid.sum(dim=1, keepdim=True))
