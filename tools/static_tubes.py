@@ -2,23 +2,28 @@
 
     python tools/static_tubes.py --threshold 0.1 CLIP.mp4 [CLIP.avi ...]
     python tools/static_tubes.py --model sparse_videomae_nano_patch16_64 --size 64 --frame-interval 1 \\
-        --mean 0.5 0.5 0.5 --std 0.5 0.5 0.5 demo_data/videos/test_00000.mp4
+        --mean 0.5 0.5 0.5 --std 0.5 0.5 0.5 demo_data/videos/test/test_00000.mp4
 
 Each clip is read as the test split reads it (dense sampling, the centre clip, centre crop) and
 normalised; GMACs come from forwards that really drop the tubes (video_sparse.analysis.flops).
-Prints a Markdown table.
+Prints a Markdown table (progress per clip goes to the log). A file that cannot be read as a video
+stops the tool with one line naming it (exit status 2).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 
 import timm
 
 import video_sparse  # noqa: F401  (registers the models)
 from video_sparse.analysis.static_tubes import VIDEOMAE_MEAN, VIDEOMAE_STD, clip_report, load_clip
+from video_sparse.data.reader_base import VideoReadError
+
+log = logging.getLogger("static_tubes")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,7 +45,8 @@ def main(argv: list[str] | None = None) -> str:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     for clip in args.clips:
         if not clip.is_file():
-            raise SystemExit(f"{clip}: file not found")
+            print(f"error: {clip}: file not found", file=sys.stderr)
+            sys.exit(2)
     model = timm.create_model(
         args.model, num_classes=10, img_size=args.size, num_frames=args.num_frames, keep_rate=args.keep_rate
     ).eval()
@@ -49,13 +55,17 @@ def main(argv: list[str] | None = None) -> str:
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for clip in args.clips:
-        x = load_clip(clip, args.num_frames, args.frame_interval, args.size, args.mean, args.std)
+        try:
+            x = load_clip(clip, args.num_frames, args.frame_interval, args.size, args.mean, args.std)
+        except VideoReadError as err:  # the message names the file
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(2)
         r = clip_report(model, x, args.threshold)
         lines.append(
             f"| {clip.name} | {r.tubes} | {r.kept} | {r.removed:.1%} | {r.gmacs:.1f} | {r.gmacs_filtered:.1f} "
             f"| {r.gmacs_filtered / r.gmacs:.2f} |"
         )
-        print(lines[-1], flush=True)
+        log.info("%s: %d of %d tubes kept (%.1f%% removed)", clip.name, r.kept, r.tubes, 100 * r.removed)
     table = "\n".join(lines)
     print(table)
     return table

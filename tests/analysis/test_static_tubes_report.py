@@ -52,3 +52,22 @@ def test_benchmark_rows_with_and_without_the_filter_on_real_clips():
     assert plain.variant.name == "sparse_0.7" and filtered.variant.name == "static_0.1_sparse_0.7"
     assert filtered.gmacs < 0.6 * plain.gmacs
     assert len(plain.infer_s) == len(filtered.train_s) == 1
+
+
+def test_tool_prints_the_table_once_and_refuses_a_non_video_in_one_line(tmp_path, capsys):
+    import importlib.util
+
+    tool_path = Path(__file__).resolve().parents[2] / "tools" / "static_tubes.py"
+    spec = importlib.util.spec_from_file_location("static_tubes_tool", tool_path)
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    args = ["--model", "sparse_videomae_nano_patch16_64", "--size", "64"]
+    table = tool.main([*args, str(CLIP)])
+    out = capsys.readouterr().out
+    assert out.count("| vtest.avi |") == 1 and out.strip() == table.strip()
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"not a video")
+    with pytest.raises(SystemExit) as stop:
+        tool.main([*args, str(bad)])
+    err = capsys.readouterr().err.strip()
+    assert stop.value.code == 2 and err.count("\n") == 0 and str(bad) in err and err.startswith("error:")
