@@ -5,9 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import av
-import numpy as np
 import pytest
+from moving_clips import write_moving_clip
 
 from video_sparse.data.lists import load_label_map, parse_list_file
 from video_sparse.data.prepare.folders import build_folder_lists
@@ -15,28 +14,12 @@ from video_sparse.data.prepare.folders import build_folder_lists
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _write_clip(path: Path, dx: int, dy: int, frames: int = 12, size: int = 40, seed: int = 0) -> None:
-    """A real H.264 clip: a bright square moving by (dx, dy) pixels per frame over noise."""
-    rng = np.random.default_rng(seed)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=25)
-        stream.width = stream.height = size
-        stream.pix_fmt = "yuv420p"
-        for t in range(frames):
-            image = rng.integers(0, 60, (size, size, 3), dtype=np.uint8)
-            x, y = (4 + dx * t) % (size - 8), (4 + dy * t) % (size - 8)
-            image[y : y + 8, x : x + 8] = 255
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
-        container.mux(stream.encode())
-
-
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory):
     root = tmp_path_factory.mktemp("own") / "my clips"  # a space in the path on purpose
     for i in range(5):
-        _write_clip(root / "moving right" / f"r{i}.mp4", 2, 0, seed=i)
-        _write_clip(root / "moving down" / "sub" / f"d{i}.mp4", 0, 2, seed=10 + i)
+        write_moving_clip(root / "moving right" / f"r{i}.mp4", 2, 0, seed=i)
+        write_moving_clip(root / "moving down" / "sub" / f"d{i}.mp4", 0, 2, seed=10 + i)
     (root / "notes").mkdir()  # a folder without videos is no class
     (root / "notes" / "readme.txt").write_text("not a video")
     return root
@@ -75,7 +58,7 @@ def test_folder_lists_are_stratified_and_reproducible(clips, tmp_path):
 
 
 def test_folder_lists_refuse_a_flat_folder(tmp_path):
-    _write_clip(tmp_path / "flat" / "a.mp4", 1, 0)
+    write_moving_clip(tmp_path / "flat" / "a.mp4", 1, 0)
     with pytest.raises(ValueError, match="one sub-folder per class"):
         build_folder_lists(tmp_path / "flat")
 

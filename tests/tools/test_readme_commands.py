@@ -21,9 +21,8 @@ import sys
 import time
 from pathlib import Path
 
-import av
-import numpy as np
 import pytest
+from moving_clips import write_moving_clip
 from omegaconf import OmegaConf
 
 REPO = Path(__file__).resolve().parents[2]
@@ -163,22 +162,6 @@ def readme_commands(text: str) -> list[str]:
     return commands
 
 
-def _write_clip(path: Path, dx: int, dy: int, seed: int, frames: int = 12, size: int = 40) -> None:
-    """A real H.264 clip: a bright square moving by (dx, dy) pixels per frame over noise."""
-    rng = np.random.default_rng(seed)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=25)
-        stream.width = stream.height = size
-        stream.pix_fmt = "yuv420p"
-        for t in range(frames):
-            image = rng.integers(0, 60, (size, size, 3), dtype=np.uint8)
-            x, y = (4 + dx * t) % (size - 8), (4 + dy * t) % (size - 8)
-            image[y : y + 8, x : x + 8] = 255
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
-        container.mux(stream.encode())
-
-
 class Workspace:
     """A folder outside the repository with ``tools`` linked in, a home with class folders, stand-ins."""
 
@@ -190,11 +173,11 @@ class Workspace:
         (self.work / "tools").symlink_to(REPO / "tools")  # the README's relative tool paths
         (self.work / ".venv").symlink_to(Path(sys.prefix))  # `source .venv/bin/activate`
         for i in range(4):
-            _write_clip(self.home / "my_clips" / "moving right" / f"r{i}.mp4", 2, 0, seed=i)
-            _write_clip(self.home / "my_clips" / "moving down" / f"d{i}.mp4", 0, 2, seed=10 + i)
-            _write_clip(self.home / "my_clips" / "moving left" / f"l{i}.mp4", -2, 0, seed=20 + i)
-        _write_clip(self.work / "clip.mp4", 2, 0, seed=30)
-        _write_clip(self.work / "my_clips" / "a.mp4", 0, 2, seed=31)
+            write_moving_clip(self.home / "my_clips" / "moving right" / f"r{i}.mp4", 2, 0, seed=i)
+            write_moving_clip(self.home / "my_clips" / "moving down" / f"d{i}.mp4", 0, 2, seed=10 + i)
+            write_moving_clip(self.home / "my_clips" / "moving left" / f"l{i}.mp4", -2, 0, seed=20 + i)
+        write_moving_clip(self.work / "clip.mp4", 2, 0, seed=30)
+        write_moving_clip(self.work / "my_clips" / "a.mp4", 0, 2, seed=31)
         (self.work / "my_clips" / "b.mp4").write_bytes(b"not a video")  # reported, the others go on
         bin_dir = tmp / "bin"
         bin_dir.mkdir()
